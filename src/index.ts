@@ -1,0 +1,16 @@
+// @srq/core: quantize super-resolution networks and run them on WebGPU or the CPU.
+import { registerBackend } from './tensor/backend.js';
+import { cpuBackend } from './tensor/cpu-backend.js';
+
+registerBackend(cpuBackend);
+
+export type { DType, TypedArray, FloatArray } from './tensor/dtype.js';
+export * from './tensor/errors.js';
+export { type Backend, type KernelTensor, registerBackend, setBackend, getBackend } from './tensor/backend.js';
+export { Tensor, type TensorLike, type TensorOptions, tensor, full, zeros, ones, fullLike } from './tensor/tensor.js';
+export { noGrad, isGradEnabled } from './tensor/autograd.js';
+export { tidy, keep, memory } from './tensor/memory.js';
+export { Random, manualSeed, rand, randn, uniform } from './tensor/random.js';
+export { cpuBackend } from './tensor/cpu-backend.js';
+export * from './ops.js';
+export * from './nn/functional.js';

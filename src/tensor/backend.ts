@@ -1,0 +1,129 @@
+import type { DType, TypedArray } from './dtype.js';
+import { BackendError } from './errors.js';
+
+/**
+ * What a kernel sees of a tensor: the backend's opaque data handle plus shape and dtype.
+ * Every handle a kernel receives is contiguous (row-major); kernels return new handles.
+ */
+export interface KernelTensor {
+  readonly data: unknown;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+export type UnaryOp =
+  | 'neg' | 'abs' | 'sign' | 'exp' | 'log' | 'sqrt' | 'relu' | 'tanh' | 'sigmoid'
+  /** round half to even, like torch.round */
+  | 'round';
+
+export type BinaryOp =
+  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum'
+  /** comparisons return 1 or 0 in the inputs' dtype */
+  | 'gt' | 'ge' | 'lt' | 'le' | 'eq';
+
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+/** conv2d geometry; `stride` and `padding` are [height, width]. */
+export interface Conv2dParams {
+  readonly stride: readonly [number, number];
+  readonly padding: readonly [number, number];
+  readonly groups: number;
+}
+
+/**
+ * The kernels a backend implements. Shapes are validated by the op layer before a kernel is
+ * called, so kernels may assume consistent inputs. Every kernel returns a fresh data handle
+ * whose shape the op layer already knows.
+ */
+export interface Backend {
+  readonly name: string;
+
+  /** Copies `values` into a new handle. */
+  upload(values: TypedArray, dtype: DType): unknown;
+  /** Reads a handle's values (a copy the caller owns). */
+  read(data: unknown, dtype: DType, size: number): Promise<TypedArray>;
+  /** Synchronous read; only backends whose memory is host memory provide it. */
+  readSync?(data: unknown, dtype: DType, size: number): TypedArray;
+  /** Frees a handle. */
+  release(data: unknown): void;
+  /** A handle of `size` elements all equal to `value`. */
+  fill(size: number, value: number, dtype: DType): unknown;
+  /** Converts element type (float → int truncates toward zero, uint8 wraps like a C cast). */
+  cast(x: KernelTensor, dtype: DType): unknown;
+
+  unary(op: UnaryOp, x: KernelTensor): unknown;
+  /** Elementwise with NumPy broadcasting to `outShape`. */
+  binary(op: BinaryOp, a: KernelTensor, b: KernelTensor, outShape: readonly number[]): unknown;
+  /** cond ≠ 0 ? a : b, broadcast to `outShape`. */
+  where(cond: KernelTensor, a: KernelTensor, b: KernelTensor, outShape: readonly number[]): unknown;
+  /** Reduces over `axes` (sorted, unique); the result has those axes removed. */
+  reduce(op: ReduceOp, x: KernelTensor, axes: readonly number[]): unknown;
+
+  /**
+   * out[i] = x.data[offset + Σ idx_d · strides[d]] for every index of `outShape`: one gather that
+   * serves permute, expand (stride 0), slice and strided slice.
+   */
+  gather(x: KernelTensor, outShape: readonly number[], strides: readonly number[], offset: number): unknown;
+  /** Constant padding; `pads[d] = [before, after]`, both ≥ 0. */
+  pad(x: KernelTensor, pads: readonly (readonly [number, number])[], value: number): unknown;
+  /** Concatenates along `axis`; inputs agree on every other axis. */
+  concat(xs: readonly KernelTensor[], axis: number): unknown;
+
+  /**
+   * Batched matrix product: a is [B, M, K] (or [B, K, M] when transA), b is [B, K, N]
+   * (or [B, N, K] when transB), B ≥ 1, result [B, M, N]. A batch of 1 in b is broadcast.
+   */
+  matmul(a: KernelTensor, b: KernelTensor, transA: boolean, transB: boolean): unknown;
+
+  /** x [N, C, H, W], weight [Co, C/groups, kh, kw], bias [Co] or null → [N, Co, Ho, Wo]. */
+  conv2d(x: KernelTensor, weight: KernelTensor, bias: KernelTensor | null, p: Conv2dParams): unknown;
+  /** Gradient of conv2d with respect to x, whose shape is `xShape` ([N, C, H, W]). */
+  conv2dBackwardData(gy: KernelTensor, weight: KernelTensor, xShape: readonly number[], p: Conv2dParams): unknown;
+  /** Gradient of conv2d with respect to the weight, whose shape is `wShape`. */
+  conv2dBackwardWeight(x: KernelTensor, gy: KernelTensor, wShape: readonly number[], p: Conv2dParams): unknown;
+
+  /** x [N, C, H, W] → [N, C, oh, ow], PyTorch's adaptive windows. */
+  adaptiveAvgPool2d(x: KernelTensor, outSize: readonly [number, number]): unknown;
+  adaptiveAvgPool2dBackward(gy: KernelTensor, xShape: readonly number[]): unknown;
+  /**
+   * Bilinear resize, align_corners = false, x [N, C, H, W] → [N, C, oh, ow]. `scales` are the
+   * user's scale factors when given (PyTorch then maps coordinates by 1/scale, not in/out).
+   */
+  resizeBilinear(x: KernelTensor, outSize: readonly [number, number], scales?: readonly [number, number]): unknown;
+  resizeBilinearBackward(gy: KernelTensor, xShape: readonly number[], scales?: readonly [number, number]): unknown;
+  /** Bilinear grid_sample, zero padding, align_corners = true; grid [N, Ho, Wo, 2] (x, y in [-1, 1]). */
+  gridSample(x: KernelTensor, grid: KernelTensor): unknown;
+  /** Returns [grad x, grad grid]. */
+  gridSampleBackward(gy: KernelTensor, x: KernelTensor, grid: KernelTensor): [unknown, unknown];
+
+  /** Frees everything the backend holds (devices, pools). */
+  dispose?(): void;
+}
+
+const registry = new Map<string, Backend>();
+let active: Backend | undefined;
+
+/** Makes a backend available under its name. */
+export function registerBackend(backend: Backend): void {
+  registry.set(backend.name, backend);
+  active ??= backend;
+}
+
+/** Selects the backend new tensors are created on. */
+export function setBackend(name: string): Backend {
+  const b = registry.get(name);
+  if (!b) throw new BackendError(`backend '${name}' is not registered (have: ${[...registry.keys()].join(', ')})`);
+  active = b;
+  return b;
+}
+
+/** The backend new tensors are created on. */
+export function getBackend(name?: string): Backend {
+  if (name !== undefined) {
+    const b = registry.get(name);
+    if (!b) throw new BackendError(`backend '${name}' is not registered (have: ${[...registry.keys()].join(', ')})`);
+    return b;
+  }
+  if (!active) throw new BackendError('no backend is registered');
+  return active;
+}
