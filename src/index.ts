@@ -14,3 +14,7 @@ export { Random, manualSeed, rand, randn, uniform } from './tensor/random.js';
 export { cpuBackend } from './tensor/cpu-backend.js';
 export * from './ops.js';
 export * from './nn/functional.js';
+export * from './nn/index.js';
+export * from './models/index.js';
+export * from './io/tensors.js';
+export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/safetensors.js';

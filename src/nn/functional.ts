@@ -2,6 +2,7 @@
 import { ShapeError, ValueError } from '../tensor/errors.js';
 import { fmt } from '../tensor/shape.js';
 import { noGrad } from '../tensor/autograd.js';
+import { tidy } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import {
   abs, add, div, exp, gt, log, max, mean, minimum, mul, relu, reshape, sqrt, sub, sum, variance, where,
@@ -92,11 +93,11 @@ export function batchNorm(
     if (runningMean && runningVar) {
       const momentum = options.momentum ?? 0.1;
       const count = x.size / c;
-      noGrad(() => {
+      noGrad(() => tidy(() => {
         const unbiased = mul(reshape(v, [c]), count / Math.max(count - 1, 1));
         runningMean.assign(add(mul(runningMean, 1 - momentum), mul(reshape(m, [c]), momentum)));
         runningVar.assign(add(mul(runningVar, 1 - momentum), mul(unbiased, momentum)));
-      });
+      }));
     }
   } else {
     if (!runningMean || !runningVar) throw new ValueError('batchNorm: evaluation needs running statistics');

@@ -1,7 +1,7 @@
 import { ShapeError, ValueError } from './errors.js';
 import { fmt, sameShape } from './shape.js';
 import type { Tensor } from './tensor.js';
-import { keep } from './memory.js';
+import { keep, tidy } from './memory.js';
 import { add, onesLike } from '../ops.js';
 
 let gradEnabled = true;
@@ -36,6 +36,14 @@ function topologicalOrder(root: Tensor): Tensor[] {
     }
     if (visited.has(t)) continue;
     visited.add(t);
+    // dispose() clears gradNode, so a disposed intermediate would pass for a leaf and the
+    // gradient would silently stop there (e.g. backward() after the tidy() that built the graph).
+    if (t.isDisposed) {
+      throw new ValueError(
+        `backward(): tensor ${fmt(t.shape)} ${t.dtype} in the graph of ${fmt(root.shape)} was disposed ` +
+          '(by tidy()?); call backward() inside the tidy() that built the graph',
+      );
+    }
     stack.push([t, true]);
     for (const input of t.gradNode?.inputs ?? []) {
       if (input.requiresGrad && !visited.has(input)) stack.push([input, false]);
@@ -67,7 +75,8 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
         accumulateLeaf(t, g === userSeed ? g.detach() : g);
         continue;
       }
-      const inputGrads = node.backward(g);
+      // tidy: temporaries of the gradient rule (masks, casts) are freed, not leaked per step.
+      const inputGrads = tidy(() => node.backward(g));
       node.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
         if (!gi) return;

@@ -290,7 +290,7 @@ export function tensor(data: TypedArray | NestedNumbers, shape?: readonly number
   const dtype = options.dtype ?? (ArrayBuffer.isView(data) ? dtypeOfArray(data) : 'float32');
   let values: TypedArray;
   if (ArrayBuffer.isView(data) && dtypeOfArray(data) === dtype) {
-    values = data.slice();
+    values = data; // upload() copies, so the caller's array is never aliased
   } else {
     values = allocArray(dtype, flat.length);
     for (let i = 0; i < flat.length; i++) values[i] = flat[i];

@@ -1,0 +1,80 @@
+// EDSR (Lim et al. 2017) in the EDSR-PyTorch layout, so its checkpoints load key for key.
+import type { Random } from '../tensor/random.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { add, mul } from '../ops.js';
+import { Module } from '../nn/module.js';
+import { Conv2d, MeanShift, PixelShuffle, ReLU, Sequential } from '../nn/layers.js';
+import { checkPositive, checkScale, powerOfTwoSteps } from './common.js';
+
+/** Constructor options of EDSR (defaults: EDSR-baseline). */
+export interface EDSROptions {
+  scale?: number;
+  nResblocks?: number;
+  nFeats?: number;
+  resScale?: number;
+  /** Pixel values run over [0, rgbRange]. */
+  rgbRange?: number;
+  nColors?: number;
+  rng?: Random;
+}
+
+/** 'same'-padded convolution with bias, the reference `conv` helper. */
+function conv(ci: number, co: number, k: number, rng?: Random): Conv2d {
+  return new Conv2d(ci, co, k, { padding: Math.floor(k / 2), rng });
+}
+
+/** conv–ReLU–conv, scaled by resScale, plus the input. */
+export class ResBlock extends Module {
+  constructor(nFeats: number, readonly resScale = 1, rng?: Random) {
+    super();
+    this.registerModule('body', new Sequential(conv(nFeats, nFeats, 3, rng), new ReLU(), conv(nFeats, nFeats, 3, rng)));
+  }
+
+  override forward(x: Tensor): Tensor {
+    const y = this.child('body').call(x);
+    // The reference multiplies even by 1.0 (exact), so skipping it changes nothing.
+    return add(this.resScale === 1 ? y : mul(y, this.resScale), x);
+  }
+}
+
+/** Sub-pixel upsampler: k × [conv nf→4nf, PixelShuffle 2] for 2^k, or conv nf→9nf, PixelShuffle 3. */
+export class Upsampler extends Sequential {
+  constructor(scale: number, nFeats: number, rng?: Random) {
+    checkScale('Upsampler', scale);
+    const layers: Module[] = [];
+    const steps = powerOfTwoSteps(scale);
+    for (let i = 0; i < steps; i++) layers.push(conv(nFeats, 4 * nFeats, 3, rng), new PixelShuffle(2));
+    if (scale === 3) layers.push(conv(nFeats, 9 * nFeats, 3, rng), new PixelShuffle(3));
+    super(...layers);
+  }
+}
+
+/**
+ * EDSR; the baseline is 16 blocks of 64 features with res_scale 1, the full model 32 × 256 with
+ * res_scale 0.1. Input and output are RGB in [0, rgbRange].
+ */
+export class EDSR extends Module {
+  readonly scale: number;
+
+  constructor(options: EDSROptions = {}) {
+    super();
+    const { scale = 2, nResblocks = 16, nFeats = 64, resScale = 1, rgbRange = 255, nColors = 3, rng } = options;
+    checkScale('EDSR', scale);
+    checkPositive('EDSR', 'nResblocks', nResblocks);
+    checkPositive('EDSR', 'nFeats', nFeats);
+    checkPositive('EDSR', 'nColors', nColors);
+    this.scale = scale;
+    this.registerModule('sub_mean', new MeanShift(rgbRange, -1));
+    this.registerModule('add_mean', new MeanShift(rgbRange, +1));
+    this.registerModule('head', new Sequential(conv(nColors, nFeats, 3, rng)));
+    const blocks = Array.from({ length: nResblocks }, () => new ResBlock(nFeats, resScale, rng));
+    this.registerModule('body', new Sequential(...blocks, conv(nFeats, nFeats, 3, rng)));
+    this.registerModule('tail', new Sequential(new Upsampler(scale, nFeats, rng), conv(nFeats, nColors, 3, rng)));
+  }
+
+  override forward(x: Tensor): Tensor {
+    const h = this.child('head').call(this.child('sub_mean').call(x));
+    const res = add(this.child('body').call(h), h);
+    return this.child('add_mean').call(this.child('tail').call(res));
+  }
+}

@@ -1,0 +1,37 @@
+// ESPCN (Shi et al. 2016): sub-pixel convolution on the luma channel.
+import type { Random } from '../tensor/random.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { Module } from '../nn/module.js';
+import { Conv2d, PixelShuffle, Sequential, Tanh } from '../nn/layers.js';
+import { checkPositive } from './common.js';
+
+/** Constructor options of ESPCN (defaults: ×3, one channel). */
+export interface ESPCNOptions {
+  scale?: number;
+  nColors?: number;
+  rng?: Random;
+}
+
+/** ESPCN: 5×5 (64) – tanh – 3×3 (32) – tanh – 3×3 (scale²·C) – PixelShuffle. */
+export class ESPCN extends Module {
+  readonly scale: number;
+
+  constructor(options: ESPCNOptions = {}) {
+    super();
+    const { scale = 3, nColors = 1, rng } = options;
+    checkPositive('ESPCN', 'scale', scale);
+    checkPositive('ESPCN', 'nColors', nColors);
+    this.scale = scale;
+    this.registerModule('first_part', new Sequential(
+      new Conv2d(nColors, 64, 5, { padding: 2, rng }), new Tanh(),
+      new Conv2d(64, 32, 3, { padding: 1, rng }), new Tanh(),
+    ));
+    this.registerModule('last_part', new Sequential(
+      new Conv2d(32, nColors * scale * scale, 3, { padding: 1, rng }), new PixelShuffle(scale),
+    ));
+  }
+
+  override forward(x: Tensor): Tensor {
+    return this.child('last_part').call(this.child('first_part').call(x));
+  }
+}
