@@ -18,3 +18,4 @@ export * from './nn/index.js';
 export * from './models/index.js';
 export * from './io/tensors.js';
 export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/safetensors.js';
+export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './tensor/select.js';

@@ -109,6 +109,13 @@ export function registerBackend(backend: Backend): void {
   active ??= backend;
 }
 
+/** Removes a backend (after disposing it); the CPU backend becomes active if it was. */
+export function unregisterBackend(name: string): void {
+  const b = registry.get(name);
+  registry.delete(name);
+  if (active === b) active = registry.get('cpu') ?? registry.values().next().value;
+}
+
 /** Selects the backend new tensors are created on. */
 export function setBackend(name: string): Backend {
   const b = registry.get(name);

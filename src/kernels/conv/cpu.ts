@@ -7,7 +7,9 @@
  *   backward weight  dW_g += gy_g · colᵀ       colᵀ likewise
  *   backward data    dx    = col2im(W_gᵀ · gy_g), or at stride 1 the forward conv of gy with flipped,
  *                    transposed weights (a GEMM with inner dimension Co/g·kh·kw rather than Co/g, no scatter)
- * 1×1 stride-1 unpadded convolutions skip im2col entirely: col is x itself.
+ * 1×1 stride-1 unpadded convolutions skip im2col entirely: col is x itself. Groups with fewer output channels
+ * than a GEMM micro-tile has rows (depthwise, RGB output layers) use a direct gather instead, since the GEMM
+ * would waste most of each tile there.
  *
  * The image is processed in horizontal strips of output rows. Each strip's input rows are first copied into a
  * zero-padded float64 band, so every tap of every pixel is in bounds: col[tap, pixel] = band[tapOff + pixBase],

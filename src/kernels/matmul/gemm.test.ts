@@ -38,6 +38,7 @@ function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol
   expect(actual.length).toBe(expected.length);
   for (let i = 0; i < expected.length; i++) {
     const e = expected[i]!;
+    if (Object.is(actual[i], e) || (Number.isNaN(actual[i]) && Number.isNaN(e))) continue;
     if (!(Math.abs(actual[i]! - e) <= tol * (1 + Math.abs(e)))) {
       throw new Error(`mismatch at ${i}: got ${actual[i]}, want ${e}`);
     }
@@ -102,6 +103,20 @@ describe('gemm', () => {
           { data: got32, offset: t.cOff, ld: ldc }, true);
         expectClose(got32, want, 1e-4);
       }
+    }
+  });
+
+  it('propagates Inf and NaN from A and B like the triple loop (0 · Inf = NaN is not skipped)', () => {
+    for (const [m, n, k] of [[3, 7, 5], [2, 300, 40], [37, 41, 43]] as const) {
+      const a: MatrixView = { data: rand(m * k, 1), offset: 0, ld: k, trans: false };
+      const b: MatrixView = { data: rand(k * n, 2), offset: 0, ld: n, trans: false };
+      a.data[0] = 0;
+      b.data[0] = Infinity;
+      b.data[k * n - 1] = NaN;
+      a.data[m * k - 1] = -Infinity;
+      const c = new Float64Array(m * n);
+      gemm(m, n, k, a, b, { data: c, offset: 0, ld: n }, false);
+      expectClose(c, naiveGemm(m, n, k, a, b, new Float64Array(m * n), 0, n, false));
     }
   });
 

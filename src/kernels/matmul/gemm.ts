@@ -27,8 +27,10 @@ export interface OutputView {
 
 /**
  * Fills `dst` with the packed block op(B)[k0 : k0+kc, j0 : j0+nc]: for column panel q and lane l < GEMM_NR,
- * dst[q·kc·GEMM_NR + p·GEMM_NR + l] = op(B)[k0 + p, j0 + q·GEMM_NR + l]; lanes past nc must be written as 0.
- * Custom packers let convolution generate im2col columns straight into panel layout.
+ * dst[q·kc·GEMM_NR + p·GEMM_NR + l] = op(B)[k0 + p, j0 + q·GEMM_NR + l]. Lanes past nc in the last panel only
+ * feed results that are discarded, so they may hold any value (zeros, or a repeated column; avoid denormals,
+ * which are slow). Custom packers let convolution generate im2col columns straight into panel layout; a
+ * packer must not call back into the GEMM, whose scratch it is filling.
  */
 export type PackB = (dst: Float64Array, k0: number, kc: number, j0: number, nc: number) => void;
 
@@ -49,6 +51,7 @@ const SMALL_MACS = 16384;
 // Grow-only scratch, reused across calls so the hot path never allocates.
 let packedA = new Float64Array(0);
 let packedB = new Float64Array(0);
+let rowAcc = new Float64Array(0);
 const edgeTile = new Float64Array(GEMM_MR * GEMM_NR);
 
 function scratchA(size: number): Float64Array {
@@ -59,6 +62,11 @@ function scratchA(size: number): Float64Array {
 function scratchB(size: number): Float64Array {
   if (packedB.length < size) packedB = new Float64Array(size);
   return packedB;
+}
+
+function scratchRow(size: number): Float64Array {
+  if (rowAcc.length < size) rowAcc = new Float64Array(size);
+  return rowAcc;
 }
 
 function roundUp(x: number, to: number): number {
@@ -152,7 +160,7 @@ function packStridedB(b: MatrixView, dst: Float64Array, k0: number, kc: number, 
   const { data, ld } = b;
   const panelSize = kc * GEMM_NR;
   const tail = nc % GEMM_NR;
-  // Lanes past nc in the last panel must be zero (PackB contract).
+  // Zero the unused lanes of the last panel rather than leave stale (possibly denormal) values there.
   if (tail !== 0) dst.fill(0, (nc - tail) * kc, (nc - tail + GEMM_NR) * kc);
   if (b.trans) {
     // op(B) columns are stored rows: one contiguous read of kc values per column.
@@ -162,7 +170,8 @@ function packStridedB(b: MatrixView, dst: Float64Array, k0: number, kc: number, 
       for (let p = 0; p < kc; p++, d += GEMM_NR) dst[d] = data[s + p];
     }
   } else {
-    // Rows of B are contiguous: read a row across all panels rather than striding down columns.
+    // Rows of B are contiguous: read a row across all panels rather than striding down columns
+    // (the four stores per panel are unrolled for GEMM_NR = 4).
     for (let p = 0; p < kc; p++) {
       const s = b.offset + (k0 + p) * ld + j0;
       const d = p * GEMM_NR;
@@ -240,16 +249,18 @@ function gemmDirect(
   const sai = a.trans ? 1 : a.ld, sap = a.trans ? a.ld : 1;
   const sbp = b.trans ? 1 : b.ld, sbj = b.trans ? b.ld : 1;
   if (sbj === 1 && n > 1) {
-    // B rows are contiguous: axpy order (i, p, j) streams B and C rows.
-    if (!accumulate) clearOutput(m, n, c);
+    // B rows are contiguous: axpy order (i, p, j) streams B rows, into a float64 row so that float32
+    // outputs are rounded once, like every other path.
+    const acc = scratchRow(n);
     for (let i = 0; i < m; i++) {
       const ci = c.offset + i * ldc;
+      for (let j = 0; j < n; j++) acc[j] = accumulate ? C[ci + j] : 0;
       for (let p = 0; p < k; p++) {
         const aip = A[a.offset + i * sai + p * sap];
-        if (aip === 0) continue;
         const bp = b.offset + p * sbp;
-        for (let j = 0; j < n; j++) C[ci + j] += aip * B[bp + j];
+        for (let j = 0; j < n; j++) acc[j] += aip * B[bp + j];
       }
+      for (let j = 0; j < n; j++) C[ci + j] = acc[j];
     }
     return;
   }
