@@ -1,0 +1,87 @@
+/**
+ * `npm run bench`: the CPU backend's conv2d throughput and EDSR-baseline ×4 forward time, each
+ * against a peer measured in the same run (a naive JS loop, and tfjs's pure-JS CPU backend).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { benchConvCpu } from './conv-cpu.js';
+import { createModel, noGrad, randn } from '../src/index.js';
+
+function median(times: number[]): number {
+  const s = [...times].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function timeMs(fn: () => Promise<unknown> | unknown, runs: number): Promise<number> {
+  await fn(); // warm-up: V8 optimisation, scratch buffers
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+/** The same conv in tfjs's CPU backend (NHWC, its native layout). */
+async function tfjsConvGflops(): Promise<number> {
+  await tf.setBackend('cpu');
+  const x = tf.randomNormal([1, 128, 128, 64]) as tf.Tensor4D;
+  const w = tf.randomNormal([3, 3, 64, 64]) as tf.Tensor4D;
+  const ms = await timeMs(async () => {
+    const y = tf.conv2d(x, w, 1, 'same');
+    await y.data();
+    y.dispose();
+  }, 3);
+  return (2 * 64 * 128 * 128 * 64 * 9) / (ms / 1000) / 1e9;
+}
+
+/** EDSR-baseline ×4 in tfjs: the same convolutions, ReLUs, residual adds and depth-to-space. */
+async function tfjsEdsrMs(): Promise<number> {
+  const conv = (ci: number, co: number) => ({ w: tf.randomNormal([3, 3, ci, co], 0, 0.02) as tf.Tensor4D, b: tf.zeros([co]) });
+  const layer = (x: tf.Tensor4D, c: { w: tf.Tensor4D; b: tf.Tensor }) => tf.add(tf.conv2d(x, c.w, 1, 'same'), c.b) as tf.Tensor4D;
+  const head = conv(3, 64);
+  const blocks = Array.from({ length: 16 }, () => [conv(64, 64), conv(64, 64)]);
+  const bodyEnd = conv(64, 64);
+  const ups = [conv(64, 256), conv(64, 256)];
+  const tail = conv(64, 3);
+  const x = tf.randomUniform([1, 64, 64, 3], 0, 255) as tf.Tensor4D;
+  return timeMs(async () => {
+    const y = tf.tidy(() => {
+      const h = layer(x, head);
+      let b = h;
+      for (const [c1, c2] of blocks) b = tf.add(b, layer(tf.relu(layer(b, c1)), c2)) as tf.Tensor4D;
+      let u = tf.add(layer(b, bodyEnd), h) as tf.Tensor4D;
+      for (const c of ups) u = tf.depthToSpace(layer(u, c), 2);
+      return layer(u, tail);
+    });
+    await y.data();
+    y.dispose();
+  }, 1);
+}
+
+async function main(): Promise<void> {
+  console.log('CPU backend benchmarks (single thread)\n');
+  const conv = benchConvCpu(5);
+  const tfjsConv = await tfjsConvGflops();
+  console.log(`conv2d 3×3 64→64 on 1×64×128×128 (GFLOP/s):`);
+  console.log(`  ours forward ${conv.forward.toFixed(2)}, backward-data ${conv.backwardData.toFixed(2)}, backward-weight ${conv.backwardWeight.toFixed(2)}`);
+  console.log(`  peers: naive JS loop ${conv.naive.toFixed(2)} (×${(conv.forward / conv.naive).toFixed(1)}), tfjs-backend-cpu ${tfjsConv.toFixed(2)} (×${(conv.forward / tfjsConv).toFixed(1)})`);
+
+  const model = createModel('edsr-baseline', { scale: 4 });
+  model.eval();
+  const input = randn([1, 3, 64, 64]);
+  const ours = await timeMs(async () => {
+    const y = noGrad(() => model.forward(input));
+    await y.data();
+    y.dispose();
+  }, 2);
+  const theirs = await tfjsEdsrMs();
+  console.log(`\nEDSR-baseline ×4 forward on 1×3×64×64 → 1×3×256×256 (ms):`);
+  console.log(`  ours ${ours.toFixed(0)}, tfjs-backend-cpu ${theirs.toFixed(0)} (ours is ×${(theirs / ours).toFixed(1)} faster)`);
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
