@@ -1,11 +1,12 @@
 /**
  * Autograd and memory semantics, on every test backend: accumulation, noGrad, detach, fan-out,
- * deep graphs, error types and messages, tidy/keep/memory bookkeeping.
+ * deep graphs, error types and messages, tidy/keep/memory bookkeeping. Every value asserted
+ * exactly is exact in float32 too; float64 assertions run on cpu only (the one backend with it).
  */
 import { describe, expect, it } from 'vitest';
 import {
-  DTypeError, ShapeError, type Tensor, ValueError, abs, add, concat, conv2d, exp, keep, matmul, memory, mul, noGrad,
-  isGradEnabled, ones, relu, sub, sum, tensor, tidy, where, zeros,
+  BackendError, DTypeError, ShapeError, type Tensor, ValueError, abs, add, concat, conv2d, exp, keep, matmul, memory, mul,
+  noGrad, isGradEnabled, ones, relu, sub, sum, tensor, tidy, where, zeros,
 } from '../src/index.js';
 import { testBackends } from './support/backends.js';
 
@@ -220,12 +221,35 @@ for (const backend of testBackends()) {
       expect(() => concat([f, i], 0)).toThrow(DTypeError);
       expect(() => matmul(t([[1, 2]]), tensor([[1], [2]], undefined, { backend, dtype: 'int32' }))).toThrow(DTypeError);
       if (backend === 'cpu') {
+        // float64 exists only on the cpu backend.
         const d = t([1, 2], undefined, false, 'float64');
         expect(() => add(f, d)).toThrow(DTypeError);
         const x = tensor(new Float32Array(16), [1, 1, 4, 4], { backend });
         expect(() => conv2d(x, tensor(new Float64Array(9), [1, 1, 3, 3], { backend }))).toThrow(DTypeError);
+      } else {
+        // Elsewhere a float64 tensor cannot even be created; the error names the dtype.
+        expect(() => t([1, 2], undefined, false, 'float64')).toThrow(DTypeError);
+        expect(() => t([1, 2], undefined, false, 'float64')).toThrow(/float64/);
+        expect(() => zeros([2], { backend, dtype: 'float64' })).toThrow(DTypeError);
       }
     });
+
+    if (backend !== 'cpu') {
+      it('ops mixing this backend with cpu tensors throw BackendError naming both', async () => {
+        const here = t([1, 2]);
+        const there = tensor([3, 4], undefined, { backend: 'cpu' });
+        expect(() => add(here, there)).toThrow(BackendError);
+        expect(() => mul(there, here)).toThrow(new RegExp(`${backend}.*cpu|cpu.*${backend}`));
+        expect(() => where(tensor([1, 0], undefined, { backend: 'cpu' }), here, here)).toThrow(BackendError);
+        expect(() => matmul(t([[1, 2]]), tensor([[1], [2]], undefined, { backend: 'cpu' }))).toThrow(BackendError);
+        // await t.to() moves values across, and the gradient flows on the tensor's own backend.
+        const moved = await there.to(backend);
+        const x = t([1, 2], undefined, true);
+        sum(mul(x, moved)).backward();
+        expect(x.grad!.backend.name).toBe(backend);
+        expect(await values(x.grad!)).toEqual([3, 4]);
+      });
+    }
 
     it('broadcasting errors throw ShapeError naming both shapes', () => {
       const a = t([1, 2, 3, 4, 5, 6], [2, 3]);

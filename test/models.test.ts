@@ -4,10 +4,12 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { testBackends } from './support/backends.js';
 import { compareClose, describeShared, listShared, sharedPath } from './support/shared.js';
 import {
-  FormatError, type Module, type Tensor, type TypedArray, cast, createModel, fromSafetensorsBytes, isModelName,
-  l1Loss, loadSafetensors, memory, noGrad, saveSafetensors, serializeSafetensors, tensor, tidy, toSafetensorsBytes,
+  FormatError, type Module, type Tensor, type TypedArray, cast, createModel, fromSafetensorsBytes, getBackend, isModelName,
+  l1Loss, loadSafetensors, memory, noGrad, saveSafetensors, serializeSafetensors, setBackend, tensor, tidy,
+  toSafetensorsBytes,
 } from '../src/index.js';
 
 const FIXTURES = sharedPath('fixtures/models');
@@ -82,9 +84,69 @@ function buildModel(metadata: Record<string, string>): Module {
   return metadata.mode === 'eval' ? model.eval() : model.train();
 }
 
-describeShared('model fixtures (float64, PyTorch reference)', () => {
-  for (const file of files) {
-    it(file, async () => {
+// ---- float32 on another backend (webgpu) --------------------------------------------------------
+//
+// Module has no way to move a model between backends (Module#to converts the dtype only, and
+// loadStateDict's `assign` refuses a source on another backend), so the model is constructed while
+// the target backend is active — its initial parameters are created there — and then loaded from a
+// state dict whose tensors were copied to that backend with `await t.to(backend)`.
+//
+// Tolerances against the float64 PyTorch reference, for float32 arithmetic on the GPU. Unit
+// roundoff u = 2⁻²⁴ ≈ 6e-8. A float32 dot product of K terms is off by ≤ K·u·Σ|terms| (worst case),
+// ≈ √K·u·Σ|terms| typically; the fixture models chain D ≲ 12 convolutions of K ≤ 64·9 = 576 terms,
+// so the output's relative error is ≲ D·K·u ≈ 4e-4 even in the worst case (≈ D·√K·u ≈ 2e-5
+// typically; the cpu float32 run measures ≈ 1e-7 because it accumulates in float64).
+/** Forward outputs, the loss and BatchNorm running statistics: |a − b| ≤ 1e-3·(1 + |b|). */
+const FORWARD_TOL_F32 = 1e-3;
+/**
+ * Gradients are small (|grad| ~ 1e-5…1), so (1 + |b|) would make an elementwise rule an absolute
+ * 1e-3 that passes anything. Instead, scale-free: the relative L2 error of every gradient tensor
+ * ≤ 1e-3 (2.5× the worst-case D·K·u bound above; an indexing bug gives O(1)), and every element
+ * within 1 % of the tensor's largest gradient, so one wrong element (a tile or border bug) cannot
+ * hide in the L2 norm of a large tensor. The 1 % leaves room for the one legitimate float32
+ * discontinuity: an L1-loss sign flip where |output − target| is within rounding, which changes
+ * one output's upstream gradient by 2/numel.
+ */
+const GRAD_REL_L2_F32 = 1e-3;
+const GRAD_OF_MAX_F32 = 1e-2;
+
+/** Copies every tensor of `dict` to `backend` (float tensors stay float32: the fixtures store F32). */
+async function dictTo(dict: Record<string, Tensor>, backend: string): Promise<Record<string, Tensor>> {
+  const entries = await Promise.all(Object.entries(dict).map(async ([k, t]) => [k, await t.to(backend)] as const));
+  return Object.fromEntries(entries);
+}
+
+/** buildModel with `backend` active, so every parameter and buffer is created on it. */
+function buildModelOn(backend: string, metadata: Record<string, string>): Module {
+  const previous = getBackend().name;
+  setBackend(backend);
+  try {
+    return buildModel(metadata);
+  } finally {
+    setBackend(previous);
+  }
+}
+
+/** Float32 gradient rule (see GRAD_REL_L2_F32). */
+async function expectGradCloseF32(what: string, actual: Tensor | null, expected: Tensor): Promise<void> {
+  expect(actual, `${what}: no gradient`).not.toBeNull();
+  expect(actual!.shape, `${what} shape`).toEqual(expected.shape);
+  const a = await actual!.data();
+  const b = await expected.data();
+  let maxB = 0;
+  for (let i = 0; i < b.length; i++) maxB = Math.max(maxB, Math.abs(b[i]));
+  let worst = 0;
+  for (let i = 1; i < b.length; i++) if (Math.abs(a[i] - b[i]) > Math.abs(a[worst] - b[worst]) || Number.isNaN(a[i])) worst = i;
+  const detail = `worst at flat index ${worst}: got ${a[worst]}, expected ${b[worst]} (max|grad| ${maxB.toExponential(3)})`;
+  const rel = relativeL2(a, b);
+  expect(rel, `${what}: relative L2 error ${rel.toExponential(3)} > ${GRAD_REL_L2_F32}; ${detail}`).toBeLessThanOrEqual(GRAD_REL_L2_F32);
+  expect(Math.abs(a[worst] - b[worst]), `${what}: an element is off by more than ${GRAD_OF_MAX_F32}·max|grad|; ${detail}`)
+    .toBeLessThanOrEqual(GRAD_OF_MAX_F32 * maxB);
+}
+
+describeShared('model fixtures (PyTorch float64 reference)', () => {
+  for (const file of files.filter(() => testBackends().includes('cpu'))) {
+    it(`${file} on cpu (float64)`, async () => {
       const { tensors, metadata, state } = await readFixture(file);
       const model = buildModel(metadata).toFloat64();
       // Strict: the fixture's state-dict keys and shapes must be exactly ours.
@@ -117,6 +179,74 @@ describeShared('model fixtures (float64, PyTorch reference)', () => {
         const before = (await state[key].data())[0];
         expect(await after[key].item(), key).toBe(before + (model.training ? 1 : 0));
       }
+      model.dispose();
+    });
+  }
+
+  // Float32 on every other test backend: the same forward, loss, gradients and BatchNorm statistics.
+  for (const backend of testBackends().filter((b) => b !== 'cpu')) {
+    for (const file of files) {
+      it(`${file} on ${backend} (float32)`, async () => {
+        const { tensors, metadata, state } = await readFixture(file);
+        const model = buildModelOn(backend, metadata);
+        const onBackend = await dictTo(state, backend);
+        model.loadStateDict(onBackend);
+        Object.values(onBackend).forEach((t) => t.dispose());
+        expect(Object.keys(model.stateDict()).sort()).toEqual(Object.keys(state).sort());
+        for (const [key, t] of Object.entries(model.stateDict())) {
+          expect(t.backend.name, key).toBe(backend);
+          if (t.dtype !== 'int32') expect(t.dtype, key).toBe('float32');
+        }
+
+        const x = await tensors.input.to(backend);
+        x.requiresGrad = true;
+        const target = await tensors.target.to(backend);
+        const y = model.call(x);
+        expect(y.backend.name).toBe(backend);
+        expect(y.dtype).toBe('float32');
+        await expectForwardClose('output', y, tensors.output, FORWARD_TOL_F32);
+        const loss = l1Loss(y, target);
+        await expectForwardClose('loss', loss.reshape([1]), tensors.loss, FORWARD_TOL_F32);
+        loss.backward();
+
+        await expectGradCloseF32('grad.input', x.grad, tensors['grad.input']);
+        const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad);
+        for (const [name, p] of trainable) {
+          expect(tensors[`grad.${name}`], `fixture lacks grad.${name}`).toBeDefined();
+          expect(p.grad?.backend.name, `grad.${name} backend`).toBe(backend);
+          await expectGradCloseF32(`grad.${name}`, p.grad, tensors[`grad.${name}`]);
+        }
+        const gradKeys = Object.keys(tensors).filter((k) => k.startsWith('grad.')).sort();
+        expect(gradKeys).toEqual(['grad.input', ...trainable.map(([n]) => `grad.${n}`)].sort());
+
+        const after = model.stateDict();
+        for (const key of Object.keys(tensors).filter((k) => k.startsWith('after.'))) {
+          await expectForwardClose(key, after[key.slice('after.'.length)], tensors[key], FORWARD_TOL_F32);
+        }
+        for (const key of Object.keys(state).filter((k) => k.endsWith('num_batches_tracked'))) {
+          const before = (await state[key].data())[0];
+          expect(await after[key].item(), key).toBe(before + (model.training ? 1 : 0));
+        }
+        for (const t of [x.grad, x, target, y, loss]) t?.dispose();
+        model.dispose();
+        Object.values(tensors).forEach((t) => t.dispose());
+      });
+    }
+
+    it(`inference inside tidy() on ${backend} leaves no tensors behind`, async () => {
+      const { tensors, metadata, state } = await readFixture(files[0]);
+      const model = buildModelOn(backend, metadata);
+      const onBackend = await dictTo(state, backend);
+      model.loadStateDict(onBackend);
+      Object.values(onBackend).forEach((t) => t.dispose());
+      const x = await tensors.input.to(backend);
+      const live = () => memory()[backend]?.tensors ?? 0;
+      const before = live();
+      const y = tidy(() => noGrad(() => model.call(x)));
+      expect(live()).toBe(before + 1);
+      await expectForwardClose(`${files[0]} ${backend} output`, y, tensors.output, FORWARD_TOL_F32);
+      y.dispose();
+      x.dispose();
       model.dispose();
     });
   }

@@ -1,10 +1,11 @@
 // Adam against torch.optim.Adam (../shared/fixtures/optim), StepLR's schedule, optimizer state
 // round trips, and flat memory across training steps.
 import { describe, expect, it } from 'vitest';
+import { testBackends } from './support/backends.js';
 import { describeShared, sharedPath } from './support/shared.js';
 import {
-  Adam, EDSR, Random, StepLR, type Tensor, cast, createModel, full, l1Loss, loadSafetensors, memory, mul, sum,
-  tensor, tidy, ValueError,
+  Adam, EDSR, Random, StepLR, type Tensor, cast, createModel, full, getBackend, l1Loss, loadSafetensors, memory, mul,
+  setBackend, sum, tensor, tidy, ValueError,
 } from '../src/index.js';
 
 const FIXTURE_NAME = 'fixtures/optim/adam_edsr_s_x2.safetensors';
@@ -25,8 +26,22 @@ function trainStep(model: EDSR, opt: Adam, x: Tensor, target: Tensor): number {
   });
 }
 
+/** trainStep for backends without synchronous reads: the loss tensor leaves tidy and is read after. */
+async function trainStepAsync(model: EDSR, opt: Adam, x: Tensor, target: Tensor): Promise<number> {
+  const loss = tidy(() => {
+    opt.zeroGrad();
+    const l = l1Loss(model.call(x), target);
+    l.backward();
+    opt.step();
+    return l;
+  });
+  const value = (await loss.data())[0];
+  loss.dispose();
+  return value;
+}
+
 describeShared('Adam vs torch.optim.Adam (fixture)', () => {
-  it('three steps reproduce the losses and final weights', async () => {
+  it('three steps reproduce the losses and final weights (cpu, float64)', async () => {
     const { tensors, metadata } = await loadSafetensors(sharedPath(FIXTURE_NAME));
     const config = JSON.parse(metadata.config) as Record<string, unknown>;
     const model = createModel('edsr', config).toFloat64() as EDSR;
@@ -53,6 +68,86 @@ describeShared('Adam vs torch.optim.Adam (fixture)', () => {
     expect(opt.stateDict().state[0].step).toBe(3);
     model.dispose();
   });
+
+  // Float32 on the other test backends. The model is built with the backend active (Module cannot
+  // move between backends; Module#to converts dtypes only) and loaded from state on that backend.
+  //
+  // Tolerances (u = 2⁻²⁴ ≈ 6e-8): the loss is a mean over the output of an 8-conv network whose
+  // float32 dot products (K ≤ 8·9·4 = 288 terms) carry ≤ K·u ≈ 2e-5 relative error each, so the
+  // loss agrees to ≈ 1e-4 relative even in the worst case (the forward rule of shared/README).
+  // An Adam step moves a weight by lr·m̂/(√v̂ + eps): a bounded, scale-free function of the
+  // gradient (lr·sign(g) on the first step), so a float32 gradient error ε (≲ 1e-4 relative)
+  // moves the weight by ≈ lr·ε per step, i.e. ≲ 1e-6 after 3 steps: elementwise 1e-5·(1 + |b|).
+  // The exception is a gradient element smaller than its own rounding error, whose sign can
+  // flip (a legitimate difference of up to 2·lr per step); those are allowed for ≤ 0.1 % of a
+  // tensor's elements (none for tensors under 1000 elements), and never beyond 2·steps·lr.
+  // Independently the update (final − init) of each tensor must match in relative L2 ≤ 1e-3.
+  for (const backend of testBackends().filter((b) => b !== 'cpu')) {
+    it(`three steps reproduce the losses and final weights (${backend}, float32)`, async () => {
+      const { tensors, metadata } = await loadSafetensors(sharedPath(FIXTURE_NAME));
+      const config = JSON.parse(metadata.config) as Record<string, unknown>;
+      const previous = getBackend().name;
+      setBackend(backend);
+      let model: EDSR;
+      try {
+        model = createModel('edsr', config) as EDSR;
+      } finally {
+        setBackend(previous);
+      }
+      const init = withPrefix(tensors, 'init.');
+      const initOnBackend = Object.fromEntries(await Promise.all(Object.entries(init).map(async ([k, t]) => [k, await t.to(backend)] as const)));
+      model.loadStateDict(initOnBackend);
+      Object.values(initOnBackend).forEach((t) => t.dispose());
+      for (const [key, t] of Object.entries(model.stateDict())) expect(t.backend.name, key).toBe(backend);
+      const [beta1, beta2] = JSON.parse(metadata.betas) as [number, number];
+      const lr = Number(metadata.lr);
+      const opt = new Adam(model.trainableParameters(), { lr, betas: [beta1, beta2], eps: Number(metadata.eps) });
+      const x = await tensors.input.to(backend);
+      const target = await tensors.target.to(backend);
+
+      const expectedLosses = JSON.parse(metadata.losses) as number[];
+      const losses: number[] = [];
+      for (let i = 0; i < expectedLosses.length; i++) losses.push(await trainStepAsync(model, opt, x, target));
+      losses.forEach((loss, i) => expect(Math.abs(loss - expectedLosses[i]), `loss ${i}: ${loss} vs ${expectedLosses[i]}`)
+        .toBeLessThanOrEqual(1e-4 * (1 + Math.abs(expectedLosses[i]))));
+
+      const steps = expectedLosses.length;
+      const final = withPrefix(tensors, 'final.');
+      expect(Object.keys(final).sort()).toEqual(Object.keys(model.stateDict()).sort());
+      for (const [key, ours] of Object.entries(model.stateDict())) {
+        expect(ours.backend.name, key).toBe(backend);
+        const a = await ours.data();
+        const b = await final[key].data();
+        const a0 = await init[key].data();
+        let worst = 0;
+        let worstAt = 0;
+        let beyond = 0;
+        let num = 0;
+        let den = 0;
+        for (let i = 0; i < b.length; i++) {
+          const err = Math.abs(a[i] - b[i]);
+          if (!(err <= 1e-5 * (1 + Math.abs(b[i])))) beyond++;
+          if (!(err <= worst)) {
+            worst = err;
+            worstAt = i;
+          }
+          num += (a[i] - b[i]) ** 2;
+          den += (b[i] - a0[i]) ** 2;
+        }
+        const detail = `${key}: worst at ${worstAt}: got ${a[worstAt]}, expected ${b[worstAt]} (init ${a0[worstAt]}); ` +
+          `${beyond}/${b.length} elements beyond 1e-5·(1+|b|)`;
+        expect(worst, detail).toBeLessThanOrEqual(2 * steps * lr);
+        expect(beyond, detail).toBeLessThanOrEqual(Math.floor(b.length / 1000));
+        // Frozen tensors (MeanShift) do not move: then the update must be exactly zero too.
+        if (den === 0) expect(num, detail).toBe(0);
+        else expect(Math.sqrt(num / den), `${detail}; relative L2 error of the update`).toBeLessThanOrEqual(1e-3);
+      }
+      expect(opt.stateDict().state[0].step).toBe(steps);
+      model.dispose();
+      x.dispose();
+      target.dispose();
+    });
+  }
 }, FIXTURE_NAME);
 
 describe('Adam', () => {

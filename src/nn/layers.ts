@@ -1,5 +1,6 @@
 // The layers the SR models are built from, with PyTorch's parameter names, shapes and default
 // initialisation, so state dicts and parameter counts match torch.nn exactly.
+import type { Activation } from '../tensor/backend.js';
 import { ValueError } from '../tensor/errors.js';
 import { tidy } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
@@ -87,7 +88,12 @@ export class Conv2d extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups });
+    return this.forwardWithActivation(x, 'none');
+  }
+
+  /** The convolution with an activation fused into the kernel (see Sequential). */
+  forwardWithActivation(x: Tensor, activation: Activation): Tensor {
+    return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups, activation });
   }
 }
 
@@ -282,7 +288,19 @@ export class Sequential extends Module {
 
   override forward(x: Tensor): Tensor {
     // Read children each call so setSubmodule() replacements take effect.
-    for (const m of this.children) x = m.call(x);
+    const layers = this.children;
+    for (let i = 0; i < layers.length; i++) {
+      const m = layers[i];
+      const next = layers[i + 1];
+      // conv → ReLU runs as one kernel with the ReLU in its epilogue (a plain Conv2d only: subclasses
+      // and replacements may compute something else, and hooks must see both outputs).
+      if (m instanceof Conv2d && m.constructor === Conv2d && next instanceof ReLU && !m.hasHooks && !next.hasHooks) {
+        x = m.forwardWithActivation(x, 'relu');
+        i++;
+      } else {
+        x = m.call(x);
+      }
+    }
     return x;
   }
 }

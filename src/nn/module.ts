@@ -66,6 +66,11 @@ export abstract class Module {
     return out;
   }
 
+  /** Whether forward hooks are registered (fusing layers would skip them). */
+  get hasHooks(): boolean {
+    return this.hooks.length > 0;
+  }
+
   /** Adds a hook run after every `call()`; returns a function that removes it. */
   registerForwardHook(hook: ForwardHook): () => void {
     this.hooks.push(hook);
@@ -236,6 +241,22 @@ export abstract class Module {
       if (!isFloat(t.dtype) || t.dtype === dtype) continue;
       const converted = noGrad(() => cast(t, dtype));
       this.replaceSlot(slot, converted);
+    }
+    return this;
+  }
+
+  /**
+   * Moves every parameter and buffer to another backend ('cpu', 'webgpu'); float64 tensors become
+   * float32 on backends without float64. Build optimizers after moving.
+   */
+  async toBackend(name: string): Promise<this> {
+    for (const slot of this.slots()) {
+      const t = slot.tensor;
+      if (t.backend.name === name) continue;
+      const source = name !== 'cpu' && t.dtype === 'float64' ? noGrad(() => cast(t, 'float32')) : t;
+      const moved = await source.to(name);
+      if (source !== t) source.dispose();
+      this.replaceSlot(slot, moved);
     }
     return this;
   }

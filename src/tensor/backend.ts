@@ -23,6 +23,9 @@ export type BinaryOp =
 
 export type ReduceOp = 'sum' | 'max' | 'min';
 
+/** Activations a kernel may fuse into its epilogue. */
+export type Activation = 'none' | 'relu';
+
 /** conv2d geometry; `stride` and `padding` are [height, width]. */
 export interface Conv2dParams {
   readonly stride: readonly [number, number];
@@ -75,8 +78,11 @@ export interface Backend {
    */
   matmul(a: KernelTensor, b: KernelTensor, transA: boolean, transB: boolean): unknown;
 
-  /** x [N, C, H, W], weight [Co, C/groups, kh, kw], bias [Co] or null → [N, Co, Ho, Wo]. */
-  conv2d(x: KernelTensor, weight: KernelTensor, bias: KernelTensor | null, p: Conv2dParams): unknown;
+  /**
+   * x [N, C, H, W], weight [Co, C/groups, kh, kw], bias [Co] or null → [N, Co, Ho, Wo], with an
+   * optional activation applied in the kernel's epilogue.
+   */
+  conv2d(x: KernelTensor, weight: KernelTensor, bias: KernelTensor | null, p: Conv2dParams, activation?: Activation): unknown;
   /** Gradient of conv2d with respect to x, whose shape is `xShape` ([N, C, H, W]). */
   conv2dBackwardData(gy: KernelTensor, weight: KernelTensor, xShape: readonly number[], p: Conv2dParams): unknown;
   /** Gradient of conv2d with respect to the weight, whose shape is `wShape`. */
@@ -98,6 +104,8 @@ export interface Backend {
 
   /** Frees everything the backend holds (devices, pools). */
   dispose?(): void;
+  /** Backend-specific memory figures (e.g. bytes idle in a buffer pool), merged into memory(). */
+  memoryInfo?(): Record<string, number>;
 }
 
 const registry = new Map<string, Backend>();
@@ -107,6 +115,11 @@ let active: Backend | undefined;
 export function registerBackend(backend: Backend): void {
   registry.set(backend.name, backend);
   active ??= backend;
+}
+
+/** The registered backends. */
+export function registeredBackends(): Backend[] {
+  return [...registry.values()];
 }
 
 /** Removes a backend (after disposing it); the CPU backend becomes active if it was. */

@@ -44,7 +44,11 @@ export const cpuBackend: Backend = {
   pad: (x, pads, value) => padCpu(arr(x), x.shape, pads, value),
   concat: (xs, axis) => concatCpu(xs.map((x) => ({ data: arr(x), shape: x.shape })), axis),
   matmul: (a, b, transA, transB) => matmulCpu(float(a, 'matmul'), a.shape, float(b, 'matmul'), b.shape, transA, transB),
-  conv2d: (x, w, bias, p) => conv2dCpu(float(x, 'conv2d'), x.shape, float(w, 'conv2d'), w.shape, bias ? float(bias, 'conv2d') : null, p),
+  conv2d(x, w, bias, p, activation = 'none') {
+    const y = conv2dCpu(float(x, 'conv2d'), x.shape, float(w, 'conv2d'), w.shape, bias ? float(bias, 'conv2d') : null, p);
+    if (activation === 'relu') for (let i = 0; i < y.length; i++) if (!(y[i] > 0)) y[i] = 0;
+    return y;
+  },
   conv2dBackwardData: (gy, w, xShape, p) => conv2dBackwardDataCpu(float(gy, 'conv2d'), gy.shape, float(w, 'conv2d'), w.shape, xShape, p),
   conv2dBackwardWeight: (x, gy, wShape, p) => conv2dBackwardWeightCpu(float(x, 'conv2d'), x.shape, float(gy, 'conv2d'), gy.shape, wShape, p),
   adaptiveAvgPool2d: (x, outSize) => adaptiveAvgPool2dCpu(float(x, 'adaptiveAvgPool2d'), x.shape, outSize),

@@ -1,9 +1,14 @@
 import { ValueError } from './errors.js';
+import { registeredBackends } from './backend.js';
 import { type Storage, Tensor } from './tensor.js';
 
 interface BackendMemory {
+  /** Live (not disposed) tensors. */
   tensors: number;
+  /** Bytes of their storage. */
   bytes: number;
+  /** Further figures the backend reports, e.g. pooledBytes on webgpu. */
+  [figure: string]: number;
 }
 
 const live = new Map<string, BackendMemory>();
@@ -39,7 +44,12 @@ export function untrackStorage(s: Storage): void {
 
 /** Live (not disposed) tensors and the bytes of their storage, per backend. */
 export function memory(): Record<string, BackendMemory> {
-  return Object.fromEntries([...live].map(([name, m]) => [name, { ...m }]));
+  const out: Record<string, BackendMemory> = Object.fromEntries([...live].map(([name, m]) => [name, { ...m }]));
+  for (const b of registeredBackends()) {
+    const info = b.memoryInfo?.();
+    if (info) out[b.name] = { ...(out[b.name] ?? { tensors: 0, bytes: 0 }), ...info };
+  }
+  return out;
 }
 
 /** Excludes a tensor from disposal by the enclosing `tidy()` scopes. */

@@ -3,7 +3,7 @@
  * (each beside its CPU reference in src/kernels/<family>/webgpu.ts), values come back only
  * through `await t.data()`.
  */
-import type { Backend, KernelTensor } from '../../tensor/backend.js';
+import type { Backend } from '../../tensor/backend.js';
 import { BackendError } from '../../tensor/errors.js';
 import { Engine } from './engine.js';
 import type { GpuContext } from './device.js';
@@ -24,8 +24,6 @@ const notYet = (what: string) => (): never => {
 /** Builds the backend on an acquired device. */
 export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
   const engine = new Engine(ctx);
-  const buf = (t: KernelTensor) => t.data as GPUBuffer;
-  void buf;
   return {
     name: 'webgpu',
     engine,
@@ -53,5 +51,6 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     gridSample: notYet('gridSample'),
     gridSampleBackward: notYet('gridSampleBackward'),
     dispose: () => engine.dispose(),
+    memoryInfo: () => ({ pooledBytes: engine.stats.pooledBytes, bufferBytes: engine.stats.liveBytes }),
   };
 }

@@ -89,8 +89,11 @@ export interface AcquireDeviceOptions {
   readonly requireAdapter?: boolean;
 }
 
-/** The optional features we enable when the adapter has them. */
-const OPTIONAL_FEATURES = ['shader-f16', 'timestamp-query', 'subgroups'] as const satisfies readonly GPUFeatureName[];
+/**
+ * The optional features we enable when the adapter has them. Typed loosely: older @webgpu/types
+ * (which tfjs pulls in) predate 'subgroups'.
+ */
+const OPTIONAL_FEATURES = ['shader-f16', 'timestamp-query', 'subgroups'] as readonly string[] as readonly GPUFeatureName[];
 
 /**
  * GPU instances whose device is still alive. Dawn segfaults if the instance is collected while it
@@ -200,7 +203,7 @@ function makeContext(
   const features: GpuFeatures = Object.freeze({
     shaderF16: enabled.includes('shader-f16'),
     timestampQuery: enabled.includes('timestamp-query'),
-    subgroups: enabled.includes('subgroups'),
+    subgroups: enabled.includes('subgroups' as GPUFeatureName),
     packed4x8IntegerDotProduct: gpu.wgslLanguageFeatures?.has('packed_4x8_integer_dot_product') ?? false,
   });
   const info = adapter.info;

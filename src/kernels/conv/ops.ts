@@ -1,8 +1,9 @@
-import type { Conv2dParams } from '../../tensor/backend.js';
+import type { Activation, Conv2dParams } from '../../tensor/backend.js';
 import { BackendError, DTypeError, ShapeError, ValueError } from '../../tensor/errors.js';
 import { fmt } from '../../tensor/shape.js';
 import { type Tensor, emit, wrap } from '../../tensor/tensor.js';
 import { sum } from '../reduce/ops.js';
+import { gt, mul } from '../elementwise/ops.js';
 
 type Pair = number | readonly [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
@@ -11,6 +12,11 @@ export interface Conv2dOptions {
   stride?: Pair;
   padding?: Pair;
   groups?: number;
+}
+
+export interface Conv2dActivationOptions extends Conv2dOptions {
+  /** Applied in the kernel's epilogue ('relu' saves a pass over the output). */
+  activation?: Activation;
 }
 
 export interface ConvTranspose2dOptions extends Conv2dOptions {
@@ -67,7 +73,7 @@ function conv2dRaw(x: Tensor, weight: Tensor, p: Conv2dParams): Tensor {
  * 2-D convolution (cross-correlation, as PyTorch): x [N, C, H, W], weight [Co, C/groups, kh, kw],
  * bias [Co].
  */
-export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: Conv2dActivationOptions = {}): Tensor {
   checkOperands('conv2d', x, weight, bias);
   const p = params('conv2d', options);
   const [, c] = x.shape;
@@ -77,13 +83,19 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== co)) throw new ShapeError(`conv2d: bias ${fmt(bias.shape)} must be [${co}]`);
   const shape = conv2dShape(x, weight, p);
-  const data = x.backend.conv2d(x.kernel, weight.kernel, bias?.kernel ?? null, p);
+  const activation = options.activation ?? 'none';
+  const data = x.backend.conv2d(x.kernel, weight.kernel, bias?.kernel ?? null, p, activation);
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return emit('conv2d', inputs, data, shape, x.dtype, (gy) => [
-    x.requiresGrad ? convBackwardData(gy, weight, x.shape, p) : null,
-    weight.requiresGrad ? convBackwardWeight(x, gy, weight.shape, p) : null,
-    bias?.requiresGrad ? sum(gy, [0, 2, 3]) : null,
-  ]);
+  const out: Tensor = emit('conv2d', inputs, data, shape, x.dtype, (gyOut) => {
+    // A fused ReLU passes the gradient only where the output is positive.
+    const gy = activation === 'relu' ? mul(gyOut, gt(out, 0)) : gyOut;
+    return [
+      x.requiresGrad ? convBackwardData(gy, weight, x.shape, p) : null,
+      weight.requiresGrad ? convBackwardWeight(x, gy, weight.shape, p) : null,
+      bias?.requiresGrad ? sum(gy, [0, 2, 3]) : null,
+    ];
+  });
+  return out;
 }
 
 /**

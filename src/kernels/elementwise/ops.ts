@@ -20,7 +20,8 @@ function operands(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
   return [ta, tb];
 }
 
-type BinaryGrad = (gy: Tensor, a: Tensor, b: Tensor, out: Tensor) => [Tensor | null, Tensor | null];
+/** Gradient rules of a binary op, one thunk per operand, so constant operands cost nothing. */
+type BinaryGrad = (gy: Tensor, a: Tensor, b: Tensor, out: Tensor) => [() => Tensor, () => Tensor];
 
 function binary(op: BinaryOp, a: TensorLike, b: TensorLike, grad?: BinaryGrad): Tensor {
   const [ta, tb] = operands(a, b, op);
@@ -28,7 +29,7 @@ function binary(op: BinaryOp, a: TensorLike, b: TensorLike, grad?: BinaryGrad): 
   const data = ta.backend.binary(op, ta.kernel, tb.kernel, shape);
   const out: Tensor = emit(op, [ta, tb], data, shape, ta.dtype, grad && ((gy) => {
     const [ga, gb] = grad(gy, ta, tb, out);
-    return [ga && sumTo(ga, ta.shape), gb && sumTo(gb, tb.shape)];
+    return [ta.requiresGrad ? sumTo(ga(), ta.shape) : null, tb.requiresGrad ? sumTo(gb(), tb.shape) : null];
   }));
   return out;
 }
@@ -39,20 +40,20 @@ function unary(op: UnaryOp, x: Tensor, grad?: (gy: Tensor, x: Tensor, out: Tenso
 }
 
 /** a + b with broadcasting. */
-export const add = (a: TensorLike, b: TensorLike): Tensor => binary('add', a, b, (gy) => [gy, gy]);
+export const add = (a: TensorLike, b: TensorLike): Tensor => binary('add', a, b, (gy) => [() => gy, () => gy]);
 /** a − b with broadcasting. */
-export const sub = (a: TensorLike, b: TensorLike): Tensor => binary('sub', a, b, (gy) => [gy, neg(gy)]);
+export const sub = (a: TensorLike, b: TensorLike): Tensor => binary('sub', a, b, (gy) => [() => gy, () => neg(gy)]);
 /** a · b with broadcasting. */
 export const mul = (a: TensorLike, b: TensorLike): Tensor =>
-  binary('mul', a, b, (gy, ta, tb) => [mul(gy, tb), mul(gy, ta)]);
+  binary('mul', a, b, (gy, ta, tb) => [() => mul(gy, tb), () => mul(gy, ta)]);
 /** a / b with broadcasting. */
 export const div = (a: TensorLike, b: TensorLike): Tensor =>
-  binary('div', a, b, (gy, _ta, tb, out) => [div(gy, tb), neg(div(mul(gy, out), tb))]);
+  binary('div', a, b, (gy, _ta, tb, out) => [() => div(gy, tb), () => neg(div(mul(gy, out), tb))]);
 /** a ** b with broadcasting; the exponent's gradient is taken as 0 where a ≤ 0. */
 export const pow = (a: TensorLike, b: TensorLike): Tensor =>
   binary('pow', a, b, (gy, ta, tb, out) => [
-    mul(gy, mul(tb, pow(ta, sub(tb, 1)))),
-    mul(gy, where(gt(ta, 0), mul(out, log(ta)), 0)),
+    () => mul(gy, mul(tb, pow(ta, sub(tb, 1)))),
+    () => mul(gy, where(gt(ta, 0), mul(out, log(ta)), 0)),
   ]);
 
 /** Gradient share of the first operand of maximum/minimum: 1 where it wins, ½ at ties (as PyTorch). */
@@ -64,13 +65,13 @@ function winnerMask(wins: Tensor, ties: Tensor): Tensor {
 export const maximum = (a: TensorLike, b: TensorLike): Tensor =>
   binary('maximum', a, b, (gy, ta, tb) => {
     const m = winnerMask(gt(ta, tb), eq(ta, tb));
-    return [mul(gy, m), mul(gy, sub(1, m))];
+    return [() => mul(gy, m), () => mul(gy, sub(1, m))];
   });
 /** Elementwise minimum; ties split the gradient evenly. */
 export const minimum = (a: TensorLike, b: TensorLike): Tensor =>
   binary('minimum', a, b, (gy, ta, tb) => {
     const m = winnerMask(lt(ta, tb), eq(ta, tb));
-    return [mul(gy, m), mul(gy, sub(1, m))];
+    return [() => mul(gy, m), () => mul(gy, sub(1, m))];
   });
 
 /** 1 where a > b, else 0 (no gradient). */
@@ -114,7 +115,10 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const data = ta.backend.where(cond.kernel, ta.kernel, tb.kernel, shape);
   return emit('where', [ta, tb], data, shape, ta.dtype, (gy) => {
     const zero = asTensor(0, gy);
-    return [sumTo(where(cond, gy, zero), ta.shape), sumTo(where(cond, zero, gy), tb.shape)];
+    return [
+      ta.requiresGrad ? sumTo(where(cond, gy, zero), ta.shape) : null,
+      tb.requiresGrad ? sumTo(where(cond, zero, gy), tb.shape) : null,
+    ];
   });
 }
 

@@ -1,0 +1,244 @@
+// WGSL reductions (sum, max, min) over any set of axes, for float32, int32 and uint8 tensors.
+//
+// One kernel serves every case. The reduced elements of each output are split into `parts`
+// segments of at most `chunk` elements; a workgroup of 256 invocations reduces 256 / lanes
+// segments at once, `lanes` invocations per segment, each invocation folding a strided slice
+// of its segment before a shared-memory tree combines the lanes. `lanes` adapts to the segment
+// length, so a softmax over 10 classes does not leave 246 of 256 invocations idle, and a sum
+// over a million elements still spreads over a full workgroup.
+//
+// When there are few outputs and many reduced elements (a scalar loss over a 4M-element
+// image), `parts` > 1 gives each output many workgroups; their partial results form a small
+// [outputs, parts] tensor that a second pass reduces along its last axis.
+import type { KernelTensor, ReduceOp } from '../../tensor/backend.js';
+import type { DType } from '../../tensor/dtype.js';
+import { sizeOf, stridesOf } from '../../tensor/shape.js';
+import { type Engine, Uniforms, dim, wgslType } from '../../backends/webgpu/engine.js';
+
+/** Invocations per workgroup. */
+const WORKGROUP = 256;
+/** Reduced elements per segment when a reduction is split over several workgroups (16 per lane). */
+const CHUNK = 4096;
+/** Elements each lane folds serially before the shared-memory tree (fewer lanes for short rows). */
+const SERIAL = 16;
+/** A reduction is split only when it would otherwise occupy fewer segments than this. */
+const TARGET_SEGMENTS = 1024;
+
+/**
+ * The reduction as two lists of (size, input stride): the kept axes, which index the output in
+ * row-major order, and the reduced axes. Size-1 axes are dropped and neighbouring axes of the
+ * same kind merged (the input is contiguous), so NCHW reduced over [0, 2, 3] becomes kept
+ * [C] and reduced [N, H·W], and the per-element index arithmetic stays short.
+ */
+function plan(shape: readonly number[], axes: readonly number[]) {
+  const strides = stridesOf(shape);
+  const kept: [number, number][] = [];
+  const reduced: [number, number][] = [];
+  let previous: 'kept' | 'reduced' | null = null;
+  shape.forEach((size, d) => {
+    if (size === 1) return;
+    const kind = axes.includes(d) ? 'reduced' : 'kept';
+    const list = kind === 'reduced' ? reduced : kept;
+    const last = list[list.length - 1];
+    if (kind === previous && last) {
+      last[0] *= size;
+      last[1] = strides[d];
+    } else {
+      list.push([size, strides[d]]);
+    }
+    previous = kind;
+  });
+  return { kept, reduced };
+}
+
+/** Smallest power of two ≥ n (1 for n ≤ 1). */
+function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** WGSL of the fold: combine(a, b), its identity, and the final store conversion. */
+function foldOf(op: ReduceOp, dtype: DType) {
+  const t = wgslType(dtype);
+  const float = t === 'f32';
+  let identity: string;
+  let combine: string;
+  if (op === 'sum') {
+    identity = `${t}(0)`;
+    combine = 'a + b';
+  } else {
+    const fn = op; // WGSL's max / min
+    if (float) {
+      // ±inf is built at run time from bits: a constant infinity is a WGSL shader-creation error.
+      identity = `bitcast<f32>(${op === 'max' ? '0xff800000u' : '0x7f800000u'} + zeroBits())`;
+      // WGSL leaves max/min of a NaN unspecified; test the bits so NaN propagates like the CPU
+      // kernel (and like torch.max) whichever operand carries it.
+      combine = `select(select(${fn}(a, b), b, isNan(b)), a, isNan(a))`;
+    } else if (t === 'i32') {
+      identity = op === 'max' ? 'bitcast<i32>(0x80000000u)' : 'bitcast<i32>(0x7fffffffu)';
+      combine = `${fn}(a, b)`;
+    } else {
+      identity = op === 'max' ? '0u' : '0xffffffffu';
+      combine = `${fn}(a, b)`;
+    }
+  }
+  // uint8 lives in u32 lanes; a sum wraps like a store into a Uint8Array (wrapping each pass is
+  // harmless: reduction mod 256 commutes with addition).
+  const finish = dtype === 'uint8' && op === 'sum' ? 'v & 255u' : 'v';
+  return { t, identity, combine, finish };
+}
+
+function source(op: ReduceOp, dtype: DType, singleAxis: boolean): string {
+  const { t, identity, combine, finish } = foldOf(op, dtype);
+  return /* wgsl */ `
+struct Params {
+  segments: u32,  // outputs × parts
+  parts: u32,     // segments per output
+  chunk: u32,     // reduced elements per segment (the last may be shorter)
+  count: u32,     // reduced elements per output
+  lanes: u32,     // invocations per segment: a power of two ≤ ${WORKGROUP}
+  keptRank: u32,
+  reducedRank: u32,
+  keptShape: array<vec4<u32>, 2>,
+  keptStrides: array<vec4<u32>, 2>,
+  reducedShape: array<vec4<u32>, 2>,
+  reducedStrides: array<vec4<u32>, 2>,
+}
+@group(0) @binding(0) var<storage, read> xs: array<${t}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${t}>;
+@group(0) @binding(2) var<uniform> u: Params;
+
+var<workgroup> scratch: array<${t}, ${WORKGROUP}>;
+
+fn isNan(v: f32) -> bool {
+  // A bit test: compilers may fold v != v away under WGSL's "no NaN" latitude.
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Always 0, but not a constant expression, so the infinities built from it are legal.
+fn zeroBits() -> u32 { return u.segments - u.segments; }
+
+fn combine(a: ${t}, b: ${t}) -> ${t} { return ${combine}; }
+
+// Input offset of a row of the reduced axes other than the innermost (the row spelled out over them).
+fn outerOffset(row: u32) -> u32 {
+  var offset = 0u;
+  var rem = row;
+  for (var d = i32(u.reducedRank) - 2; d >= 0; d--) {
+    let k = u32(d);
+    let s = ${dim('u.reducedShape', 'k')};
+    offset += (rem % s) * ${dim('u.reducedStrides', 'k')};
+    rem = rem / s;
+  }
+  return offset;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let group = wid.y * nwg.x + wid.x;
+  let lane = lid.x % u.lanes;
+  let segment = group * (${WORKGROUP}u / u.lanes) + lid.x / u.lanes;
+  // Idle invocations still take part in the barriers below, so they cannot return early.
+  let live = segment < u.segments;
+
+  var acc = ${identity};
+  if (live) {
+    let o = segment / u.parts;
+    let part = segment % u.parts;
+    // Input offset of the output's first element: o spelled out over the kept axes.
+    var base = 0u;
+    var rem = o;
+    for (var d = i32(u.keptRank) - 1; d >= 0; d--) {
+      let k = u32(d);
+      let s = ${dim('u.keptShape', 'k')};
+      base += (rem % s) * ${dim('u.keptStrides', 'k')};
+      rem = rem / s;
+    }
+    let begin = part * u.chunk;
+    let end = min(begin + u.chunk, u.count);
+    // Lanes interleave, so neighbouring lanes read neighbouring elements of a contiguous axis.
+    ${singleAxis ? /* wgsl */ `
+    let stride = ${dim('u.reducedStrides', '0u')};
+    for (var r = begin + lane; r < end; r += u.lanes) {
+      acc = combine(acc, xs[base + r * stride]);
+    }` : /* wgsl */ `
+    // r = row · n0 + col over the reduced axes, col on the innermost one. Stepping r by lanes
+    // moves col; only when col wraps is the row's offset spelled out again (divisions are slow).
+    let n0 = ${dim('u.reducedShape', 'u.reducedRank - 1u')};
+    let stride0 = ${dim('u.reducedStrides', 'u.reducedRank - 1u')};
+    var r = begin + lane;
+    var col = r % n0;
+    var rowOffset = base + outerOffset(r / n0);
+    for (; r < end; r += u.lanes) {
+      acc = combine(acc, xs[rowOffset + col * stride0]);
+      col += u.lanes;
+      if (col >= n0) {
+        let next = r + u.lanes;
+        col = next % n0;
+        rowOffset = base + outerOffset(next / n0);
+      }
+    }`}
+  }
+
+  // Tree over the segment's lanes: pairwise sums keep float32 error near log2(lanes)·ε.
+  scratch[lid.x] = acc;
+  workgroupBarrier();
+  for (var stride = u.lanes / 2u; stride > 0u; stride = stride / 2u) {
+    if (lane < stride) {
+      scratch[lid.x] = combine(scratch[lid.x], scratch[lid.x + stride]);
+    }
+    workgroupBarrier();
+  }
+  if (live && lane == 0u) {
+    let v = scratch[lid.x];
+    out[segment] = ${finish};
+  }
+}`;
+}
+
+/**
+ * Reduces `x` over `axes` (sorted, unique; any subset of a rank ≤ 8 shape) with sum, max or min;
+ * the result has those axes removed. NaN propagates through max/min; int32 sums wrap like i32.
+ */
+export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes: readonly number[]): GPUBuffer {
+  const { kept, reduced } = plan(x.shape, axes);
+  const outputs = sizeOf(x.shape.filter((_, d) => !axes.includes(d)));
+  const count = sizeOf(axes.map((d) => x.shape[d]));
+
+  // Split long reductions with few outputs over several workgroups per output.
+  let parts = 1;
+  if (count > 2 * CHUNK && outputs < TARGET_SEGMENTS) {
+    parts = Math.min(Math.ceil(count / CHUNK), Math.ceil(TARGET_SEGMENTS / outputs));
+  }
+  const chunk = Math.ceil(count / parts);
+  if (parts > 1) parts = Math.ceil(count / chunk); // no empty trailing segment
+  // Each lane folds about SERIAL elements on its own before the tree: short rows get one
+  // invocation each, long ones a full workgroup.
+  const lanes = Math.min(WORKGROUP, nextPow2(Math.ceil(chunk / SERIAL)));
+  const segments = outputs * parts;
+  const singleAxis = reduced.length <= 1;
+
+  const out = engine.allocate(segments, `reduce_${op}`);
+  engine.run({
+    name: `reduce_${op}`,
+    key: `reduce:${op}:${x.dtype}:${singleAxis ? 1 : 'n'}`,
+    source: () => source(op, x.dtype, singleAxis),
+    inputs: [x.data as GPUBuffer],
+    outputs: [out],
+    uniforms: new Uniforms()
+      .u32(segments, parts, chunk, count, lanes, kept.length, reduced.length)
+      .dims(kept.map((k) => k[0]))
+      .dims(kept.map((k) => k[1]))
+      .dims(reduced.map((r) => r[0]))
+      .dims(reduced.map((r) => r[1])),
+    workgroups: engine.grid(segments, WORKGROUP / lanes),
+  });
+  if (parts === 1) return out;
+
+  // Second pass over the [outputs, parts] partial results (parts ≤ TARGET_SEGMENTS: one pass).
+  const result = reduceWebgpu(engine, op, { data: out, shape: [outputs, parts], dtype: x.dtype }, [1]);
+  engine.release(out); // reuse happens only in later work, after the second pass has read it
+  return result;
+}

@@ -1,0 +1,473 @@
+// WGSL resampling kernels — adaptive average pooling, bilinear resize (align_corners = false)
+// and bilinear grid_sample (zero padding, align_corners = true) — with their backward passes,
+// following the CPU kernels in ./cpu.ts (PyTorch's semantics) on NCHW float32 buffers.
+//
+// WGSL has no float atomics, so no backward kernel scatters into shared output. The pooling and
+// resize backwards are gathers: each input pixel visits exactly the outputs whose windows or taps
+// reach it. grid_sample's grad-x has data-dependent targets; it is scattered serially per image
+// plane, in chunks of grid points whose partial planes a second pass sums (deterministic).
+import type { KernelTensor } from '../../tensor/backend.js';
+import { DTypeError } from '../../tensor/errors.js';
+import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
+import { fillWebgpu } from '../elementwise/webgpu.js';
+
+const buf = (t: KernelTensor) => t.data as GPUBuffer;
+
+function checkFloat(what: string, ...ts: KernelTensor[]): void {
+  for (const t of ts) {
+    if (t.dtype !== 'float32') throw new DTypeError(`${what} on webgpu needs float32 tensors, got ${t.dtype}`);
+  }
+}
+
+/** Binding declarations: read-only inputs, then read-write outputs, then the uniform block. */
+function bindings(inputs: string[], outputs: string[]): string {
+  const lines = [
+    ...inputs.map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`),
+    ...outputs.map((name, i) => `@group(0) @binding(${inputs.length + i}) var<storage, read_write> ${name}: array<f32>;`),
+    `@group(0) @binding(${inputs.length + outputs.length}) var<uniform> u: Params;`,
+  ];
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adaptive average pooling
+// ---------------------------------------------------------------------------------------------
+
+/** PyTorch's adaptive windows in integer arithmetic (a float quotient could land off an integer). */
+const ADAPTIVE_WINDOW = /* wgsl */ `
+// Input window [start, end) of output index o: start = ⌊o·in/out⌋, end = ⌈(o+1)·in/out⌉.
+fn windowStart(o: u32, inSize: u32, outSize: u32) -> u32 { return (o * inSize) / outSize; }
+fn windowEnd(o: u32, inSize: u32, outSize: u32) -> u32 { return ((o + 1u) * inSize + outSize - 1u) / outSize; }`;
+
+const POOL_PARAMS = 'struct Params { n: u32, h: u32, w: u32, oh: u32, ow: u32 }';
+
+/** Adaptive average pooling, x [N, C, H, W] → [N, C, oh, ow] with PyTorch's windows. */
+export function adaptiveAvgPool2dWebgpu(engine: Engine, x: KernelTensor, outSize: readonly [number, number]): GPUBuffer {
+  checkFloat('adaptiveAvgPool2d', x);
+  const [n, c, h, w] = x.shape;
+  const [oh, ow] = outSize;
+  const total = n * c * oh * ow;
+  const out = engine.allocate(total, 'adaptiveAvgPool2d');
+  engine.run({
+    name: 'adaptive_avg_pool2d',
+    key: 'adaptive_avg_pool2d',
+    source: () => /* wgsl */ `
+${POOL_PARAMS}
+${bindings(['xs'], ['out'])}
+${FLAT_INDEX}
+${ADAPTIVE_WINDOW}
+${MAIN_1D}
+  let j = i % u.ow;
+  let t = i / u.ow;
+  let r = t % u.oh;
+  let base = (t / u.oh) * u.h * u.w;
+  let r0 = windowStart(r, u.h, u.oh);
+  let r1 = windowEnd(r, u.h, u.oh);
+  let c0 = windowStart(j, u.w, u.ow);
+  let c1 = windowEnd(j, u.w, u.ow);
+  var sum = 0.0;
+  for (var y = r0; y < r1; y++) {
+    for (var q = c0; q < c1; q++) { sum += xs[base + y * u.w + q]; }
+  }
+  out[i] = sum / f32((r1 - r0) * (c1 - c0));
+}`,
+    inputs: [buf(x)],
+    outputs: [out],
+    uniforms: new Uniforms().u32(total, h, w, oh, ow),
+    workgroups: engine.grid(total),
+  });
+  return out;
+}
+
+/**
+ * Gradient of adaptive average pooling with respect to x ([N, C, H, W] = `xShape`), from
+ * gy [N, C, oh, ow]: each input pixel sums gy / window area over the windows that contain it.
+ */
+export function adaptiveAvgPool2dBackwardWebgpu(engine: Engine, gy: KernelTensor, xShape: readonly number[]): GPUBuffer {
+  checkFloat('adaptiveAvgPool2dBackward', gy);
+  const [n, c, h, w] = xShape;
+  const [, , oh, ow] = gy.shape;
+  const total = n * c * h * w;
+  const out = engine.allocate(total, 'adaptiveAvgPool2dBackward');
+  engine.run({
+    name: 'adaptive_avg_pool2d_backward',
+    key: 'adaptive_avg_pool2d_backward',
+    source: () => /* wgsl */ `
+${POOL_PARAMS}
+${bindings(['gy'], ['out'])}
+${FLAT_INDEX}
+${ADAPTIVE_WINDOW}
+${MAIN_1D}
+  let q = i % u.w;
+  let t = i / u.w;
+  let r = t % u.h;
+  let base = (t / u.h) * u.oh * u.ow;
+  // Window o contains r  ⇔  ⌊o·in/out⌋ ≤ r < ⌈(o+1)·in/out⌉  ⇔  ⌊r·out/in⌋ ≤ o < ⌈(r+1)·out/in⌉:
+  // the same window formula with the roles of in and out swapped.
+  let o0 = windowStart(r, u.oh, u.h);
+  let o1 = windowEnd(r, u.oh, u.h);
+  let p0 = windowStart(q, u.ow, u.w);
+  let p1 = windowEnd(q, u.ow, u.w);
+  var sum = 0.0;
+  for (var oy = o0; oy < o1; oy++) {
+    let rows = windowEnd(oy, u.h, u.oh) - windowStart(oy, u.h, u.oh);
+    for (var ox = p0; ox < p1; ox++) {
+      let cols = windowEnd(ox, u.w, u.ow) - windowStart(ox, u.w, u.ow);
+      sum += gy[base + oy * u.ow + ox] / f32(rows * cols);
+    }
+  }
+  out[i] = sum;
+}`,
+    inputs: [buf(gy)],
+    outputs: [out],
+    uniforms: new Uniforms().u32(total, h, w, oh, ow),
+    workgroups: engine.grid(total),
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bilinear resize (align_corners = false)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Input coordinate per output step along one axis: 1/scale when the caller gave a scale factor
+ * (PyTorch keeps the user's factor), otherwise in/out — as linearTaps in ./cpu.ts.
+ */
+function ratioOf(inSize: number, outSize: number, scale?: number): number {
+  return scale !== undefined && scale > 0 ? 1 / scale : inSize / outSize;
+}
+
+const RESIZE_PARAMS = 'struct Params { n: u32, h: u32, w: u32, oh: u32, ow: u32, ratioH: f32, ratioW: f32 }';
+
+const LINEAR_TAP = /* wgsl */ `
+struct Tap { lo: u32, hi: u32, wLo: f32, wHi: f32 }
+
+// The two input taps of output index o along an axis of inSize pixels (PyTorch's
+// area_pixel_compute_source_index, align_corners = false, with its guards for user scales).
+fn linearTap(o: u32, ratio: f32, inSize: u32) -> Tap {
+  // Pixel centres: o + 0.5 maps to src + 0.5; coordinates left of the first centre clamp.
+  let src = max(ratio * (f32(o) + 0.5) - 0.5, 0.0);
+  let lo = min(u32(floor(src)), inSize - 1u);
+  let lambda = clamp(src - f32(lo), 0.0, 1.0);
+  return Tap(lo, min(lo + 1u, inSize - 1u), 1.0 - lambda, lambda);
+}`;
+
+/**
+ * Bilinear resize like `F.interpolate(mode='bilinear', align_corners=False)`, x [N, C, H, W] →
+ * [N, C, oh, ow]; `scales` = the user's [sh, sw] when the resize was requested by factor.
+ */
+export function resizeBilinearWebgpu(
+  engine: Engine, x: KernelTensor, outSize: readonly [number, number], scales?: readonly [number, number],
+): GPUBuffer {
+  checkFloat('resizeBilinear', x);
+  const [n, c, h, w] = x.shape;
+  const [oh, ow] = outSize;
+  const total = n * c * oh * ow;
+  const out = engine.allocate(total, 'resizeBilinear');
+  engine.run({
+    name: 'resize_bilinear',
+    key: 'resize_bilinear',
+    source: () => /* wgsl */ `
+${RESIZE_PARAMS}
+${bindings(['xs'], ['out'])}
+${FLAT_INDEX}
+${LINEAR_TAP}
+${MAIN_1D}
+  let j = i % u.ow;
+  let t = i / u.ow;
+  let r = t % u.oh;
+  let base = (t / u.oh) * u.h * u.w;
+  let ty = linearTap(r, u.ratioH, u.h);
+  let tx = linearTap(j, u.ratioW, u.w);
+  let top = base + ty.lo * u.w;
+  let bottom = base + ty.hi * u.w;
+  out[i] = ty.wLo * (tx.wLo * xs[top + tx.lo] + tx.wHi * xs[top + tx.hi])
+         + ty.wHi * (tx.wLo * xs[bottom + tx.lo] + tx.wHi * xs[bottom + tx.hi]);
+}`,
+    inputs: [buf(x)],
+    outputs: [out],
+    uniforms: new Uniforms().u32(total, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
+    workgroups: engine.grid(total),
+  });
+  return out;
+}
+
+/**
+ * Gradient of {@link resizeBilinearWebgpu} with respect to x ([N, C, H, W] = `xShape`), from
+ * gy [N, C, oh, ow]; pass the forward's `scales`. A gather: each input pixel sums, over the
+ * output rows and columns whose taps include it, gy times the forward weights.
+ */
+export function resizeBilinearBackwardWebgpu(
+  engine: Engine, gy: KernelTensor, xShape: readonly number[], scales?: readonly [number, number],
+): GPUBuffer {
+  checkFloat('resizeBilinearBackward', gy);
+  const [n, c, h, w] = xShape;
+  const [, , oh, ow] = gy.shape;
+  const total = n * c * h * w;
+  const out = engine.allocate(total, 'resizeBilinearBackward');
+  engine.run({
+    name: 'resize_bilinear_backward',
+    key: 'resize_bilinear_backward',
+    source: () => /* wgsl */ `
+${RESIZE_PARAMS}
+${bindings(['gy'], ['out'])}
+${FLAT_INDEX}
+${LINEAR_TAP}
+
+// Outputs [first, end) along an axis whose taps may include input index p. The taps of output o
+// are ⌊src(o)⌋ and ⌊src(o)⌋ + 1 (clamped), src increasing with o, so they include p only when
+// p − 1 ≤ src(o) < p + 1; the last input pixel also collects every output clamped onto it.
+// Inverting src in float is off by far less than one step, so one output of slack each side
+// suffices; the caller tests each candidate exactly with linearTap.
+fn outputRange(p: u32, ratio: f32, inSize: u32, outSize: u32) -> vec2<u32> {
+  let first = floor((f32(p) - 0.5) / ratio - 0.5) - 1.0;
+  var end = f32(outSize);
+  if (p + 1u < inSize) { end = min(end, ceil((f32(p) + 1.5) / ratio - 0.5) + 1.0); }
+  return vec2<u32>(u32(max(first, 0.0)), u32(max(end, 0.0)));
+}
+
+// Weight of input p in tap t (both taps when they coincide at the border, as in the forward).
+fn tapWeight(t: Tap, p: u32) -> f32 {
+  return select(0.0, t.wLo, t.lo == p) + select(0.0, t.wHi, t.hi == p);
+}
+${MAIN_1D}
+  let q = i % u.w;
+  let t = i / u.w;
+  let r = t % u.h;
+  let base = (t / u.h) * u.oh * u.ow;
+  let rows = outputRange(r, u.ratioH, u.h, u.oh);
+  let cols = outputRange(q, u.ratioW, u.w, u.ow);
+  var sum = 0.0;
+  for (var oy = rows.x; oy < rows.y; oy++) {
+    let ty = linearTap(oy, u.ratioH, u.h);
+    if (ty.lo != r && ty.hi != r) { continue; }
+    var rowSum = 0.0;
+    for (var ox = cols.x; ox < cols.y; ox++) {
+      let tx = linearTap(ox, u.ratioW, u.w);
+      if (tx.lo != q && tx.hi != q) { continue; }
+      rowSum += tapWeight(tx, q) * gy[base + oy * u.ow + ox];
+    }
+    sum += tapWeight(ty, r) * rowSum;
+  }
+  out[i] = sum;
+}`,
+    inputs: [buf(gy)],
+    outputs: [out],
+    uniforms: new Uniforms().u32(total, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
+    workgroups: engine.grid(total),
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// grid_sample (bilinear, zero padding, align_corners = true)
+// ---------------------------------------------------------------------------------------------
+
+/** Where a grid point samples; shared by the three grid_sample kernels (which declare u.h, u.w). */
+const GRID_LOCATE = /* wgsl */ `
+struct Cell { x0: i32, y0: i32, fx: f32, fy: f32 }
+
+// Unnormalises (gx, gy) with align_corners = true (−1 and 1 are the first and last pixel
+// centres) and splits the position into its cell's north-west corner and the offsets inside;
+// the other corners are (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1).
+fn locate(gx: f32, gy: f32) -> Cell {
+  // Points more than a pixel outside sample only padding: clamping them changes nothing but
+  // keeps the integer corner arithmetic far from i32 overflow.
+  let ix = clamp((gx + 1.0) * 0.5 * f32(u.w - 1u), -2.0, f32(u.w) + 1.0);
+  let iy = clamp((gy + 1.0) * 0.5 * f32(u.h - 1u), -2.0, f32(u.h) + 1.0);
+  let fx0 = floor(ix);
+  let fy0 = floor(iy);
+  return Cell(i32(fx0), i32(fy0), ix - fx0, iy - fy0);
+}
+
+fn inside(yy: i32, xx: i32) -> bool {
+  return yy >= 0 && yy < i32(u.h) && xx >= 0 && xx < i32(u.w);
+}`;
+
+/** Zero-padded reads of x (bound as `xs`). */
+const PIXEL_OR_ZERO = /* wgsl */ `
+// x[plane base + (yy, xx)], or 0 outside the image: zero padding.
+fn pixelOrZero(base: u32, yy: i32, xx: i32) -> f32 {
+  if (!inside(yy, xx)) { return 0.0; }
+  return xs[base + u32(yy) * u.w + u32(xx)];
+}`;
+
+const GRID_PARAMS = 'struct Params { n: u32, c: u32, h: u32, w: u32, points: u32 }';
+
+/**
+ * `F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=True)`:
+ * x [N, C, H, W], grid [N, Ho, Wo, 2] holding (x, y) in [−1, 1] → [N, C, Ho, Wo].
+ */
+export function gridSampleWebgpu(engine: Engine, x: KernelTensor, grid: KernelTensor): GPUBuffer {
+  checkFloat('gridSample', x, grid);
+  const [n, c, h, w] = x.shape;
+  const [, ho, wo] = grid.shape;
+  const points = ho * wo;
+  const total = n * c * points;
+  const out = engine.allocate(total, 'gridSample');
+  engine.run({
+    name: 'grid_sample',
+    key: 'grid_sample',
+    source: () => /* wgsl */ `
+${GRID_PARAMS}
+${bindings(['xs', 'grid'], ['out'])}
+${FLAT_INDEX}
+${GRID_LOCATE}
+${PIXEL_OR_ZERO}
+${MAIN_1D}
+  let k = i % u.points;
+  let plane = i / u.points;      // b·C + channel
+  let b = plane / u.c;
+  let g = 2u * (b * u.points + k);
+  let cell = locate(grid[g], grid[g + 1u]);
+  let base = plane * u.h * u.w;
+  let x1 = cell.x0 + 1;
+  let y1 = cell.y0 + 1;
+  out[i] = (1.0 - cell.fx) * (1.0 - cell.fy) * pixelOrZero(base, cell.y0, cell.x0)
+         + cell.fx * (1.0 - cell.fy) * pixelOrZero(base, cell.y0, x1)
+         + (1.0 - cell.fx) * cell.fy * pixelOrZero(base, y1, cell.x0)
+         + cell.fx * cell.fy * pixelOrZero(base, y1, x1);
+}`,
+    inputs: [buf(x), buf(grid)],
+    outputs: [out],
+    uniforms: new Uniforms().u32(total, c, h, w, points),
+    workgroups: engine.grid(total),
+  });
+  return out;
+}
+
+/** Invocations grad-x's scatter pass aims for (the rest of the parallelism is in the gather pass). */
+const SCATTER_INVOCATIONS = 2048;
+/** Fewest grid points one scatter invocation handles: below this the partial planes cost more. */
+const MIN_POINTS_PER_SCATTER = 256;
+/** Elements of partial grad-x planes the scatter pass may allocate in all (16 MiB). */
+const PARTIAL_BUDGET = 1 << 22;
+
+/**
+ * Gradients of {@link gridSampleWebgpu}: [grad x (x's shape), grad grid (grid's shape)].
+ * grad grid is a per-point gather over channels. grad x is a scatter with data-dependent
+ * targets: grid points are split into P chunks; one invocation per (chunk, image plane) adds
+ * its chunk's contributions in order into a private zeroed plane, and a second pass sums the P
+ * planes per pixel. Deterministic, and no two invocations ever write the same word.
+ */
+export function gridSampleBackwardWebgpu(engine: Engine, gy: KernelTensor, x: KernelTensor, grid: KernelTensor): [GPUBuffer, GPUBuffer] {
+  checkFloat('gridSampleBackward', gy, x, grid);
+  const [n, c, h, w] = x.shape;
+  const [, ho, wo] = grid.shape;
+  const points = ho * wo;
+  const planes = n * c;
+  const size = planes * h * w;
+
+  // ---- grad grid: one invocation per grid point, summing over channels.
+  const gradGrid = engine.allocate(n * points * 2, 'gridSampleBackward');
+  engine.run({
+    name: 'grid_sample_backward_grid',
+    key: 'grid_sample_backward_grid',
+    source: () => /* wgsl */ `
+${GRID_PARAMS}
+${bindings(['gy', 'xs', 'grid'], ['gradGrid'])}
+${FLAT_INDEX}
+${GRID_LOCATE}
+${PIXEL_OR_ZERO}
+${MAIN_1D}
+  let k = i % u.points;
+  let b = i / u.points;
+  let cell = locate(grid[2u * i], grid[2u * i + 1u]);
+  let x1 = cell.x0 + 1;
+  let y1 = cell.y0 + 1;
+  var dix = 0.0;
+  var diy = 0.0;
+  for (var ch = 0u; ch < u.c; ch++) {
+    let plane = b * u.c + ch;
+    let base = plane * u.h * u.w;
+    let g = gy[plane * u.points + k];
+    let vNW = pixelOrZero(base, cell.y0, cell.x0);
+    let vNE = pixelOrZero(base, cell.y0, x1);
+    let vSW = pixelOrZero(base, y1, cell.x0);
+    let vSE = pixelOrZero(base, y1, x1);
+    // out = (1−fy)·[(1−fx)·NW + fx·NE] + fy·[(1−fx)·SW + fx·SE]; fx, fy move 1:1 with ix, iy.
+    dix += g * ((1.0 - cell.fy) * (vNE - vNW) + cell.fy * (vSE - vSW));
+    diy += g * ((1.0 - cell.fx) * (vSW - vNW) + cell.fx * (vSE - vNE));
+  }
+  // Chain through the unnormalisation: d ix / d gx = (W − 1)/2, d iy / d gy = (H − 1)/2.
+  gradGrid[2u * i] = dix * f32(u.w - 1u) * 0.5;
+  gradGrid[2u * i + 1u] = diy * f32(u.h - 1u) * 0.5;
+}`,
+    inputs: [buf(gy), buf(x), buf(grid)],
+    outputs: [gradGrid],
+    uniforms: new Uniforms().u32(n * points, c, h, w, points),
+    workgroups: engine.grid(n * points),
+  });
+
+  // ---- grad x, pass 1: scatter chunks of grid points into per-chunk partial planes.
+  let parts = Math.min(Math.ceil(SCATTER_INVOCATIONS / Math.max(planes, 1)), Math.ceil(points / MIN_POINTS_PER_SCATTER));
+  parts = Math.max(1, Math.min(parts, Math.floor(PARTIAL_BUDGET / Math.max(size, 1))));
+  const chunk = Math.ceil(points / parts);
+  parts = Math.max(1, Math.ceil(points / chunk));
+  // Zeroed by a parallel fill rather than by each invocation walking its own plane.
+  const partial = fillWebgpu(engine, parts * size, 0, 'float32');
+  engine.run({
+    name: 'grid_sample_backward_x_scatter',
+    key: 'grid_sample_backward_x_scatter',
+    source: () => /* wgsl */ `
+struct Params { n: u32, c: u32, h: u32, w: u32, points: u32, planes: u32, chunk: u32 }
+${bindings(['gy', 'grid'], ['partial'])}
+${FLAT_INDEX}
+${GRID_LOCATE}
+// Adds v at (yy, xx) of the plane at base when inside the image; padding absorbs the rest.
+fn addIfInside(base: u32, yy: i32, xx: i32, v: f32) {
+  if (inside(yy, xx)) {
+    let at = base + u32(yy) * u.w + u32(xx);
+    partial[at] = partial[at] + v;
+  }
+}
+${MAIN_1D}
+  // i = part·planes + plane: neighbouring invocations share their grid points.
+  let plane = i % u.planes;
+  let part = i / u.planes;
+  let b = plane / u.c;
+  let base = i * u.h * u.w;     // this invocation's private partial plane
+  let first = part * u.chunk;
+  let last = min(first + u.chunk, u.points);
+  for (var k = first; k < last; k++) {
+    let g = gy[plane * u.points + k];
+    let p = 2u * (b * u.points + k);
+    let cell = locate(grid[p], grid[p + 1u]);
+    let x1 = cell.x0 + 1;
+    let y1 = cell.y0 + 1;
+    addIfInside(base, cell.y0, cell.x0, (1.0 - cell.fx) * (1.0 - cell.fy) * g);
+    addIfInside(base, cell.y0, x1, cell.fx * (1.0 - cell.fy) * g);
+    addIfInside(base, y1, cell.x0, (1.0 - cell.fx) * cell.fy * g);
+    addIfInside(base, y1, x1, cell.fx * cell.fy * g);
+  }
+}`,
+    inputs: [buf(gy), buf(grid)],
+    outputs: [partial],
+    uniforms: new Uniforms().u32(parts * planes, c, h, w, points, planes, chunk),
+    workgroups: engine.grid(parts * planes),
+  });
+  if (parts === 1) return [partial, gradGrid];
+
+  // ---- grad x, pass 2: sum the partial planes pixel by pixel (reads coalesce across pixels).
+  const gradX = engine.allocate(size, 'gridSampleBackward');
+  engine.run({
+    name: 'grid_sample_backward_x_sum',
+    key: 'grid_sample_backward_x_sum',
+    source: () => /* wgsl */ `
+struct Params { n: u32, parts: u32 }
+${bindings(['partial'], ['gradX'])}
+${FLAT_INDEX}
+${MAIN_1D}
+  var sum = 0.0;
+  for (var p = 0u; p < u.parts; p++) { sum += partial[p * u.n + i]; }
+  gradX[i] = sum;
+}`,
+    inputs: [partial],
+    outputs: [gradX],
+    uniforms: new Uniforms().u32(size, parts),
+    workgroups: engine.grid(size),
+  });
+  engine.release(partial);
+  return [gradX, gradGrid];
+}

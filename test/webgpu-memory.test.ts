@@ -1,0 +1,39 @@
+// Training must not leak GPU memory: after warm-up, every step frees what it allocates, so the
+// live-tensor count and the buffer pool stay where they were at step 10.
+import { describe, expect, it } from 'vitest';
+import { Adam, createModel, l1Loss, memory, tidy, uniform } from '../src/index.js';
+import { testsWebgpu } from './support/backends.js';
+
+if (!testsWebgpu()) console.warn('webgpu is not in this run: skipping the 200-step memory test');
+
+describe.skipIf(!testsWebgpu())('webgpu memory across training steps', () => {
+  it('200 steps of the small EDSR end with the live tensors and pooled bytes of step 10', async () => {
+    const model = await createModel('edsr', { scale: 2, n_resblocks: 2, n_feats: 16 }).toBackend('webgpu');
+    const opt = new Adam(model.parameters(), { lr: 1e-4 });
+    const lr = await uniform([2, 3, 12, 10], 0, 255).to('webgpu');
+    const hr = await uniform([2, 3, 24, 20], 0, 255).to('webgpu');
+    let atStep10: { tensors: number; pooledBytes: number; bufferBytes: number } | undefined;
+    let firstLoss = 0;
+    let lastLoss = 0;
+    for (let step = 1; step <= 200; step++) {
+      const loss = tidy(() => {
+        opt.zeroGrad();
+        const l = l1Loss(model.forward(lr), hr);
+        l.backward();
+        opt.step();
+        return l;
+      });
+      const value = await loss.item();
+      loss.dispose();
+      if (step === 1) firstLoss = value;
+      lastLoss = value;
+      if (step === 10) {
+        const m = memory().webgpu;
+        atStep10 = { tensors: m.tensors, pooledBytes: m.pooledBytes, bufferBytes: m.bufferBytes };
+      }
+    }
+    const m = memory().webgpu;
+    expect({ tensors: m.tensors, pooledBytes: m.pooledBytes, bufferBytes: m.bufferBytes }).toEqual(atStep10);
+    expect(lastLoss).toBeLessThan(firstLoss);
+  });
+});
