@@ -5,23 +5,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { benchConvCpu } from './conv-cpu.js';
+import { tfjsEdsrBaseline, timeMs } from './tfjs-edsr.js';
 import { createModel, noGrad, randn } from '../src/index.js';
-
-function median(times: number[]): number {
-  const s = [...times].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function timeMs(fn: () => Promise<unknown> | unknown, runs: number): Promise<number> {
-  await fn(); // warm-up: V8 optimisation, scratch buffers
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
 
 /** The same conv in tfjs's CPU backend (NHWC, its native layout). */
 async function tfjsConvGflops(): Promise<number> {
@@ -36,25 +21,12 @@ async function tfjsConvGflops(): Promise<number> {
   return (2 * 64 * 128 * 128 * 64 * 9) / (ms / 1000) / 1e9;
 }
 
-/** EDSR-baseline ×4 in tfjs: the same convolutions, ReLUs, residual adds and depth-to-space. */
+/** EDSR-baseline ×4 forward in tfjs's CPU backend, 1×64×64×3 input. */
 async function tfjsEdsrMs(): Promise<number> {
-  const conv = (ci: number, co: number) => ({ w: tf.randomNormal([3, 3, ci, co], 0, 0.02) as tf.Tensor4D, b: tf.zeros([co]) });
-  const layer = (x: tf.Tensor4D, c: { w: tf.Tensor4D; b: tf.Tensor }) => tf.add(tf.conv2d(x, c.w, 1, 'same'), c.b) as tf.Tensor4D;
-  const head = conv(3, 64);
-  const blocks = Array.from({ length: 16 }, () => [conv(64, 64), conv(64, 64)]);
-  const bodyEnd = conv(64, 64);
-  const ups = [conv(64, 256), conv(64, 256)];
-  const tail = conv(64, 3);
+  const forward = tfjsEdsrBaseline(tf, 4);
   const x = tf.randomUniform([1, 64, 64, 3], 0, 255) as tf.Tensor4D;
   return timeMs(async () => {
-    const y = tf.tidy(() => {
-      const h = layer(x, head);
-      let b = h;
-      for (const [c1, c2] of blocks) b = tf.add(b, layer(tf.relu(layer(b, c1)), c2)) as tf.Tensor4D;
-      let u = tf.add(layer(b, bodyEnd), h) as tf.Tensor4D;
-      for (const c of ups) u = tf.depthToSpace(layer(u, c), 2);
-      return layer(u, tail);
-    });
+    const y = forward(x);
     await y.data();
     y.dispose();
   }, 1);

@@ -9,6 +9,12 @@ import { Engine } from './engine.js';
 import type { GpuContext } from './device.js';
 import { binaryWebgpu, castWebgpu, fillWebgpu, unaryWebgpu, whereWebgpu } from '../../kernels/elementwise/webgpu.js';
 import { concatWebgpu, gatherWebgpu, padWebgpu } from '../../kernels/movement/webgpu.js';
+import { reduceWebgpu } from '../../kernels/reduce/webgpu.js';
+import { matmulWebgpu } from '../../kernels/matmul/webgpu.js';
+import {
+  adaptiveAvgPool2dBackwardWebgpu, adaptiveAvgPool2dWebgpu, gridSampleBackwardWebgpu, gridSampleWebgpu,
+  resizeBilinearBackwardWebgpu, resizeBilinearWebgpu,
+} from '../../kernels/resample/webgpu.js';
 
 /** A Backend whose kernels run on a WebGPU device. */
 export interface WebgpuBackend extends Backend {
@@ -36,20 +42,20 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     unary: (op, x) => unaryWebgpu(engine, op, x),
     binary: (op, a, b, outShape) => binaryWebgpu(engine, op, a, b, outShape),
     where: (c, a, b, outShape) => whereWebgpu(engine, c, a, b, outShape),
-    reduce: notYet('reduce'),
+    reduce: (op, x, axes) => reduceWebgpu(engine, op, x, axes),
     gather: (x, outShape, strides, offset) => gatherWebgpu(engine, x, outShape, strides, offset),
     pad: (x, pads, value) => padWebgpu(engine, x, pads, value),
     concat: (xs, axis) => concatWebgpu(engine, xs, axis),
-    matmul: notYet('matmul'),
+    matmul: (a, b, transA, transB) => matmulWebgpu(engine, a, b, transA, transB),
     conv2d: notYet('conv2d'),
     conv2dBackwardData: notYet('conv2dBackwardData'),
     conv2dBackwardWeight: notYet('conv2dBackwardWeight'),
-    adaptiveAvgPool2d: notYet('adaptiveAvgPool2d'),
-    adaptiveAvgPool2dBackward: notYet('adaptiveAvgPool2dBackward'),
-    resizeBilinear: notYet('resizeBilinear'),
-    resizeBilinearBackward: notYet('resizeBilinearBackward'),
-    gridSample: notYet('gridSample'),
-    gridSampleBackward: notYet('gridSampleBackward'),
+    adaptiveAvgPool2d: (x, outSize) => adaptiveAvgPool2dWebgpu(engine, x, outSize),
+    adaptiveAvgPool2dBackward: (gy, xShape) => adaptiveAvgPool2dBackwardWebgpu(engine, gy, xShape),
+    resizeBilinear: (x, outSize, scales) => resizeBilinearWebgpu(engine, x, outSize, scales),
+    resizeBilinearBackward: (gy, xShape, scales) => resizeBilinearBackwardWebgpu(engine, gy, xShape, scales),
+    gridSample: (x, grid) => gridSampleWebgpu(engine, x, grid),
+    gridSampleBackward: (gy, x, grid) => gridSampleBackwardWebgpu(engine, gy, x, grid),
     dispose: () => engine.dispose(),
     memoryInfo: () => ({ pooledBytes: engine.stats.pooledBytes, bufferBytes: engine.stats.liveBytes }),
   };

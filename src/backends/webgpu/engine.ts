@@ -313,6 +313,15 @@ export class Engine {
     if (cached) return cached;
     const code = program.source();
     const module = this.device.createShaderModule({ code, label: program.name });
+    // A WGSL error must not stay cached for the rest of the process: report it, then forget the key.
+    void module.getCompilationInfo().then((info) => {
+      const errors = info.messages.filter((m) => m.type === 'error');
+      if (errors.length === 0) return;
+      this.pipelines.delete(program.key);
+      this.gpuError ??= new BackendError(
+        `WGSL of kernel '${program.name}' does not compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`,
+      );
+    });
     const storage = (readOnly: boolean): GPUBindGroupLayoutEntry['buffer'] => ({ type: readOnly ? 'read-only-storage' : 'storage' });
     const entries: GPUBindGroupLayoutEntry[] = [
       ...program.inputs.map((_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: storage(true) })),

@@ -1,159 +1,478 @@
-// PROTOTYPE (being iterated)
+/**
+ * WGSL convolution kernels: conv2d forward (bias and ReLU fused), its gradient with respect to the input (which is
+ * also conv_transpose2d's forward) and its gradient with respect to the weight. NCHW float32 throughout.
+ *
+ * ## Forward and backward-data: one windowed-correlation kernel
+ * Both are an implicit GEMM per group, out[M = output channels, N = pixels] = Σ_K W·patches, where K runs over the
+ * reduction channels and the kernel taps:
+ *   forward        y[co, oy, ox]  = Σ_c Σ_{ki,kj} x[c, oy·sh − ph + ki, ox·sw − pw + kj] · w[co, c, ki, kj]
+ *   backward data  dx[c, iy, ix]  = Σ_co Σ_{ki,kj : iy = oy·sh − ph + ki, ix = …} gy[co, oy, ox] · w[co, c, ki, kj]
+ * Backward data is split into sh×sw phases (iy mod sh, ix mod sw). Within a phase only the taps ki ≡ (iy + ph) mod
+ * sh contribute, and the gathered gy positions are consecutive, so each phase is a stride-1 correlation of gy with a
+ * ⌈kh/sh⌉×⌈kw/sw⌉ sub-kernel: no scatter, no atomics, and output-padding rows/cols simply find no taps in range.
+ * One generator therefore emits both, in terms of a "window" of TKH×TKW taps read from an input tensor at
+ *   row = baseY + ly·SY + ti,   col = baseX + (lx·RN + r)·SX + tj
+ * (forward: SY = sh, SX = sw, taps = kernel; backward: SY = SX = 1, taps reversed and mapped back to kernel taps).
+ *
+ * ## Tiling
+ * A workgroup of WX×WY invocations owns an output tile of WY rows × WX·RN columns for a block of RM output channels
+ * (the block is uniform across the workgroup). Each invocation keeps an RM×RN register block of accumulators (RN
+ * consecutive pixels of one row, as vec4s), so every input value it loads feeds RM·(taps sharing it) FMAs and every
+ * weight feeds RN. Kernel size, stride and the tile shape are compile-time constants (they are attributes, not
+ * shapes, so they may sit in the pipeline key): the tap loops unroll completely. Shapes, padding and group counts
+ * travel in the uniform block.
+ *
+ * Weights reach the invocations in one of two ways:
+ *  - subgroup path: the 8 lanes `sgid % 8` of each subgroup load the RM×taps weights of one reduction channel
+ *    cooperatively (one load per lane per 8 weights) and hand them around with `subgroupShuffle(v, constLane)`,
+ *    which compilers lower to a register broadcast. Needs subgroups of at least 8 lanes.
+ *  - workgroup-memory path: a chunk of CC channels' weights is staged in `var<workgroup>` memory and every lane reads
+ *    it at the same (uniform) address, which shared memory serves as a broadcast.
+ * Input patches are either staged per chunk of CC channels as a halo tile in `var<workgroup>` memory (the right
+ * choice on GPUs: each input value is fetched from global memory once per tile instead of once per tap), or read
+ * directly from the storage buffer with per-lane bounds masks. The second wins on CPU implementations of WebGPU
+ * (Mesa lavapipe), where workgroup memory is no faster than global memory and every barrier is a coroutine switch.
+ *
+ * 1×1 stride-1 unpadded convolutions are a plain GEMM: the image is viewed as one row of H·W pixels, so tiles run
+ * along the flattened pixel axis without row-edge waste.
+ *
+ * ## Backward weight
+ * dW[co, c, ki, kj] = Σ_{n,oy,ox} gy[n, co, oy, ox] · x[n, c, oy·sh − ph + ki, ox·sw − pw + kj]: a GEMM whose
+ * reduction runs over N·Ho·Wo. Each invocation owns one input channel and a row of kernel taps for a block of RM
+ * output channels (uniform per workgroup), walks the pixels RN at a time and keeps RM×kw·TKH accumulators. gy
+ * values, uniform across the workgroup, are loaded cooperatively and shuffled (or staged in workgroup memory); the
+ * x window is read per lane. When the output is too small to fill the device, the pixel reduction is split across
+ * workgroups into partial sums that a second, deterministic pass adds up (no float atomics).
+ *
+ * ## Index arithmetic
+ * All flat indices are u32: every buffer a kernel binds is at most maxStorageBufferBindingSize bytes (Engine.allocate
+ * enforces it), so element indices stay below 2³², and intermediate products are formed only from factors whose
+ * product is itself an index of the same buffer. Signed i32 is used only for row/column coordinates, which may be
+ * negative in padding. Workgroup counts past maxComputeWorkgroupsPerDimension fold into y, and kernels decode the
+ * flat workgroup index.
+ */
 import type { Conv2dParams, KernelTensor } from '../../tensor/backend.js';
+import { ShapeError } from '../../tensor/errors.js';
 import { type Engine, Uniforms } from '../../backends/webgpu/engine.js';
 
 const buf = (t: KernelTensor) => t.data as GPUBuffer;
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-export interface FwdCfg {
-  kh: number; kw: number; sh: number; sw: number;
-  rm: number; rn: number; wx: number; wy: number;
-  sub: boolean; bias: boolean; dbg?: string; relu: boolean; stage: boolean; cc: number;
+/** How a device is best served; decided once per engine. */
+interface Strategy {
+  /** Weights (and gy in backward-weight) travel by subgroup shuffles rather than workgroup memory. */
+  readonly subgroups: boolean;
+  /** Input patches are staged in workgroup memory (GPUs) rather than read straight from the buffer (CPU devices). */
+  readonly stage: boolean;
+  /** Workgroups to aim for when deciding to split a reduction. */
+  readonly parallelism: number;
 }
 
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const strategies = new WeakMap<Engine, Strategy>();
 
-export function forwardSource(c: FwdCfg): string {
-  const { kh, kw, sh, sw, rm, rn, wx, wy } = c;
-  const khw = kh * kw;
-  const nj = (rn - 1) * sw + kw;
-  const lanes = wx * wy;
-  const wq = Math.ceil((rm * khw) / 8);
-  const L: string[] = [];
-  L.push(c.sub ? 'enable subgroups;' : '');
-  L.push(`struct Params { n: u32, c: u32, h: u32, w: u32, co: u32, ho: u32, wo: u32, groups: u32,
-  cg: u32, cog: u32, ph: i32, pw: i32, tilesX: u32, tilesY: u32, coBlocks: u32, tiles: u32 }`);
-  let b = 0;
-  L.push(`@group(0) @binding(${b++}) var<storage, read> xs: array<f32>;`);
-  L.push(`@group(0) @binding(${b++}) var<storage, read> ws: array<f32>;`);
-  if (c.bias) L.push(`@group(0) @binding(${b++}) var<storage, read> bs: array<f32>;`);
-  L.push(`@group(0) @binding(${b++}) var<storage, read_write> ys: array<f32>;`);
-  L.push(`@group(0) @binding(${b++}) var<uniform> u: Params;`);
-  const ih = (wy - 1) * sh + kh, iw = (wx * rn - 1) * sw + kw;
-  if (!c.sub) L.push(`var<workgroup> wt: array<f32, ${c.cc * rm * khw}>;`);
-  if (c.stage) L.push(`var<workgroup> xt: array<f32, ${c.cc * ih * iw}>;`);
-  L.push(`@compute @workgroup_size(${lanes})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32${c.sub ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
+/** Picks the kernel flavour for this engine's device (overridable for tests through {@link setConvStrategy}). */
+function strategyOf(engine: Engine): Strategy {
+  let s = strategies.get(engine);
+  if (!s) {
+    const info = engine.ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+    const d = engine.ctx.adapterInfo;
+    const cpu = /software|cpu/i.test(d.architecture) || /llvmpipe|lavapipe|swiftshader|software/i.test(d.description);
+    // The shuffle path assumes every subgroup has at least 8 lanes (lanes sgid % 8 cover 0…7).
+    const subgroups = engine.ctx.features.subgroups && (info.subgroupMinSize ?? 0) >= 8;
+    s = { subgroups, stage: !cpu, parallelism: cpu ? 8 : 256 };
+    strategies.set(engine, s);
+  }
+  return s;
+}
+
+/**
+ * Forces a kernel flavour on an engine (tests use it to exercise every path on one device); `undefined` fields keep
+ * the detected choice. Subgroups are used only if the device has them.
+ */
+export function setConvStrategy(engine: Engine, override: { subgroups?: boolean; stage?: boolean; parallelism?: number }): void {
+  const base = strategyOf(engine);
+  strategies.set(engine, {
+    subgroups: (override.subgroups ?? base.subgroups) && engine.ctx.features.subgroups,
+    stage: override.stage ?? base.stage,
+    parallelism: override.parallelism ?? base.parallelism,
+  });
+}
+
+/** Workgroup counts for `tiles` workgroups: x up to the per-dimension limit, the rest folded into y. */
+function fold(engine: Engine, tiles: number): [number, number, number] {
+  const max = engine.ctx.limits.maxComputeWorkgroupsPerDimension;
+  const y = Math.ceil(tiles / max);
+  if (y > max) throw new ShapeError(`conv2d: ${tiles} workgroups exceed the device's dispatch limits`);
+  return [Math.ceil(tiles / y), y, 1];
+}
+
+/** The WGSL that decodes the flat workgroup index `wg` and returns when it is past the last tile. */
+const FLAT_WORKGROUP = /* wgsl */ `
   let wg = wid.y * nwg.x + wid.x;
-  if (wg >= u.tiles) { return; }
-  let tx = wg % u.tilesX; let t2 = wg / u.tilesX;
-  let ty = t2 % u.tilesY; let t3 = t2 / u.tilesY;
-  let cb = t3 % u.coBlocks; let t4 = t3 / u.coBlocks;
-  let grp = t4 % u.groups; let n = t4 / u.groups;
-  let lx = li % ${wx}u; let ly = li / ${wx}u;
-  let oy = ty * ${wy}u + ly;
-  let ox0 = (tx * ${wx}u + lx) * ${rn}u;
-  let co0 = cb * ${rm}u;
-  let hw = u.h * u.w;
-  let xb = (n * u.c + grp * u.cg) * hw;
-  let wrow = u.cg * ${khw}u;
-  let wb = (grp * u.cog) * wrow;`);
-  const ng = Math.ceil(rn / 4);
-  for (let m = 0; m < rm; m++) for (let g = 0; g < ng; g++) L.push(`  var acc${m}_${g} = vec4<f32>(0.0);`);
+  if (wg >= u.tiles) { return; }`;
+
+/** Largest power of two ≤ n (n ≥ 1). */
+const pow2Floor = (n: number): number => 2 ** Math.floor(Math.log2(Math.max(1, n)));
+
+// ---------------------------------------------------------------------------------------------------------------
+// Forward and backward data
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Static description of one windowed-correlation pipeline (everything here may go into the cache key). */
+interface CorrConfig {
+  /** 'fwd': conv2d; 'bwd': its input gradient, one stride phase per workgroup. */
+  readonly mode: 'fwd' | 'bwd';
+  /** The convolution's kernel and stride. */
+  readonly kh: number;
+  readonly kw: number;
+  readonly sh: number;
+  readonly sw: number;
+  /** Window taps per phase: the kernel (fwd) or ⌈k/s⌉ (bwd). */
+  readonly tkh: number;
+  readonly tkw: number;
+  /** Output channels per invocation, pixels per invocation (consecutive in a row), lanes per workgroup row/column. */
+  readonly rm: number;
+  readonly rn: number;
+  readonly wx: number;
+  readonly wy: number;
+  /** Channels per workgroup-memory chunk. */
+  readonly cc: number;
+  readonly subgroups: boolean;
+  readonly stage: boolean;
+  readonly bias: boolean;
+  readonly relu: boolean;
+}
+
+const CORR_PARAMS = /* wgsl */ `
+struct Params {
+  n: u32, inC: u32, inH: u32, inW: u32,
+  outC: u32, outH: u32, outW: u32, groups: u32,
+  red: u32, och: u32, padY: i32, padX: i32,
+  tilesX: u32, tilesY: u32, blocks: u32, phases: u32,
+  tiles: u32, wOut: u32, wIn: u32, wGroup: u32,
+}`;
+
+/** WGSL of the forward / backward-data kernel described by `c`. */
+function corrSource(c: CorrConfig): string {
+  const { kh, kw, sh, sw, tkh, tkw, rm, rn, wx, wy, cc } = c;
+  const fwd = c.mode === 'fwd';
+  const sy = fwd ? sh : 1;
+  const sx = fwd ? sw : 1;
+  const taps = tkh * tkw;
+  const nj = (rn - 1) * sx + tkw; // input columns one invocation reads per window row
+  const ng = Math.ceil(rn / 4); // vec4 accumulators per output channel
+  const lanes = wx * wy;
+  const ih = (wy - 1) * sy + tkh; // halo tile of a workgroup (staged path)
+  const iw = (wx * rn - 1) * sx + tkw;
+  const wq = Math.ceil((rm * taps) / 8); // weights per lane per channel (subgroup path)
+  const L: string[] = [];
+  const emit = (s: string) => L.push(s);
+
+  if (c.subgroups) emit('enable subgroups;');
+  emit(CORR_PARAMS);
+  if (!fwd) {
+    // Whether window tap t of a phase maps inside the kernel.
+    emit(`fn tapOk(t: u32, ki0: u32, kj0: u32) -> bool {
+  return ki0 + (${tkh - 1}u - t / ${tkw}u) * ${sh}u < ${kh}u && kj0 + (${tkw - 1}u - t % ${tkw}u) * ${sw}u < ${kw}u;
+}`);
+  }
+  let b = 0;
+  emit(`@group(0) @binding(${b++}) var<storage, read> xs: array<f32>;`);
+  emit(`@group(0) @binding(${b++}) var<storage, read> ws: array<f32>;`);
+  if (c.bias) emit(`@group(0) @binding(${b++}) var<storage, read> bs: array<f32>;`);
+  emit(`@group(0) @binding(${b++}) var<storage, read_write> ys: array<f32>;`);
+  emit(`@group(0) @binding(${b++}) var<uniform> u: Params;`);
+  if (!c.subgroups) emit(`var<workgroup> wt: array<f32, ${cc * rm * taps}>;`);
+  if (c.stage) emit(`var<workgroup> xt: array<f32, ${cc * ih * iw}>;`);
+
+  emit(`
+@compute @workgroup_size(${lanes})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32${c.subgroups ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
+  ${FLAT_WORKGROUP}
+  // Workgroup → (column tile, row tile, channel block, phase, group, image); all uniform.
+  var t = wg;
+  let tx = t % u.tilesX; t = t / u.tilesX;
+  let ty = t % u.tilesY; t = t / u.tilesY;
+  let blk = t % u.blocks; t = t / u.blocks;
+  let phase = t % u.phases; t = t / u.phases;
+  let grp = t % u.groups; let n = t / u.groups;
+  let lx = li % ${wx}u;
+  let ly = li / ${wx}u;
+  let m0 = blk * ${rm}u;           // first output channel of the block, within the group
+  let inPlane = u.inH * u.inW;
+  let xBase = (n * u.inC + grp * u.red) * inPlane;
+  let wBase = grp * u.wGroup;`);
+
+  // Window origin and the map from window taps to kernel taps.
+  if (fwd) {
+    emit(`
+  let baseY = i32(ty * ${wy * sy}u) - u.padY;
+  let baseX = i32(tx * ${wx * rn * sx}u) - u.padX;
+  let outY = ty * ${wy}u + ly;              // output row of this invocation
+  let outX0 = (tx * ${wx}u + lx) * ${rn}u;  // first output column
+  let outRow = outY;`);
+  } else {
+    // Phase (py, px): output rows iy ≡ py (mod sh). Only kernel rows ki ≡ (py + ph) mod sh reach them, and output
+    // row py + sh·Y gathers gy row Y + dy0 − a through kernel row ki0 + a·sh.
+    emit(`
+  let py = phase / ${sw}u;
+  let px = phase % ${sw}u;
+  let ki0 = (py + u32(u.padY)) % ${sh}u;
+  let kj0 = (px + u32(u.padX)) % ${sw}u;
+  let dy0 = i32((py + u32(u.padY) - ki0) / ${sh}u);
+  let dx0 = i32((px + u32(u.padX) - kj0) / ${sw}u);
+  let baseY = i32(ty * ${wy}u) + dy0 - ${tkh - 1};
+  let baseX = i32(tx * ${wx * rn}u) + dx0 - ${tkw - 1};
+  let outY = ty * ${wy}u + ly;
+  let outX0 = (tx * ${wx}u + lx) * ${rn}u;
+  let outRow = py + outY * ${sh}u;
+  // Window tap (ti, tj) is kernel tap (ki0 + (TKH−1−ti)·sh, kj0 + (TKW−1−tj)·sw); out of the kernel it is zero.
+  let tapBase = (ki0 + ${(tkh - 1) * sh}u) * ${kw}u + kj0 + ${(tkw - 1) * sw}u;`);
+  }
+  /** Offset of window tap t (a WGSL expression, relative to the weight row) and whether it exists. */
+  const tapOffset = (t: string): string => (fwd
+    ? `(${t} / ${tkw}u) * ${kw}u + ${t} % ${tkw}u`
+    : `tapBase - (${t} / ${tkw}u) * ${sh * kw}u - (${t} % ${tkw}u) * ${sw}u`);
+  const tapValid = (t: string): string => (fwd ? 'true' : `tapOk(${t}, ki0, kj0)`);
+
+  for (let m = 0; m < rm; m++) for (let g = 0; g < ng; g++) emit(`  var acc${m}_${g} = vec4<f32>(0.0);`);
+
   if (!c.stage) {
-    for (let ki = 0; ki < kh; ki++) {
-      L.push(`  let iy${ki} = i32(oy * ${sh}u) - u.ph + ${ki};`);
-      L.push(`  let rok${ki} = iy${ki} >= 0 && iy${ki} < i32(u.h) && oy < u.ho;`);
-      L.push(`  let ro${ki} = u32(clamp(iy${ki}, 0, i32(u.h) - 1)) * u.w;`);
+    // Per-lane row offsets and column indices of the window, clamped in range, with masks for the padding.
+    for (let ti = 0; ti < tkh; ti++) {
+      emit(`  let iy${ti} = baseY + i32(ly * ${sy}u) + ${ti};`);
+      emit(`  let rOk${ti} = iy${ti} >= 0 && iy${ti} < i32(u.inH);`);
+      emit(`  let rOff${ti} = u32(clamp(iy${ti}, 0, i32(u.inH) - 1)) * u.inW;`);
     }
     for (let j = 0; j < nj; j++) {
-      L.push(`  let ix${j} = i32(ox0 * ${sw}u) - u.pw + ${j};`);
-      L.push(`  let cok${j} = ix${j} >= 0 && ix${j} < i32(u.w);`);
-      L.push(`  let cx${j} = u32(clamp(ix${j}, 0, i32(u.w) - 1));`);
+      emit(`  let ix${j} = baseX + i32(lx * ${rn * sx}u) + ${j};`);
+      emit(`  let cOk${j} = ix${j} >= 0 && ix${j} < i32(u.inW);`);
+      emit(`  let cIdx${j} = u32(clamp(ix${j}, 0, i32(u.inW) - 1));`);
     }
   }
-  if (c.sub) {
-    L.push(`  let s = sgid % 8u;`);
-  }
-  // loop over channel chunks
-  L.push(`  for (var c0 = 0u; c0 < u.cg; c0 += ${c.cc}u) {`);
-  if (!c.sub) {
-    L.push(`    workgroupBarrier();`);
-    L.push(`    for (var e = li; e < ${c.cc * rm * khw}u; e += ${lanes}u) {
-      let m = e / ${c.cc * khw}u; let r = e % ${c.cc * khw}u; let cc = r / ${khw}u;
-      let ok = co0 + m < u.cog && c0 + cc < u.cg;
-      wt[e] = select(0.0, ws[select(0u, wb + (co0 + m) * wrow + c0 * ${khw}u + r, ok)], ok);
+  if (c.subgroups) emit(`  let s = sgid % 8u;`);
+
+  emit(`  for (var c0 = 0u; c0 < u.red; c0 += ${cc}u) {`);
+  if (!c.subgroups || c.stage) emit(`    workgroupBarrier(); // the previous chunk's tiles are consumed`);
+  if (!c.subgroups) {
+    // Weight tile [RM][CC][taps], zero outside the channel ranges and the kernel.
+    emit(`
+    for (var e = li; e < ${cc * rm * taps}u; e += ${lanes}u) {
+      let m = e / ${cc * taps}u;
+      let r = e % ${cc * taps}u;
+      let ci = c0 + r / ${taps}u;
+      let tap = r % ${taps}u;
+      let ok = m0 + m < u.och && ci < u.red && ${tapValid('tap')};
+      let idx = wBase + (m0 + m) * u.wOut + ci * u.wIn + ${tapOffset('tap')};
+      wt[e] = select(0.0, ws[select(0u, idx, ok)], ok);
     }`);
   }
   if (c.stage) {
-    if (c.sub) L.push(`    workgroupBarrier();`);
-    L.push(`    let iy0 = i32(ty * ${wy * sh}u) - u.ph; let ix0 = i32(tx * ${wx * rn * sw}u) - u.pw;
-    for (var e = li; e < ${c.cc * ih * iw}u; e += ${lanes}u) {
-      let cc = e / ${ih * iw}u; let r = e % ${ih * iw}u;
-      let iy = iy0 + i32(r / ${iw}u); let ix = ix0 + i32(r % ${iw}u);
-      let ok = iy >= 0 && iy < i32(u.h) && ix >= 0 && ix < i32(u.w) && c0 + cc < u.cg;
-      xt[e] = select(0.0, xs[select(0u, xb + (c0 + cc) * hw + u32(iy) * u.w + u32(ix), ok)], ok);
+    // Halo tile [CC][ih][iw] of the input, zero in the padding.
+    emit(`
+    for (var e = li; e < ${cc * ih * iw}u; e += ${lanes}u) {
+      let ci = c0 + e / ${ih * iw}u;
+      let r = e % ${ih * iw}u;
+      let iy = baseY + i32(r / ${iw}u);
+      let ix = baseX + i32(r % ${iw}u);
+      let ok = iy >= 0 && iy < i32(u.inH) && ix >= 0 && ix < i32(u.inW) && ci < u.red;
+      xt[e] = select(0.0, xs[select(0u, xBase + ci * inPlane + u32(iy) * u.inW + u32(ix), ok)], ok);
     }`);
   }
-  if (!c.sub || c.stage) L.push(`    workgroupBarrier();`);
-  L.push(`    for (var cc = 0u; cc < ${c.cc}u; cc++) {`);
-  L.push(`      let c = c0 + cc;`);
-  L.push(`      let cOk = c < u.cg;`);
-  if (c.sub) {
+  if (!c.subgroups || c.stage) emit(`    workgroupBarrier();`);
+  emit(`    for (var cc = 0u; cc < ${cc}u; cc++) {
+      let ci = c0 + cc;
+      let ciOk = ci < u.red;`);
+  if (c.subgroups) {
+    // Lane s holds weights e = 8q + s of this channel's [RM][taps] block in register q.
     for (let q = 0; q < wq; q++) {
-      L.push(`      let e${q} = ${q * 8}u + s; let m${q} = e${q} / ${khw}u; let t${q} = e${q} % ${khw}u;`);
-      L.push(`      let ok${q} = cOk && co0 + m${q} < u.cog && e${q} < ${rm * khw}u;`);
-      if (c.dbg?.includes('noW')) L.push(`      let wv${q} = f32(c + ${q}u) * 0.01;`); else L.push(`      let wv${q} = select(0.0, ws[select(0u, wb + (co0 + m${q}) * wrow + c * ${khw}u + t${q}, ok${q})], ok${q});`);
+      emit(`      let e${q} = ${q * 8}u + s;
+      let m${q} = e${q} / ${taps}u;
+      let t${q} = e${q} % ${taps}u;
+      let ok${q} = ciOk && e${q} < ${rm * taps}u && m0 + m${q} < u.och && ${tapValid(`t${q}`)};
+      let wi${q} = wBase + (m0 + m${q}) * u.wOut + ci * u.wIn + ${tapOffset(`t${q}`)};
+      let wv${q} = select(0.0, ws[select(0u, wi${q}, ok${q})], ok${q});`);
     }
   }
-  const wexpr = (m: number, t: number) => {
-    if (c.dbg?.includes('noB')) { const e = m * khw + t; return `wv${Math.floor(e / 8)}`; }
-    if (c.dbg?.includes('shuf')) { const e = m * khw + t; return `subgroupShuffle(wv${Math.floor(e / 8)}, ${e % 8}u)`; }
-    if (c.sub) { const e = m * khw + t; return `subgroupShuffle(wv${Math.floor(e / 8)}, ${e % 8}u)`; }
-    return `wt[${m * c.cc * khw}u + cc * ${khw}u + ${t}u]`;
-  };
-  for (let ki = 0; ki < kh; ki++) {
-    for (let j = 0; j < nj; j++) {
-      if (c.stage) L.push(`      let v${ki}_${j} = xt[cc * ${ih * iw}u + (ly * ${sh}u + ${ki}u) * ${iw}u + lx * ${rn * sw}u + ${j}u];`);
-      else if (c.dbg?.includes('noX')) L.push(`      let v${ki}_${j} = f32(c) * f32(cx${j} + ${ki}u);`);
-      else L.push(`      let v${ki}_${j} = select(0.0, xs[xb + c * hw + ro${ki} + cx${j}], rok${ki} && cok${j} && cOk);`);
+  const weight = (m: number, t: number): string => {
+    if (c.subgroups) {
+      const e = m * taps + t;
+      return `subgroupShuffle(wv${Math.floor(e / 8)}, ${e % 8}u)`;
     }
-    for (let kj = 0; kj < kw; kj++) {
-      const t = ki * kw + kj;
-      for (let g = 0; g < ng; g++) L.push(`      let p${t}_${g} = vec4<f32>(${range(4).map((r) => r + 4 * g < rn ? `v${ki}_${(r + 4 * g) * sw + kj}` : '0.0').join(', ')});`);
+    return `wt[${m * cc * taps}u + cc * ${taps}u + ${t}u]`;
+  };
+  for (let ti = 0; ti < tkh; ti++) {
+    for (let j = 0; j < nj; j++) {
+      if (c.stage) emit(`      let v${ti}_${j} = xt[cc * ${ih * iw}u + (ly * ${sy}u + ${ti}u) * ${iw}u + lx * ${rn * sx}u + ${j}u];`);
+      else emit(`      let v${ti}_${j} = select(0.0, xs[xBase + ci * inPlane + rOff${ti} + cIdx${j}], rOk${ti} && cOk${j} && ciOk);`);
+    }
+    for (let tj = 0; tj < tkw; tj++) {
+      const t = ti * tkw + tj;
+      for (let g = 0; g < ng; g++) {
+        const lanesOf = range(4).map((r) => (r + 4 * g < rn ? `v${ti}_${(r + 4 * g) * sx + tj}` : '0.0'));
+        emit(`      let p${t}_${g} = vec4<f32>(${lanesOf.join(', ')});`);
+      }
       for (let m = 0; m < rm; m++) {
-        L.push(`      let w${m}_${t} = ${wexpr(m, t)};`);
-        for (let g = 0; g < ng; g++) L.push(`      acc${m}_${g} += w${m}_${t} * p${t}_${g};`);
+        emit(`      let w${m}_${t} = ${weight(m, t)};`);
+        for (let g = 0; g < ng; g++) emit(`      acc${m}_${g} += w${m}_${t} * p${t}_${g};`);
       }
     }
   }
-  L.push(`    }`);
-  L.push(`  }`);
-  // epilogue
-  L.push(`  if (oy < u.ho) {`);
+  emit(`    }
+  }`);
+
+  // Epilogue: bias, activation, masked stores.
+  const colOf = (r: number) => (fwd ? `outX0 + ${r}u` : `px + (outX0 + ${r}u) * ${sw}u`);
+  emit(`  if (outRow >= u.outH) { return; }`);
   for (let m = 0; m < rm; m++) {
-    L.push(`  if (co0 + ${m}u < u.cog) {`);
-    L.push(`    let o = grp * u.cog + co0 + ${m}u;`);
-    L.push(`    let ob${m} = ((n * u.co + o) * u.ho + oy) * u.wo + ox0;`);
+    emit(`  if (m0 + ${m}u < u.och) {
+    let o${m} = grp * u.och + m0 + ${m}u;
+    let row${m} = ((n * u.outC + o${m}) * u.outH + outRow) * u.outW;`);
     for (let g = 0; g < ng; g++) {
-      L.push(`    var r${m}_${g} = acc${m}_${g}${c.bias ? ' + vec4<f32>(bs[o])' : ''};`);
-      if (c.relu) L.push(`    r${m}_${g} = max(r${m}_${g}, vec4<f32>(0.0));`);
-      for (let r = 0; r < Math.min(4, rn - 4 * g); r++) L.push(`    if (ox0 + ${r + 4 * g}u < u.wo) { ys[ob${m} + ${r + 4 * g}u] = r${m}_${g}[${r}]; }`);
+      emit(`    var r${m}_${g} = acc${m}_${g}${c.bias ? ` + vec4<f32>(bs[o${m}])` : ''};`);
+      if (c.relu) emit(`    r${m}_${g} = max(r${m}_${g}, vec4<f32>(0.0));`);
+      for (let r = 0; r < Math.min(4, rn - 4 * g); r++) {
+        emit(`    if (${colOf(r + 4 * g)} < u.outW) { ys[row${m} + ${colOf(r + 4 * g)}] = r${m}_${g}[${r}]; }`);
+      }
     }
-    L.push(`  }`);
+    emit(`  }`);
   }
-  L.push(`  }`);
-  L.push(`}`);
+  emit(`}`);
   return L.join('\n');
 }
 
-export function conv2dProto(engine: Engine, x: KernelTensor, w: KernelTensor, bias: KernelTensor | null, p: Conv2dParams, cfg: Omit<FwdCfg, 'kh' | 'kw' | 'sh' | 'sw' | 'bias'>): GPUBuffer {
-  const [n, c, h, wd] = x.shape as [number, number, number, number];
-  const [co, cg, kh, kw] = w.shape as [number, number, number, number];
-  const [sh, sw] = p.stride; const [ph, pw] = p.padding;
-  const ho = Math.floor((h + 2 * ph - kh) / sh) + 1, wo = Math.floor((wd + 2 * pw - kw) / sw) + 1;
-  const cog = co / p.groups;
-  const full: FwdCfg = { ...cfg, kh, kw, sh, sw, bias: bias !== null };
-  const tilesX = Math.ceil(wo / (cfg.wx * cfg.rn)), tilesY = Math.ceil(ho / cfg.wy), coBlocks = Math.ceil(cog / cfg.rm);
-  const tiles = tilesX * tilesY * coBlocks * p.groups * n;
-  const out = engine.allocate(n * co * ho * wo, 'conv2d');
-  const max = engine.ctx.limits.maxComputeWorkgroupsPerDimension;
-  const gy = Math.ceil(tiles / max);
+/** Output channels per invocation: enough to amortize loads, not more than the group has or registers allow. */
+function pickRm(och: number, taps: number): number {
+  const byGroup = och >= 16 ? 16 : och >= 8 ? 8 : och >= 4 ? 4 : och >= 2 ? 2 : 1;
+  return Math.max(1, Math.min(byGroup, pow2Floor(320 / taps)));
+}
+
+interface CorrCall {
+  readonly mode: 'fwd' | 'bwd';
+  readonly input: GPUBuffer;
+  readonly weight: GPUBuffer;
+  readonly bias: GPUBuffer | null;
+  readonly relu: boolean;
+  /** Input tensor [n, inC, inH, inW] and output tensor [n, outC, outH, outW]. */
+  readonly inShape: readonly [number, number, number, number];
+  readonly outShape: readonly [number, number, number, number];
+  /** Reduction channels per group and output channels per group. */
+  readonly red: number;
+  readonly och: number;
+  readonly groups: number;
+  readonly kh: number;
+  readonly kw: number;
+  readonly sh: number;
+  readonly sw: number;
+  readonly padY: number;
+  readonly padX: number;
+  /** Weight strides: per output channel of the kernel, per reduction channel, per group. */
+  readonly wOut: number;
+  readonly wIn: number;
+  readonly wGroup: number;
+  /** Treat the image as one row (1×1 GEMM path). */
+  readonly flat: boolean;
+}
+
+function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
+  const [n, , , ] = k.inShape;
+  const [, outC, outH, outW] = k.outShape;
+  const out = engine.allocate(n * outC * outH * outW, k.mode === 'fwd' ? 'conv2d' : 'conv2dBackwardData');
+  if (n * outC * outH * outW === 0) return out;
+  const st = strategyOf(engine);
+  const fwd = k.mode === 'fwd';
+  const tkh = fwd ? k.kh : Math.ceil(k.kh / k.sh);
+  const tkw = fwd ? k.kw : Math.ceil(k.kw / k.sw);
+  const taps = tkh * tkw;
+  const rm = pickRm(k.och, taps);
+  const rn = 4;
+  // Flat (GEMM) images are one long row: the whole workgroup runs along it.
+  const [wx, wy] = k.flat ? [64, 1] : [8, 8];
+  const sy = fwd ? k.sh : 1;
+  const sx = fwd ? k.sw : 1;
+  const halo = ((wy - 1) * sy + tkh) * ((wx * rn - 1) * sx + tkw);
+  // Channels per workgroup-memory chunk: keep the tiles within 16 KiB (the WebGPU default limit).
+  const cc = !st.subgroups || st.stage
+    ? Math.max(1, Math.min(8, Math.floor(4096 / ((st.stage ? halo : 0) + (st.subgroups ? 0 : rm * taps)))))
+    : 1;
+  const cfg: CorrConfig = {
+    mode: k.mode, kh: k.kh, kw: k.kw, sh: k.sh, sw: k.sw, tkh, tkw, rm, rn, wx, wy, cc,
+    subgroups: st.subgroups, stage: st.stage, bias: k.bias !== null, relu: k.relu,
+  };
+  const phases = fwd ? 1 : k.sh * k.sw;
+  // Rows/cols per phase: output positions ≡ phase (mod stride); phase 0 has the most.
+  const rowsPerPhase = fwd ? outH : Math.ceil(outH / k.sh);
+  const colsPerPhase = fwd ? outW : Math.ceil(outW / k.sw);
+  const tilesX = Math.ceil(colsPerPhase / (wx * rn));
+  const tilesY = Math.ceil(rowsPerPhase / wy);
+  const blocks = Math.ceil(k.och / rm);
+  const tiles = tilesX * tilesY * blocks * phases * k.groups * n;
+  const [, inC, inH, inW] = k.inShape;
+  const uniforms = new Uniforms()
+    .u32(n, inC, inH, inW, outC, outH, outW, k.groups, k.red, k.och).i32(k.padY, k.padX)
+    .u32(tilesX, tilesY, blocks, phases, tiles, k.wOut, k.wIn, k.wGroup);
   engine.run({
-    name: 'conv2d', key: 'conv2dproto:' + JSON.stringify(full), source: () => forwardSource(full),
-    inputs: bias ? [buf(x), buf(w), buf(bias)] : [buf(x), buf(w)], outputs: [out],
-    uniforms: new Uniforms().u32(n, c, h, wd, co, ho, wo, p.groups, cg, cog).i32(ph, pw).u32(tilesX, tilesY, coBlocks, tiles),
-    workgroups: [Math.ceil(tiles / gy), gy, 1],
+    name: fwd ? 'conv2d' : 'conv2d_backward_data',
+    key: `conv:${Object.values(cfg).join(',')}`,
+    source: () => corrSource(cfg),
+    inputs: k.bias ? [k.input, k.weight, k.bias] : [k.input, k.weight],
+    outputs: [out],
+    uniforms,
+    workgroups: fold(engine, tiles),
   });
   return out;
+}
+
+function outSize(size: number, kernel: number, stride: number, pad: number): number {
+  return Math.max(0, Math.floor((size + 2 * pad - kernel) / stride) + 1);
+}
+
+/**
+ * conv2d forward: x [N, C, H, W], w [Co, C/groups, kh, kw], bias [Co] or null → a new buffer holding y
+ * [N, Co, Ho, Wo]; `activation: 'relu'` fuses max(·, 0) into the store.
+ */
+export function conv2dWebgpu(
+  engine: Engine, x: KernelTensor, w: KernelTensor, bias: KernelTensor | null, p: Conv2dParams,
+  activation: 'none' | 'relu' = 'none',
+): GPUBuffer {
+  const [n, c, h, wd] = x.shape as [number, number, number, number];
+  const [co, cg, kh, kw] = w.shape as [number, number, number, number];
+  const [sh, sw] = p.stride;
+  const [ph, pw] = p.padding;
+  const ho = outSize(h, kh, sh, ph);
+  const wo = outSize(wd, kw, sw, pw);
+  const khw = kh * kw;
+  const flat = kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0;
+  return runCorr(engine, {
+    mode: 'fwd', input: buf(x), weight: buf(w), bias: bias ? buf(bias) : null, relu: activation === 'relu',
+    inShape: flat ? [n, c, 1, h * wd] : [n, c, h, wd],
+    outShape: flat ? [n, co, 1, ho * wo] : [n, co, ho, wo],
+    red: cg, och: co / p.groups, groups: p.groups, kh, kw, sh, sw, padY: ph, padX: pw,
+    wOut: cg * khw, wIn: khw, wGroup: (co / p.groups) * cg * khw, flat,
+  });
+}
+
+/**
+ * Gradient of conv2d with respect to x: gy [N, Co, Ho, Wo], w [Co, C/groups, kh, kw] → a new buffer of shape
+ * `xShape` ([N, C, H, W]). xShape may exceed what the forward formula implies (stride remainders, or
+ * conv_transpose2d's output_padding): positions no output reads get 0.
+ */
+export function conv2dBackwardDataWebgpu(
+  engine: Engine, gy: KernelTensor, w: KernelTensor, xShape: readonly number[], p: Conv2dParams,
+): GPUBuffer {
+  const [n, co, ho, wo] = gy.shape as [number, number, number, number];
+  const [, cg, kh, kw] = w.shape as [number, number, number, number];
+  const [, c, h, wd] = xShape as [number, number, number, number];
+  const [sh, sw] = p.stride;
+  const [ph, pw] = p.padding;
+  const khw = kh * kw;
+  const flat = kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && h === ho && wd === wo;
+  return runCorr(engine, {
+    mode: 'bwd', input: buf(gy), weight: buf(w), bias: null, relu: false,
+    inShape: flat ? [n, co, 1, ho * wo] : [n, co, ho, wo],
+    outShape: flat ? [n, c, 1, h * wd] : [n, c, h, wd],
+    red: co / p.groups, och: cg, groups: p.groups, kh, kw, sh, sw, padY: ph, padX: pw,
+    wOut: khw, wIn: cg * khw, wGroup: (co / p.groups) * cg * khw, flat,
+  });
 }

@@ -77,7 +77,7 @@ describe.skipIf(!engine)('matmulWebgpu', () => {
           await check(c, seed);
         },
       ),
-      { numRuns: 60 },
+      { numRuns: 100 },
     );
   });
 

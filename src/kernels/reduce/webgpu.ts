@@ -4,8 +4,8 @@
 // segments of at most `chunk` elements; a workgroup of 256 invocations reduces 256 / lanes
 // segments at once, `lanes` invocations per segment, each invocation folding a strided slice
 // of its segment before a shared-memory tree combines the lanes. `lanes` adapts to the segment
-// length, so a softmax over 10 classes does not leave 246 of 256 invocations idle, and a sum
-// over a million elements still spreads over a full workgroup.
+// length (about 16 elements per lane), so a softmax over 10 classes takes one invocation per
+// row instead of leaving 246 of 256 idle, and a long row still spreads over a full workgroup.
 //
 // When there are few outputs and many reduced elements (a scalar loss over a 4M-element
 // image), `parts` > 1 gives each output many workgroups; their partial results form a small

@@ -88,7 +88,7 @@ describe.skipIf(!engine)('resample kernels on webgpu', () => {
         expectClose(y, adaptiveAvgPool2dCpu(x, shape, [oh, ow]), what);
         expectClose(gx, adaptiveAvgPool2dBackwardCpu(gy, shape, [oh, ow]), `${what} backward`);
       }),
-      { numRuns: 50 },
+      { numRuns: 100 },
     );
   });
 
@@ -124,7 +124,7 @@ describe.skipIf(!engine)('resample kernels on webgpu', () => {
         expectClose(y, resizeBilinearCpu(x, shape, out, scales), what);
         expectClose(gx, resizeBilinearBackwardCpu(gy, shape, out, scales), `${what} backward`);
       }),
-      { numRuns: 80 },
+      { numRuns: 150 },
     );
   });
 
@@ -158,8 +158,28 @@ describe.skipIf(!engine)('resample kernels on webgpu', () => {
         // The grid gradient scales by (W − 1)/2 and sums over channels: allow for both.
         expectClose(gg, wantGg, `${what} grad grid`, 2e-4 * Math.max(shape[2], shape[3]));
       }),
-      { numRuns: 60 },
+      { numRuns: 100 },
     );
+  });
+
+  it('gridSample handles an empty grid and one-pixel images', async () => {
+    for (const [shape, gridDims] of [[[1, 2, 4, 4], [1, 0, 3, 2]], [[2, 3, 1, 1], [2, 2, 3, 2]], [[1, 1, 1, 5], [1, 4, 1, 2]]] as [Shape4, Shape4][]) {
+      const [n, c] = shape;
+      const points = gridDims[1] * gridDims[2];
+      const x = randomFloats(size(shape), 1);
+      const grid = randomFloats(size(gridDims), 2);
+      const gy = randomFloats(n * c * points, 3);
+      const [y, gx, gg] = await onGpu(
+        [{ shape, values: x }, { shape: gridDims, values: grid }, { shape: [n, c, gridDims[1], gridDims[2]], values: gy }],
+        (e, [tx, tgrid, tg]) => [gridSampleWebgpu(e, tx, tgrid), ...gridSampleBackwardWebgpu(e, tg, tx, tgrid)],
+        [n * c * points, size(shape), grid.length],
+      );
+      const what = `grid_sample ${shape} grid ${gridDims}`;
+      expectClose(y, gridSampleCpu(x, shape, grid, gridDims), what);
+      const [wantGx, wantGg] = gridSampleBackwardCpu(gy, x, shape, grid, gridDims);
+      expectClose(gx, wantGx, `${what} grad x`);
+      expectClose(gg, wantGg, `${what} grad grid`);
+    }
   });
 
   it('gridSample backward splits many grid points into partial planes and sums them exactly', async () => {

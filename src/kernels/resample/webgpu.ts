@@ -7,7 +7,7 @@
 // reach it. grid_sample's grad-x has data-dependent targets; it is scattered serially per image
 // plane, in chunks of grid points whose partial planes a second pass sums (deterministic).
 import type { KernelTensor } from '../../tensor/backend.js';
-import { DTypeError } from '../../tensor/errors.js';
+import { DTypeError, ShapeError } from '../../tensor/errors.js';
 import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
 import { fillWebgpu } from '../elementwise/webgpu.js';
 
@@ -30,6 +30,38 @@ function bindings(inputs: string[], outputs: string[]): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Image-shaped dispatch
+// ---------------------------------------------------------------------------------------------
+
+/** Image planes (n, c) each invocation of an image kernel loops over, sharing its per-pixel setup. */
+const PLANES_PER_INVOCATION = 4;
+
+/**
+ * Workgroups for a kernel over a (width × height) image in each of `planes` planes: 16×16 pixel
+ * tiles in x and y, planes in z. The pixel comes straight from the invocation id — no integer
+ * division, which GPUs (and lavapipe above all) execute slowly — and each invocation computes
+ * its taps or windows once, then loops over planes z, z + nwg.z, …
+ */
+function imageGrid(engine: Engine, width: number, height: number, planes: number): [number, number, number] {
+  const max = engine.ctx.limits.maxComputeWorkgroupsPerDimension;
+  const x = Math.ceil(width / 16);
+  const y = Math.ceil(height / 16);
+  if (x > max || y > max) throw new ShapeError(`an image of ${height}×${width} exceeds this device's dispatch limit`);
+  if (x === 0 || y === 0 || planes === 0) return [0, 0, 0];
+  return [x, y, Math.min(Math.ceil(planes / PLANES_PER_INVOCATION), max)];
+}
+
+/** Opens `main` of an image kernel: (col, row) of the pixel, returning outside `width × height`. */
+function imageMain(width: string, height: string): string {
+  return /* wgsl */ `
+@compute @workgroup_size(16, 16)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let col = gid.x;
+  let row = gid.y;
+  if (col >= ${width} || row >= ${height}) { return; }`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Adaptive average pooling
 // ---------------------------------------------------------------------------------------------
 
@@ -39,42 +71,40 @@ const ADAPTIVE_WINDOW = /* wgsl */ `
 fn windowStart(o: u32, inSize: u32, outSize: u32) -> u32 { return (o * inSize) / outSize; }
 fn windowEnd(o: u32, inSize: u32, outSize: u32) -> u32 { return ((o + 1u) * inSize + outSize - 1u) / outSize; }`;
 
-const POOL_PARAMS = 'struct Params { n: u32, h: u32, w: u32, oh: u32, ow: u32 }';
+const POOL_PARAMS = 'struct Params { planes: u32, h: u32, w: u32, oh: u32, ow: u32 }';
 
 /** Adaptive average pooling, x [N, C, H, W] → [N, C, oh, ow] with PyTorch's windows. */
 export function adaptiveAvgPool2dWebgpu(engine: Engine, x: KernelTensor, outSize: readonly [number, number]): GPUBuffer {
   checkFloat('adaptiveAvgPool2d', x);
   const [n, c, h, w] = x.shape;
   const [oh, ow] = outSize;
-  const total = n * c * oh * ow;
-  const out = engine.allocate(total, 'adaptiveAvgPool2d');
+  const out = engine.allocate(n * c * oh * ow, 'adaptiveAvgPool2d');
   engine.run({
     name: 'adaptive_avg_pool2d',
     key: 'adaptive_avg_pool2d',
     source: () => /* wgsl */ `
 ${POOL_PARAMS}
 ${bindings(['xs'], ['out'])}
-${FLAT_INDEX}
 ${ADAPTIVE_WINDOW}
-${MAIN_1D}
-  let j = i % u.ow;
-  let t = i / u.ow;
-  let r = t % u.oh;
-  let base = (t / u.oh) * u.h * u.w;
-  let r0 = windowStart(r, u.h, u.oh);
-  let r1 = windowEnd(r, u.h, u.oh);
-  let c0 = windowStart(j, u.w, u.ow);
-  let c1 = windowEnd(j, u.w, u.ow);
-  var sum = 0.0;
-  for (var y = r0; y < r1; y++) {
-    for (var q = c0; q < c1; q++) { sum += xs[base + y * u.w + q]; }
+${imageMain('u.ow', 'u.oh')}
+  let r0 = windowStart(row, u.h, u.oh);
+  let r1 = windowEnd(row, u.h, u.oh);
+  let c0 = windowStart(col, u.w, u.ow);
+  let c1 = windowEnd(col, u.w, u.ow);
+  let area = f32((r1 - r0) * (c1 - c0));
+  for (var plane = gid.z; plane < u.planes; plane += nwg.z) {
+    let base = plane * u.h * u.w;
+    var sum = 0.0;
+    for (var y = r0; y < r1; y++) {
+      for (var q = c0; q < c1; q++) { sum += xs[base + y * u.w + q]; }
+    }
+    out[(plane * u.oh + row) * u.ow + col] = sum / area;
   }
-  out[i] = sum / f32((r1 - r0) * (c1 - c0));
 }`,
     inputs: [buf(x)],
     outputs: [out],
-    uniforms: new Uniforms().u32(total, h, w, oh, ow),
-    workgroups: engine.grid(total),
+    uniforms: new Uniforms().u32(n * c, h, w, oh, ow),
+    workgroups: imageGrid(engine, ow, oh, n * c),
   });
   return out;
 }
@@ -87,41 +117,38 @@ export function adaptiveAvgPool2dBackwardWebgpu(engine: Engine, gy: KernelTensor
   checkFloat('adaptiveAvgPool2dBackward', gy);
   const [n, c, h, w] = xShape;
   const [, , oh, ow] = gy.shape;
-  const total = n * c * h * w;
-  const out = engine.allocate(total, 'adaptiveAvgPool2dBackward');
+  const out = engine.allocate(n * c * h * w, 'adaptiveAvgPool2dBackward');
   engine.run({
     name: 'adaptive_avg_pool2d_backward',
     key: 'adaptive_avg_pool2d_backward',
     source: () => /* wgsl */ `
 ${POOL_PARAMS}
 ${bindings(['gy'], ['out'])}
-${FLAT_INDEX}
 ${ADAPTIVE_WINDOW}
-${MAIN_1D}
-  let q = i % u.w;
-  let t = i / u.w;
-  let r = t % u.h;
-  let base = (t / u.h) * u.oh * u.ow;
+${imageMain('u.w', 'u.h')}
   // Window o contains r  ⇔  ⌊o·in/out⌋ ≤ r < ⌈(o+1)·in/out⌉  ⇔  ⌊r·out/in⌋ ≤ o < ⌈(r+1)·out/in⌉:
   // the same window formula with the roles of in and out swapped.
-  let o0 = windowStart(r, u.oh, u.h);
-  let o1 = windowEnd(r, u.oh, u.h);
-  let p0 = windowStart(q, u.ow, u.w);
-  let p1 = windowEnd(q, u.ow, u.w);
-  var sum = 0.0;
-  for (var oy = o0; oy < o1; oy++) {
-    let rows = windowEnd(oy, u.h, u.oh) - windowStart(oy, u.h, u.oh);
-    for (var ox = p0; ox < p1; ox++) {
-      let cols = windowEnd(ox, u.w, u.ow) - windowStart(ox, u.w, u.ow);
-      sum += gy[base + oy * u.ow + ox] / f32(rows * cols);
+  let o0 = windowStart(row, u.oh, u.h);
+  let o1 = windowEnd(row, u.oh, u.h);
+  let p0 = windowStart(col, u.ow, u.w);
+  let p1 = windowEnd(col, u.ow, u.w);
+  for (var plane = gid.z; plane < u.planes; plane += nwg.z) {
+    let base = plane * u.oh * u.ow;
+    var sum = 0.0;
+    for (var oy = o0; oy < o1; oy++) {
+      let rows = windowEnd(oy, u.h, u.oh) - windowStart(oy, u.h, u.oh);
+      for (var ox = p0; ox < p1; ox++) {
+        let cols = windowEnd(ox, u.w, u.ow) - windowStart(ox, u.w, u.ow);
+        sum += gy[base + oy * u.ow + ox] / f32(rows * cols);
+      }
     }
+    out[(plane * u.h + row) * u.w + col] = sum;
   }
-  out[i] = sum;
 }`,
     inputs: [buf(gy)],
     outputs: [out],
-    uniforms: new Uniforms().u32(total, h, w, oh, ow),
-    workgroups: engine.grid(total),
+    uniforms: new Uniforms().u32(n * c, h, w, oh, ow),
+    workgroups: imageGrid(engine, w, h, n * c),
   });
   return out;
 }
@@ -138,7 +165,7 @@ function ratioOf(inSize: number, outSize: number, scale?: number): number {
   return scale !== undefined && scale > 0 ? 1 / scale : inSize / outSize;
 }
 
-const RESIZE_PARAMS = 'struct Params { n: u32, h: u32, w: u32, oh: u32, ow: u32, ratioH: f32, ratioW: f32 }';
+const RESIZE_PARAMS = 'struct Params { planes: u32, h: u32, w: u32, oh: u32, ow: u32, ratioH: f32, ratioW: f32 }';
 
 const LINEAR_TAP = /* wgsl */ `
 struct Tap { lo: u32, hi: u32, wLo: f32, wHi: f32 }
@@ -163,32 +190,29 @@ export function resizeBilinearWebgpu(
   checkFloat('resizeBilinear', x);
   const [n, c, h, w] = x.shape;
   const [oh, ow] = outSize;
-  const total = n * c * oh * ow;
-  const out = engine.allocate(total, 'resizeBilinear');
+  const out = engine.allocate(n * c * oh * ow, 'resizeBilinear');
   engine.run({
     name: 'resize_bilinear',
     key: 'resize_bilinear',
     source: () => /* wgsl */ `
 ${RESIZE_PARAMS}
 ${bindings(['xs'], ['out'])}
-${FLAT_INDEX}
 ${LINEAR_TAP}
-${MAIN_1D}
-  let j = i % u.ow;
-  let t = i / u.ow;
-  let r = t % u.oh;
-  let base = (t / u.oh) * u.h * u.w;
-  let ty = linearTap(r, u.ratioH, u.h);
-  let tx = linearTap(j, u.ratioW, u.w);
-  let top = base + ty.lo * u.w;
-  let bottom = base + ty.hi * u.w;
-  out[i] = ty.wLo * (tx.wLo * xs[top + tx.lo] + tx.wHi * xs[top + tx.hi])
-         + ty.wHi * (tx.wLo * xs[bottom + tx.lo] + tx.wHi * xs[bottom + tx.hi]);
+${imageMain('u.ow', 'u.oh')}
+  let ty = linearTap(row, u.ratioH, u.h);
+  let tx = linearTap(col, u.ratioW, u.w);
+  for (var plane = gid.z; plane < u.planes; plane += nwg.z) {
+    let top = (plane * u.h + ty.lo) * u.w;
+    let bottom = (plane * u.h + ty.hi) * u.w;
+    out[(plane * u.oh + row) * u.ow + col] =
+        ty.wLo * (tx.wLo * xs[top + tx.lo] + tx.wHi * xs[top + tx.hi])
+      + ty.wHi * (tx.wLo * xs[bottom + tx.lo] + tx.wHi * xs[bottom + tx.hi]);
+  }
 }`,
     inputs: [buf(x)],
     outputs: [out],
-    uniforms: new Uniforms().u32(total, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
-    workgroups: engine.grid(total),
+    uniforms: new Uniforms().u32(n * c, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
+    workgroups: imageGrid(engine, ow, oh, n * c),
   });
   return out;
 }
@@ -204,15 +228,13 @@ export function resizeBilinearBackwardWebgpu(
   checkFloat('resizeBilinearBackward', gy);
   const [n, c, h, w] = xShape;
   const [, , oh, ow] = gy.shape;
-  const total = n * c * h * w;
-  const out = engine.allocate(total, 'resizeBilinearBackward');
+  const out = engine.allocate(n * c * h * w, 'resizeBilinearBackward');
   engine.run({
     name: 'resize_bilinear_backward',
     key: 'resize_bilinear_backward',
     source: () => /* wgsl */ `
 ${RESIZE_PARAMS}
 ${bindings(['gy'], ['out'])}
-${FLAT_INDEX}
 ${LINEAR_TAP}
 
 // Outputs [first, end) along an axis whose taps may include input index p. The taps of output o
@@ -231,31 +253,36 @@ fn outputRange(p: u32, ratio: f32, inSize: u32, outSize: u32) -> vec2<u32> {
 fn tapWeight(t: Tap, p: u32) -> f32 {
   return select(0.0, t.wLo, t.lo == p) + select(0.0, t.wHi, t.hi == p);
 }
-${MAIN_1D}
-  let q = i % u.w;
-  let t = i / u.w;
-  let r = t % u.h;
-  let base = (t / u.h) * u.oh * u.ow;
-  let rows = outputRange(r, u.ratioH, u.h, u.oh);
-  let cols = outputRange(q, u.ratioW, u.w, u.ow);
-  var sum = 0.0;
-  for (var oy = rows.x; oy < rows.y; oy++) {
-    let ty = linearTap(oy, u.ratioH, u.h);
-    if (ty.lo != r && ty.hi != r) { continue; }
-    var rowSum = 0.0;
-    for (var ox = cols.x; ox < cols.y; ox++) {
-      let tx = linearTap(ox, u.ratioW, u.w);
-      if (tx.lo != q && tx.hi != q) { continue; }
-      rowSum += tapWeight(tx, q) * gy[base + oy * u.ow + ox];
+${imageMain('u.w', 'u.h')}
+  let rows = outputRange(row, u.ratioH, u.h, u.oh);
+  let cols = outputRange(col, u.ratioW, u.w, u.ow);
+  // Four planes at a time (z, z + nwg.z, …): each tap pair is computed once for all four.
+  // Past the last plane the loads repeat it and the stores are skipped.
+  for (var first = gid.z; first < u.planes; first += 4u * nwg.z) {
+    let planes = vec4<u32>(first, first + nwg.z, first + 2u * nwg.z, first + 3u * nwg.z);
+    let base = min(planes, vec4<u32>(u.planes - 1u)) * (u.oh * u.ow);
+    var sum = vec4<f32>(0.0);
+    for (var oy = rows.x; oy < rows.y; oy++) {
+      let ty = linearTap(oy, u.ratioH, u.h);
+      if (ty.lo != row && ty.hi != row) { continue; }
+      let wy = tapWeight(ty, row);
+      for (var ox = cols.x; ox < cols.y; ox++) {
+        let tx = linearTap(ox, u.ratioW, u.w);
+        if (tx.lo != col && tx.hi != col) { continue; }
+        let at = oy * u.ow + ox;
+        let g = vec4<f32>(gy[base.x + at], gy[base.y + at], gy[base.z + at], gy[base.w + at]);
+        sum += (wy * tapWeight(tx, col)) * g;
+      }
     }
-    sum += tapWeight(ty, r) * rowSum;
+    for (var k = 0u; k < 4u; k++) {
+      if (planes[k] < u.planes) { out[(planes[k] * u.h + row) * u.w + col] = sum[k]; }
+    }
   }
-  out[i] = sum;
 }`,
     inputs: [buf(gy)],
     outputs: [out],
-    uniforms: new Uniforms().u32(total, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
-    workgroups: engine.grid(total),
+    uniforms: new Uniforms().u32(n * c, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
+    workgroups: imageGrid(engine, w, h, n * c),
   });
   return out;
 }
@@ -304,8 +331,7 @@ export function gridSampleWebgpu(engine: Engine, x: KernelTensor, grid: KernelTe
   const [n, c, h, w] = x.shape;
   const [, ho, wo] = grid.shape;
   const points = ho * wo;
-  const total = n * c * points;
-  const out = engine.allocate(total, 'gridSample');
+  const out = engine.allocate(n * c * points, 'gridSample');
   engine.run({
     name: 'grid_sample',
     key: 'grid_sample',
@@ -316,23 +342,27 @@ ${FLAT_INDEX}
 ${GRID_LOCATE}
 ${PIXEL_OR_ZERO}
 ${MAIN_1D}
+  // One invocation per grid point (i = b·points + k): locate once, then sample every channel.
   let k = i % u.points;
-  let plane = i / u.points;      // b·C + channel
-  let b = plane / u.c;
-  let g = 2u * (b * u.points + k);
-  let cell = locate(grid[g], grid[g + 1u]);
-  let base = plane * u.h * u.w;
+  let b = i / u.points;
+  let cell = locate(grid[2u * i], grid[2u * i + 1u]);
   let x1 = cell.x0 + 1;
   let y1 = cell.y0 + 1;
-  out[i] = (1.0 - cell.fx) * (1.0 - cell.fy) * pixelOrZero(base, cell.y0, cell.x0)
-         + cell.fx * (1.0 - cell.fy) * pixelOrZero(base, cell.y0, x1)
-         + (1.0 - cell.fx) * cell.fy * pixelOrZero(base, y1, cell.x0)
-         + cell.fx * cell.fy * pixelOrZero(base, y1, x1);
+  let wNW = (1.0 - cell.fx) * (1.0 - cell.fy);
+  let wNE = cell.fx * (1.0 - cell.fy);
+  let wSW = (1.0 - cell.fx) * cell.fy;
+  let wSE = cell.fx * cell.fy;
+  for (var ch = 0u; ch < u.c; ch++) {
+    let plane = b * u.c + ch;
+    let base = plane * u.h * u.w;
+    out[plane * u.points + k] = wNW * pixelOrZero(base, cell.y0, cell.x0) + wNE * pixelOrZero(base, cell.y0, x1)
+                              + wSW * pixelOrZero(base, y1, cell.x0) + wSE * pixelOrZero(base, y1, x1);
+  }
 }`,
     inputs: [buf(x), buf(grid)],
     outputs: [out],
-    uniforms: new Uniforms().u32(total, c, h, w, points),
-    workgroups: engine.grid(total),
+    uniforms: new Uniforms().u32(n * points, c, h, w, points),
+    workgroups: engine.grid(n * points),
   });
   return out;
 }
@@ -403,8 +433,8 @@ ${MAIN_1D}
   // ---- grad x, pass 1: scatter chunks of grid points into per-chunk partial planes.
   let parts = Math.min(Math.ceil(SCATTER_INVOCATIONS / Math.max(planes, 1)), Math.ceil(points / MIN_POINTS_PER_SCATTER));
   parts = Math.max(1, Math.min(parts, Math.floor(PARTIAL_BUDGET / Math.max(size, 1))));
-  const chunk = Math.ceil(points / parts);
-  parts = Math.max(1, Math.ceil(points / chunk));
+  const chunk = Math.max(1, Math.ceil(points / parts));
+  parts = Math.max(1, Math.ceil(points / chunk)); // no empty trailing chunk
   // Zeroed by a parallel fill rather than by each invocation walking its own plane.
   const partial = fillWebgpu(engine, parts * size, 0, 'float32');
   engine.run({
