@@ -19,3 +19,4 @@ export * from './models/index.js';
 export * from './io/tensors.js';
 export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/safetensors.js';
 export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './tensor/select.js';
+export * from './image/index.js';

@@ -17,9 +17,10 @@
  * `floor`: rtol·max|cpu| over the tensor, an absolute allowance at the tensor's own scale.
  *
  * RTOL = 2e-5 ≈ 340·u. The cpu kernels accumulate in float64 and round once, so the difference
- * is the GPU's own error: ≤ K·u·Σ|terms| ≤ 2e-5·Σ|terms| for every reduction of K ≤ 330 terms here
- * even in the worst case, and √K·u ≈ 2e-6 (10× margin) for the largest ones (K ≈ 1200, the
- * weight gradient of the bigger convolutions). WGSL's precision rules for the pointwise functions
+ * is the GPU's own error: ≤ K·u·Σ|terms| ≤ 2e-5·Σ|terms| even in the worst case for the sums of
+ * K ≲ 340 terms that the small random cases produce (a conv weight gradient sums N·Ho·Wo ≤ 338
+ * terms), and ≈ √K·u ≈ 2e-6 (10× margin) for the largest (K ≈ 1150: weight gradients of the
+ * bigger convolutions; the 40000-element sums are tree reductions, error ~ log₂K·u). WGSL's precision rules for the pointwise functions
  * (÷ 2.5 ULP; exp 3 + 2|x| ULP; sqrt 2.5 ULP; pow via exp2/log2) stay below it at these
  * arguments; log (absolute 2⁻²¹ near 1) and tanh (via exp: absolute ~2⁻²² near 0) get an atol,
  * and softmax of ×20 logits (exp of arguments down to −80: 163 ULP ≈ 2e-5) a wider rtol. Any
@@ -232,10 +233,14 @@ async function agree(label: string, f: (xs: Tensor[]) => Tensor, inputs: readonl
   }
 }
 
-/** An `it` checking `body` on `numRuns` fast-check cases. */
+const liveGpuTensors = () => S.memory()[GPU]?.tensors ?? 0;
+
+/** An `it` checking `body` on `numRuns` fast-check cases; no webgpu tensor may outlive them. */
 function property<T>(name: string, arb: fc.Arbitrary<T>, body: (c: T) => Promise<void>, numRuns = 10): void {
   it(name, async () => {
+    const before = liveGpuTensors();
     await fc.assert(fc.asyncProperty(arb, (c) => body(c)), { numRuns: Math.max(1, Math.round(numRuns * RUNS_SCALE)) });
+    expect(liveGpuTensors(), 'webgpu tensors left alive after the property').toBe(before);
   });
 }
 
@@ -592,14 +597,14 @@ suite('webgpu agrees with cpu: matmul', () => {
 
 interface ConvCase {
   n: number; g: number; cg: number; cog: number; kh: number; kw: number; sh: number; sw: number;
-  ph: number; pw: number; h: number; w: number; bias: boolean; scalarArgs: boolean;
+  ph: number; pw: number; h: number; w: number; bias: boolean; scalarArgs: boolean; relu: boolean;
 }
 
 function conv2dCase(c: { maxC: number; maxK: number; maxHW: number; maxG: number }): fc.Arbitrary<[ConvCase & { xs: number[]; ws: number[] }, number]> {
   return fc.record({
     n: int(1, 2), g: int(1, c.maxG), cg: int(1, c.maxC), cog: int(1, c.maxC), kh: int(1, c.maxK), kw: int(1, c.maxK),
     sh: int(1, 3), sw: int(1, 3), ph: int(0, 2), pw: int(0, 2), h: int(1, c.maxHW), w: int(1, c.maxHW), bias: fc.boolean(),
-    scalarArgs: fc.boolean(),
+    scalarArgs: fc.boolean(), relu: fc.boolean(),
   }).map((p) => (p.scalarArgs ? { ...p, sw: p.sh, pw: p.ph } : p)).map((p) => {
     const h = Math.max(p.h, p.kh - 2 * p.ph);
     const w = Math.max(p.w, p.kw - 2 * p.pw);
@@ -608,9 +613,11 @@ function conv2dCase(c: { maxC: number; maxK: number; maxHW: number; maxG: number
 }
 
 async function checkConv2d(p: ConvCase & { xs: number[]; ws: number[] }, seed: number): Promise<void> {
+  // activation 'relu' runs the ReLU in the kernel's epilogue (what Sequential does for conv → ReLU).
+  const activation = p.relu ? 'relu' as const : undefined;
   const options = p.scalarArgs
-    ? { stride: p.sh, padding: p.ph, groups: p.g }
-    : { stride: [p.sh, p.sw] as [number, number], padding: [p.ph, p.pw] as [number, number], groups: p.g };
+    ? { stride: p.sh, padding: p.ph, groups: p.g, activation }
+    : { stride: [p.sh, p.sw] as [number, number], padding: [p.ph, p.pw] as [number, number], groups: p.g, activation };
   const inputs = [inp('x', p.xs, seeded(sizeOf(p.xs), seed)), inp('weight', p.ws, seeded(sizeOf(p.ws), seed + 1))];
   if (p.bias) inputs.push(inp('bias', [p.ws[0]], seeded(p.ws[0], seed + 2)));
   await agree(`conv2d(x ${fmt(p.xs)}, w ${fmt(p.ws)}, ${JSON.stringify(options)}, bias ${p.bias})`,
@@ -648,7 +655,7 @@ async function checkConvT2d(p: ConvTCase, seed: number): Promise<void> {
 
 suite('webgpu agrees with cpu: convolutions (forward, backward data, backward weight)', () => {
   const small = { maxC: 3, maxK: 5, maxHW: 9, maxG: 3 };
-  property('conv2d: random N, C, H, W, kernel, stride, padding, groups, bias or not',
+  property('conv2d: random N, C, H, W, kernel, stride, padding, groups, bias or not, fused ReLU or not',
     conv2dCase(small), ([p, seed]) => checkConv2d(p, seed), 40);
 
   property('conv_transpose2d: random N, C, H, W, kernel, stride, padding, output padding, groups, bias or not',
@@ -660,10 +667,10 @@ suite('webgpu agrees with cpu: convolutions (forward, backward data, backward we
   property('conv2d with more channels and pixels than one GPU tile', conv2dCase(big), ([p, seed]) => checkConv2d(p, seed), 8);
   property('conv_transpose2d with more channels and pixels than one GPU tile', convT2dCase(big), ([p, seed]) => checkConvT2d(p, seed), 6);
 
-  it('the layer shapes of the fixture models (3×3 same padding, 1×1, 5×5, 9×9, ×2/×3 transposed upsamplers)', async () => {
-    const cases: [string, number[], number[], S.Conv2dOptions | S.ConvTranspose2dOptions, boolean][] = [
+  it('the layer shapes of the fixture models (3×3 same padding, fused ReLU, 1×1, 5×5, 9×9, ×2/×3 transposed upsamplers)', async () => {
+    const cases: [string, number[], number[], S.Conv2dActivationOptions | S.ConvTranspose2dOptions, boolean][] = [
       ['conv2d', [1, 3, 12, 10], [16, 3, 3, 3], { padding: 1 }, false],
-      ['conv2d', [2, 16, 9, 7], [16, 16, 3, 3], { padding: 1 }, false],
+      ['conv2d', [2, 16, 9, 7], [16, 16, 3, 3], { padding: 1, activation: 'relu' }, false],
       ['conv2d', [1, 32, 6, 5], [12, 32, 1, 1], {}, false],
       ['conv2d', [1, 1, 10, 9], [8, 1, 5, 5], { padding: 2 }, false],
       ['conv2d', [1, 3, 13, 11], [16, 3, 9, 9], { padding: 4 }, false],

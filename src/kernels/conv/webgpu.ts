@@ -86,10 +86,16 @@ function strategyOf(engine: Engine): Strategy {
 }
 
 /**
- * Forces a kernel flavour on an engine (tests use it to exercise every path on one device); `undefined` fields keep
- * the detected choice. Subgroups are used only if the device has them.
+ * Forces a kernel flavour on an engine (tests use it to exercise every path on one device); fields left out keep
+ * the current choice, and `null` returns to the detected one. Subgroups are used only if the device has them.
  */
-export function setConvStrategy(engine: Engine, override: { subgroups?: boolean; stage?: boolean; parallelism?: number }): void {
+export function setConvStrategy(
+  engine: Engine, override: { subgroups?: boolean; stage?: boolean; parallelism?: number } | null,
+): void {
+  if (override === null) {
+    strategies.delete(engine);
+    return;
+  }
   const base = strategyOf(engine);
   strategies.set(engine, {
     subgroups: (override.subgroups ?? base.subgroups) && engine.ctx.features.subgroups,
@@ -287,11 +293,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (c.subgroups) {
     // Lane s holds weights e = 8q + s of this channel's [RM][taps] block in register q.
     for (let q = 0; q < wq; q++) {
-      emit(`      let e${q} = ${q * 8}u + s;
-      let m${q} = e${q} / ${taps}u;
-      let t${q} = e${q} % ${taps}u;
-      let ok${q} = ciOk && e${q} < ${rm * taps}u && m0 + m${q} < u.och && ${tapValid(`t${q}`)};
-      let wi${q} = wBase + (m0 + m${q}) * u.wOut + ci * u.wIn + ${tapOffset(`t${q}`)};
+      emit(`      let we${q} = ${q * 8}u + s;
+      let wm${q} = we${q} / ${taps}u;
+      let wt${q} = we${q} % ${taps}u;
+      let ok${q} = ciOk && we${q} < ${rm * taps}u && m0 + wm${q} < u.och && ${tapValid(`wt${q}`)};
+      let wi${q} = wBase + (m0 + wm${q}) * u.wOut + ci * u.wIn + ${tapOffset(`wt${q}`)};
       let wv${q} = select(0.0, ws[select(0u, wi${q}, ok${q})], ok${q});`);
     }
   }
@@ -475,4 +481,249 @@ export function conv2dBackwardDataWebgpu(
     red: co / p.groups, och: cg, groups: p.groups, kh, kw, sh, sw, padY: ph, padX: pw,
     wOut: khw, wIn: cg * khw, wGroup: (co / p.groups) * cg * khw, flat,
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backward weight
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Static description of one backward-weight pipeline. */
+interface GradWConfig {
+  readonly kh: number;
+  readonly kw: number;
+  readonly sh: number;
+  readonly sw: number;
+  /** Kernel rows per invocation, output channels per invocation, pixels per step. */
+  readonly tkh: number;
+  readonly rm: number;
+  readonly rn: number;
+  /** gy columns per workgroup-memory chunk (no-subgroup path). */
+  readonly cw: number;
+  readonly subgroups: boolean;
+}
+
+const GRADW_LANES = 64;
+
+const GRADW_PARAMS = /* wgsl */ `
+struct Params {
+  n: u32, c: u32, h: u32, w: u32,
+  co: u32, ho: u32, wo: u32, groups: u32,
+  cg: u32, cog: u32, ph: i32, pw: i32,
+  laneTiles: u32, blocks: u32, splits: u32, tiles: u32,
+  rowsPerSplit: u32, rows: u32, partStride: u32,
+}`;
+
+/** WGSL of the backward-weight kernel: each invocation reduces one (input channel, kernel-row block) over its rows. */
+function gradWSource(c: GradWConfig): string {
+  const { kh, kw, sh, sw, tkh, rm, rn, cw } = c;
+  const khw = kh * kw;
+  const nkb = Math.ceil(kh / tkh); // kernel-row blocks
+  const nj = (rn - 1) * sw + kw;
+  const gq = Math.ceil((rm * rn) / 8); // gy values per lane per step (subgroup path)
+  const L: string[] = [];
+  const emit = (s: string) => L.push(s);
+  if (c.subgroups) emit('enable subgroups;');
+  emit(GRADW_PARAMS);
+  emit(`@group(0) @binding(0) var<storage, read> xs: array<f32>;
+@group(0) @binding(1) var<storage, read> gys: array<f32>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+@group(0) @binding(3) var<uniform> u: Params;`);
+  if (!c.subgroups) emit(`var<workgroup> gt: array<f32, ${rm * cw}>;`);
+  emit(`
+@compute @workgroup_size(${GRADW_LANES})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32${c.subgroups ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
+  ${FLAT_WORKGROUP}
+  var t = wg;
+  let lt = t % u.laneTiles; t = t / u.laneTiles;
+  let blk = t % u.blocks; t = t / u.blocks;
+  let split = t % u.splits; let grp = t / u.splits;
+  // Invocation → (input channel, block of kernel rows); lanes past the end compute nothing useful and store nothing.
+  let idx = lt * ${GRADW_LANES}u + li;
+  let laneOk = idx < u.cg * ${nkb}u;
+  let ci = select(0u, idx % u.cg, laneOk);
+  let kb = select(0u, idx / u.cg, laneOk);
+  let ki0 = kb * ${tkh}u;
+  let m0 = blk * ${rm}u;
+  let plane = u.h * u.w;
+  let oPlane = u.ho * u.wo;
+  let r0 = split * u.rowsPerSplit;
+  let r1 = min(r0 + u.rowsPerSplit, u.rows);`);
+  if (c.subgroups) emit(`  let s = sgid % 8u;`);
+  for (let m = 0; m < rm; m++) for (let ti = 0; ti < tkh; ti++) for (let kj = 0; kj < kw; kj++) emit(`  var a${m}_${ti}_${kj} = 0.0;`);
+  emit(`
+  for (var row = r0; row < r1; row++) {
+    let img = row / u.ho;
+    let oy = row % u.ho;
+    let xb = (img * u.c + grp * u.cg + ci) * plane;
+    let gb = (img * u.co + grp * u.cog + m0) * oPlane + oy * u.wo;`);
+  for (let ti = 0; ti < tkh; ti++) {
+    emit(`    let iy${ti} = i32(oy * ${sh}u) - u.ph + i32(ki0 + ${ti}u);
+    let rOk${ti} = laneOk && ki0 + ${ti}u < ${kh}u && iy${ti} >= 0 && iy${ti} < i32(u.h);
+    let rOff${ti} = u32(clamp(iy${ti}, 0, i32(u.h) - 1)) * u.w;`);
+  }
+  const step = (indent: string, gyOf: (m: number, r: number) => string): void => {
+    for (let j = 0; j < nj; j++) {
+      emit(`${indent}let ix${j} = i32(ox0 * ${sw}u) - u.pw + ${j};
+${indent}let cOk${j} = ix${j} >= 0 && ix${j} < i32(u.w);
+${indent}let cIdx${j} = u32(clamp(ix${j}, 0, i32(u.w) - 1));`);
+    }
+    for (let m = 0; m < rm; m++) for (let r = 0; r < rn; r++) emit(`${indent}let g${m}_${r} = ${gyOf(m, r)};`);
+    for (let ti = 0; ti < tkh; ti++) {
+      for (let j = 0; j < nj; j++) emit(`${indent}let v${ti}_${j} = select(0.0, xs[xb + rOff${ti} + cIdx${j}], rOk${ti} && cOk${j});`);
+      for (let m = 0; m < rm; m++) {
+        for (let kj = 0; kj < kw; kj++) {
+          const terms = range(rn).map((r) => `g${m}_${r} * v${ti}_${r * sw + kj}`);
+          emit(`${indent}a${m}_${ti}_${kj} += ${terms.join(' + ')};`);
+        }
+      }
+    }
+  };
+  if (c.subgroups) {
+    // gy[m0 + m, oy, ox0 + r] is the same for every lane: lane s loads entries 8q + s and shuffles them around.
+    emit(`    for (var ox0 = 0u; ox0 < u.wo; ox0 += ${rn}u) {`);
+    for (let q = 0; q < gq; q++) {
+      emit(`      let ge${q} = ${q * 8}u + s;
+      let gm${q} = ge${q} / ${rn}u;
+      let gr${q} = ge${q} % ${rn}u;
+      let gok${q} = ge${q} < ${rm * rn}u && m0 + gm${q} < u.cog && ox0 + gr${q} < u.wo;
+      let gv${q} = select(0.0, gys[select(0u, gb + gm${q} * oPlane + ox0 + gr${q}, gok${q})], gok${q});`);
+    }
+    step('      ', (m, r) => { const e = m * rn + r; return `subgroupShuffle(gv${Math.floor(e / 8)}, ${e % 8}u)`; });
+    emit(`    }`);
+  } else {
+    // gy chunk [RM][CW] in workgroup memory, read at uniform addresses (a broadcast).
+    emit(`    for (var oc = 0u; oc < u.wo; oc += ${cw}u) {
+      workgroupBarrier();
+      for (var e = li; e < ${rm * cw}u; e += ${GRADW_LANES}u) {
+        let m = e / ${cw}u;
+        let col = oc + e % ${cw}u;
+        let ok = m0 + m < u.cog && col < u.wo;
+        gt[e] = select(0.0, gys[select(0u, gb + m * oPlane + col, ok)], ok);
+      }
+      workgroupBarrier();
+      for (var oi = 0u; oi < ${cw}u; oi += ${rn}u) {
+        let ox0 = oc + oi;`);
+    step('        ', (m, r) => `gt[${m * cw}u + oi + ${r}u]`);
+    emit(`      }
+    }`);
+  }
+  emit(`  }
+  if (!laneOk) { return; }
+  let pb = split * u.partStride + ci * ${khw}u;`);
+  for (let m = 0; m < rm; m++) {
+    emit(`  if (m0 + ${m}u < u.cog) {
+    let o${m} = pb + (grp * u.cog + m0 + ${m}u) * u.cg * ${khw}u;`);
+    for (let ti = 0; ti < tkh; ti++) {
+      emit(`    if (ki0 + ${ti}u < ${kh}u) {`);
+      for (let kj = 0; kj < kw; kj++) emit(`      part[o${m} + (ki0 + ${ti}u) * ${kw}u + ${kj}u] = a${m}_${ti}_${kj};`);
+      emit(`    }`);
+    }
+    emit(`  }`);
+  }
+  emit(`}`);
+  return L.join('\n');
+}
+
+/** Sums `splits` partial results of `size` elements each (a fixed order: deterministic, no atomics). */
+function sumSplits(engine: Engine, part: GPUBuffer, size: number, splits: number): GPUBuffer {
+  const out = engine.allocate(size, 'conv2dBackwardWeight');
+  engine.run({
+    name: 'conv2d_backward_weight_sum',
+    key: 'conv2d_backward_weight_sum',
+    source: () => /* wgsl */ `
+struct Params { n: u32, splits: u32 }
+@group(0) @binding(0) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> u: Params;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.y * nwg.x + wid.x) * 256u + li;
+  if (i >= u.n) { return; }
+  var acc = 0.0;
+  for (var s = 0u; s < u.splits; s++) { acc += part[s * u.n + i]; }
+  out[i] = acc;
+}`,
+    inputs: [part],
+    outputs: [out],
+    uniforms: new Uniforms().u32(size, splits),
+    workgroups: engine.grid(size),
+  });
+  return out;
+}
+
+/**
+ * Gradient of conv2d with respect to the weight: x [N, C, H, W], gy [N, Co, Ho, Wo] → a new buffer of shape
+ * `wShape` ([Co, C/groups, kh, kw]), summed over the batch.
+ */
+export function conv2dBackwardWeightWebgpu(
+  engine: Engine, x: KernelTensor, gy: KernelTensor, wShape: readonly number[], p: Conv2dParams,
+): GPUBuffer {
+  const [n, c, h, wd] = x.shape as [number, number, number, number];
+  const [, co, ho, wo] = gy.shape as [number, number, number, number];
+  const [, cg, kh, kw] = wShape as [number, number, number, number];
+  const [sh, sw] = p.stride;
+  const [ph, pw] = p.padding;
+  const cog = co / p.groups;
+  const size = co * cg * kh * kw;
+  const st = strategyOf(engine);
+  const rows = n * ho;
+  if (size === 0) return engine.allocate(0, 'conv2dBackwardWeight');
+  if (rows === 0 || wo === 0) return runFill0(engine, size);
+
+  // Registers: RM × TKH × kw accumulators, kept near 72.
+  const rmByGroup = cog >= 8 ? 8 : pow2Floor(cog);
+  const rm = Math.max(1, Math.min(rmByGroup, pow2Floor(72 / kw)));
+  const tkh = Math.max(1, Math.min(kh, Math.floor(72 / (rm * kw))));
+  const rn = 8;
+  const cfg: GradWConfig = { kh, kw, sh, sw, tkh, rm, rn, cw: 64, subgroups: st.subgroups };
+  const lanesTotal = cg * Math.ceil(kh / tkh);
+  const laneTiles = Math.ceil(lanesTotal / GRADW_LANES);
+  const blocks = Math.ceil(cog / rm);
+  const base = laneTiles * blocks * p.groups;
+  // Split the pixel rows across workgroups only when the output alone cannot occupy the device; each split keeps
+  // at least a few rows so the partial sums stay a small fraction of the work.
+  const splits = Math.max(1, Math.min(Math.ceil(st.parallelism / base), Math.floor(rows / 4), 64));
+  const rowsPerSplit = Math.ceil(rows / splits);
+  const used = Math.ceil(rows / rowsPerSplit);
+  const tiles = base * used;
+  const part = engine.allocate(size * used, 'conv2dBackwardWeight');
+  engine.run({
+    name: 'conv2d_backward_weight',
+    key: `conv2d_backward_weight:${Object.values(cfg).join(',')}`,
+    source: () => gradWSource(cfg),
+    inputs: [buf(x), buf(gy)],
+    outputs: [part],
+    uniforms: new Uniforms()
+      .u32(n, c, h, wd, co, ho, wo, p.groups, cg, cog).i32(ph, pw)
+      .u32(laneTiles, blocks, used, tiles, rowsPerSplit, rows, size),
+    workgroups: fold(engine, tiles),
+  });
+  if (used === 1) return part;
+  const out = sumSplits(engine, part, size, used);
+  engine.release(part);
+  return out;
+}
+
+/** A zero-filled buffer (a weight gradient with no pixels to sum over). */
+function runFill0(engine: Engine, size: number): GPUBuffer {
+  const out = engine.allocate(size, 'conv2dBackwardWeight');
+  engine.run({
+    name: 'conv2d_zero',
+    key: 'conv2d_zero',
+    source: () => /* wgsl */ `
+struct Params { n: u32 }
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<uniform> u: Params;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = (wid.y * nwg.x + wid.x) * 256u + li;
+  if (i < u.n) { out[i] = 0.0; }
+}`,
+    inputs: [],
+    outputs: [out],
+    uniforms: new Uniforms().u32(size),
+    workgroups: engine.grid(size),
+  });
+  return out;
 }

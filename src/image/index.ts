@@ -1,0 +1,43 @@
+// Images and the SR evaluation protocol: 8-bit images, PNG, MATLAB bicubic resize, PSNR/SSIM.
+export {
+  type Channels,
+  type Image,
+  checkImage,
+  createImage,
+  cloneImage,
+  toUint8,
+  hasAlpha,
+  splitAlpha,
+  joinAlpha,
+  grayToRgb,
+  rgbToGray,
+  lumaY,
+  rgbToYCbCr,
+  yCbCrToRgb,
+  imageToY,
+} from './image.js';
+export {
+  type PixelRange,
+  type ImageToTensorOptions,
+  type TensorToImageOptions,
+  type NdArrayLike,
+  imageToTensor,
+  tensorToImage,
+  imageToNdarray,
+  imageFromNdarray,
+} from './convert.js';
+export {
+  type ResizeTarget,
+  type Contributions,
+  type FloatPlanes,
+  bicubicContributions,
+  imresize,
+  imresizeFloat,
+  imresizeTensor,
+  cropImage,
+  modcrop,
+} from './resize.js';
+export { type MetricOptions, psnr, ssim } from './metrics.js';
+export { type DecodePngOptions, decodePng, encodePng, readPng, writePng } from './png.js';
+export { type ImageDataLike, type BitmapLike, imageFromImageData, imageToImageData, imageFromBitmap } from './dom.js';
+export { upscaleTiled, type UpscaleTiledOptions, type TileProgressInfo } from './tile.js';
