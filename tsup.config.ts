@@ -1,7 +1,9 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts' },
+  // The CLI's shebang is the first line of src/cli/srq.ts (esbuild keeps it; tsup then marks the
+  // file executable): tsup's banner option would apply to the library entry too.
+  entry: { index: 'src/index.ts', 'cli/srq': 'src/cli/srq.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,
@@ -9,5 +11,6 @@ export default defineConfig({
   target: 'es2022',
   platform: 'neutral',
   // Node built-ins are loaded only on the Node paths (file I/O); browsers never reach them.
-  external: ['node:fs', 'node:fs/promises', 'node:path', 'node:url', 'node:worker_threads', 'node:os'],
+  // The CLI (Node only) also uses node:util.
+  external: ['node:fs', 'node:fs/promises', 'node:path', 'node:url', 'node:worker_threads', 'node:os', 'node:util'],
 });

@@ -1,4 +1,4 @@
-// The main job on its built-in default, until `srq upscale` exists: build an SR model from a
+// The main job on its built-in default: build an SR model from a
 // fixture's config, load its PyTorch weights, run it, and report output statistics, agreement with
 // PyTorch and timing. Without ../shared it runs the same model on random weights.
 import { existsSync } from 'node:fs';

@@ -41,3 +41,7 @@ export { type MetricOptions, psnr, ssim } from './metrics.js';
 export { type DecodePngOptions, decodePng, encodePng, readPng, writePng } from './png.js';
 export { type ImageDataLike, type BitmapLike, imageFromImageData, imageToImageData, imageFromBitmap } from './dom.js';
 export { upscaleTiled, type UpscaleTiledOptions, type TileProgressInfo } from './tile.js';
+export {
+  loadPairs, TrainingSampler, type ImagePair, type LoadPairsOptions, type TrainingSamplerOptions, type TrainingBatch,
+  type CropInfo, type TrainingSamplerState,
+} from './dataset.js';

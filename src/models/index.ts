@@ -14,6 +14,7 @@ export { CARN, CarnBlock, CarnUpsample, BasicBlock, ResidualBlock, EResidualBloc
 export { FSRCNN, type FSRCNNOptions } from './fsrcnn.js';
 export { ESPCN, type ESPCNOptions } from './espcn.js';
 export { parsePublishedName, type PublishedModel } from './presets.js';
+export { modelFromMetadata, modelNameFromMetadata, type ModelFromMetadata } from './from-metadata.js';
 
 /** Any model `createModel` builds. */
 export type SRModel = EDSR | SRResNet | CARN | FSRCNN | ESPCN;

@@ -1,0 +1,66 @@
+// The srq command line: dispatch, help, and the error policy — every failure is one line on
+// stderr, exit code 2 for a bad command line and 1 for anything that went wrong while running.
+import { shutdown } from '../index.js';
+import { type CliIO, UsageError } from './args.js';
+import { EVAL_USAGE, evalCommand } from './eval.js';
+import { UPSCALE_USAGE, upscaleCommand } from './upscale.js';
+
+/** Usage text of `srq`. */
+export const USAGE = `Usage: srq <command> [options]
+
+Commands:
+  eval       PSNR/SSIM of a model or the bicubic baseline on an SR data set
+  upscale    upscale one PNG with a model
+
+Run 'srq <command> --help' for a command's options.
+
+${EVAL_USAGE}
+${UPSCALE_USAGE}`;
+
+const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<number>> = {
+  eval: evalCommand,
+  upscale: upscaleCommand,
+};
+
+/** The process's own streams. */
+export function processIO(): CliIO {
+  return {
+    stdout: (text) => void process.stdout.write(text),
+    stderr: (text) => void process.stderr.write(text),
+    stderrIsTTY: process.stderr.isTTY === true,
+  };
+}
+
+/**
+ * An error as one line: the message alone, newlines folded (state-dict errors list keys on
+ * several); Node's file errors ("ENOENT: no such file or directory, open 'x.png'") lead with the path.
+ */
+function oneLine(error: unknown): string {
+  let text = error instanceof Error ? error.message || error.name : String(error);
+  const system = error as { code?: unknown; path?: unknown };
+  const described = /^[A-Z]+: ([^,]+),/.exec(text);
+  if (typeof system.code === 'string' && typeof system.path === 'string' && described) text = `${system.path}: ${described[1]}`;
+  return text.replace(/\s*\n\s*/g, '; ');
+}
+
+/** Runs srq with `argv` (the arguments after the program name); resolves to the exit code. */
+export async function main(argv: readonly string[], io: CliIO = processIO()): Promise<number> {
+  try {
+    const [command, ...rest] = argv;
+    if (command === '--help' || command === '-h' || command === 'help') {
+      io.stdout(USAGE);
+      return 0;
+    }
+    if (command === undefined) throw new UsageError("missing command (eval or upscale; see 'srq --help')");
+    const run = COMMANDS[command];
+    if (!run) throw new UsageError(`unknown command '${command}' (expected eval or upscale; see 'srq --help')`);
+    return await run(rest, io);
+  } catch (error) {
+    io.stderr(`srq: ${oneLine(error)}\n`);
+    if (process.env.SRQ_DEBUG && error instanceof Error) io.stderr(`${error.stack}\n`);
+    return error instanceof UsageError ? 2 : 1;
+  } finally {
+    // Releases the WebGPU device, if a command acquired one, so the process can exit.
+    shutdown();
+  }
+}
