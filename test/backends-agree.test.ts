@@ -594,18 +594,35 @@ suite('webgpu agrees with cpu: matmul', () => {
 // ---------------------------------------------------------------------------------------------
 // Convolutions: the acceptance criterion. The forward kernel, the data-gradient kernel (also
 // convTranspose2d's forward) and the weight-gradient kernel, on random geometry.
+//
+// N, C, H, W, padding, output padding and groups travel in uniforms and are drawn freely. Kernel
+// size and stride are compile-time constants of the WGSL (with the register-block size picked from
+// the channel count, bias and fused ReLU), so every new (kernel, stride) pair compiles new pipelines:
+// 1–9 s on lavapipe with a cold shader cache (a fresh CI machine). They are therefore drawn from a
+// fixed list that covers each code path, instead of from every combination.
+/** [kh, kw, sh, sw]: 1×1 (the flat-GEMM path when unpadded), 3×3, strided 3×3 (stride phases in the
+ * data gradient), non-square with unequal strides, a kernel narrower than its stride (input pixels
+ * no output reads: zero gradient), and the ×2 transposed-conv upsampler 4×4/2. */
+const GEOMETRIES: readonly (readonly [number, number, number, number])[] = [
+  [1, 1, 1, 1], [3, 3, 1, 1], [3, 3, 2, 2], [2, 3, 2, 1], [1, 2, 3, 2], [4, 4, 2, 2],
+];
 
 interface ConvCase {
   n: number; g: number; cg: number; cog: number; kh: number; kw: number; sh: number; sw: number;
   ph: number; pw: number; h: number; w: number; bias: boolean; scalarArgs: boolean; relu: boolean;
 }
 
-function conv2dCase(c: { maxC: number; maxK: number; maxHW: number; maxG: number }): fc.Arbitrary<[ConvCase & { xs: number[]; ws: number[] }, number]> {
+interface ConvLimits {
+  maxC: number; maxHW: number; maxG: number; geometries: readonly (readonly [number, number, number, number])[];
+}
+
+function conv2dCase(c: ConvLimits): fc.Arbitrary<[ConvCase & { xs: number[]; ws: number[] }, number]> {
   return fc.record({
-    n: int(1, 2), g: int(1, c.maxG), cg: int(1, c.maxC), cog: int(1, c.maxC), kh: int(1, c.maxK), kw: int(1, c.maxK),
-    sh: int(1, 3), sw: int(1, 3), ph: int(0, 2), pw: int(0, 2), h: int(1, c.maxHW), w: int(1, c.maxHW), bias: fc.boolean(),
-    scalarArgs: fc.boolean(), relu: fc.boolean(),
-  }).map((p) => (p.scalarArgs ? { ...p, sw: p.sh, pw: p.ph } : p)).map((p) => {
+    n: int(1, 2), g: int(1, c.maxG), cg: int(1, c.maxC), cog: int(1, c.maxC), geometry: fc.constantFrom(...c.geometries),
+    ph: int(0, 2), pw: int(0, 2), h: int(1, c.maxHW), w: int(1, c.maxHW), bias: fc.boolean(), scalarArgs: fc.boolean(), relu: fc.boolean(),
+  }).map(({ geometry: [kh, kw, sh, sw], ...p }) => ({ ...p, kh, kw, sh, sw }))
+    // Scalar stride/padding arguments need square ones.
+    .map((p) => (p.scalarArgs && p.sh === p.sw ? { ...p, pw: p.ph } : { ...p, scalarArgs: false })).map((p) => {
     const h = Math.max(p.h, p.kh - 2 * p.ph);
     const w = Math.max(p.w, p.kw - 2 * p.pw);
     return { ...p, h, w, xs: [p.n, p.g * p.cg, h, w], ws: [p.g * p.cog, p.cg, p.kh, p.kw] };
@@ -629,12 +646,11 @@ interface ConvTCase {
   ph: number; pw: number; oph: number; opw: number; h: number; w: number; bias: boolean; xs: number[]; ws: number[];
 }
 
-function convT2dCase(c: { maxC: number; maxK: number; maxHW: number; maxG: number }): fc.Arbitrary<[ConvTCase, number]> {
+function convT2dCase(c: ConvLimits): fc.Arbitrary<[ConvTCase, number]> {
   return fc.record({
-    n: int(1, 2), g: int(1, c.maxG), cig: int(1, c.maxC), cog: int(1, c.maxC), kh: int(1, c.maxK), kw: int(1, c.maxK),
-    sh: int(1, 3), sw: int(1, 3), ph: int(0, 2), pw: int(0, 2), oph: int(0, 2), opw: int(0, 2), h: int(1, c.maxHW), w: int(1, c.maxHW),
-    bias: fc.boolean(),
-  }).map((p) => {
+    n: int(1, 2), g: int(1, c.maxG), cig: int(1, c.maxC), cog: int(1, c.maxC), geometry: fc.constantFrom(...c.geometries),
+    ph: int(0, 2), pw: int(0, 2), oph: int(0, 2), opw: int(0, 2), h: int(1, c.maxHW), w: int(1, c.maxHW), bias: fc.boolean(),
+  }).map(({ geometry: [kh, kw, sh, sw], ...p }) => ({ ...p, kh, kw, sh, sw })).map((p) => {
     const oph = p.oph % p.sh;
     const opw = p.opw % p.sw;
     // A non-empty output: (h−1)·s − 2p + k + op ≥ 1.
@@ -654,7 +670,7 @@ async function checkConvT2d(p: ConvTCase, seed: number): Promise<void> {
 }
 
 suite('webgpu agrees with cpu: convolutions (forward, backward data, backward weight)', () => {
-  const small = { maxC: 3, maxK: 5, maxHW: 9, maxG: 3 };
+  const small = { maxC: 3, maxHW: 9, maxG: 3, geometries: GEOMETRIES };
   property('conv2d: random N, C, H, W, kernel, stride, padding, groups, bias or not, fused ReLU or not',
     conv2dCase(small), ([p, seed]) => checkConv2d(p, seed), 40);
 
@@ -663,19 +679,18 @@ suite('webgpu agrees with cpu: convolutions (forward, backward data, backward we
 
   // More channels and pixels than one workgroup tile covers: channel chunks, several output-channel
   // blocks and spatial tiles with ragged edges.
-  const big = { maxC: 12, maxK: 3, maxHW: 20, maxG: 2 };
+  const big = { maxC: 12, maxHW: 20, maxG: 2, geometries: [[1, 1, 1, 1], [3, 3, 1, 1], [4, 4, 2, 2]] as const };
   property('conv2d with more channels and pixels than one GPU tile', conv2dCase(big), ([p, seed]) => checkConv2d(p, seed), 8);
   property('conv_transpose2d with more channels and pixels than one GPU tile', convT2dCase(big), ([p, seed]) => checkConvT2d(p, seed), 6);
 
-  it('the layer shapes of the fixture models (3×3 same padding, fused ReLU, 1×1, 5×5, 9×9, ×2/×3 transposed upsamplers)', async () => {
+  // The models' own 5×5 and 9×9 layers (FSRCNN, ESPCN) are covered end to end against PyTorch by
+  // test/models.test.ts; here they would cost ~30 s of cold shader compilation.
+  it('layer shapes of the models (3×3 same padding with 16 channels, fused ReLU, 1×1 with 32, grouped, ×2 upsampler)', async () => {
     const cases: [string, number[], number[], S.Conv2dActivationOptions | S.ConvTranspose2dOptions, boolean][] = [
       ['conv2d', [1, 3, 12, 10], [16, 3, 3, 3], { padding: 1 }, false],
       ['conv2d', [2, 16, 9, 7], [16, 16, 3, 3], { padding: 1, activation: 'relu' }, false],
       ['conv2d', [1, 32, 6, 5], [12, 32, 1, 1], {}, false],
-      ['conv2d', [1, 1, 10, 9], [8, 1, 5, 5], { padding: 2 }, false],
-      ['conv2d', [1, 3, 13, 11], [16, 3, 9, 9], { padding: 4 }, false],
       ['conv2d', [1, 16, 8, 8], [16, 4, 3, 3], { padding: 1, groups: 4 }, false],
-      ['convTranspose2d', [1, 8, 6, 7], [8, 1, 9, 9], { stride: 3, padding: 3 }, true],
       ['convTranspose2d', [2, 12, 5, 4], [12, 3, 4, 4], { stride: 2, padding: 1 }, true],
     ];
     for (const [op, xs, ws, options, transposed] of cases) {

@@ -9,7 +9,7 @@ if (!testsWebgpu()) console.warn('webgpu is not in this run: skipping the 200-st
 describe.skipIf(!testsWebgpu())('webgpu memory across training steps', () => {
   it('200 steps of the small EDSR end with the live tensors and pooled bytes of step 10', async () => {
     const model = await createModel('edsr', { scale: 2, n_resblocks: 2, n_feats: 16 }).toBackend('webgpu');
-    const opt = new Adam(model.parameters(), { lr: 1e-4 });
+    const opt = new Adam(model.trainableParameters(), { lr: 1e-4 });
     const lr = await uniform([2, 3, 12, 10], 0, 255).to('webgpu');
     const hr = await uniform([2, 3, 24, 20], 0, 255).to('webgpu');
     let atStep10: { tensors: number; pooledBytes: number; bufferBytes: number } | undefined;

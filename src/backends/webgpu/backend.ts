@@ -4,12 +4,12 @@
  * through `await t.data()`.
  */
 import type { Backend } from '../../tensor/backend.js';
-import { BackendError } from '../../tensor/errors.js';
 import { Engine } from './engine.js';
 import type { GpuContext } from './device.js';
 import { binaryWebgpu, castWebgpu, fillWebgpu, unaryWebgpu, whereWebgpu } from '../../kernels/elementwise/webgpu.js';
 import { concatWebgpu, gatherWebgpu, padWebgpu } from '../../kernels/movement/webgpu.js';
 import { reduceWebgpu } from '../../kernels/reduce/webgpu.js';
+import { conv2dBackwardDataWebgpu, conv2dBackwardWeightWebgpu, conv2dWebgpu } from '../../kernels/conv/webgpu.js';
 import { matmulWebgpu } from '../../kernels/matmul/webgpu.js';
 import {
   adaptiveAvgPool2dBackwardWebgpu, adaptiveAvgPool2dWebgpu, gridSampleBackwardWebgpu, gridSampleWebgpu,
@@ -22,10 +22,6 @@ export interface WebgpuBackend extends Backend {
   /** Waits for all submitted GPU work (for timing). */
   sync(): Promise<void>;
 }
-
-const notYet = (what: string) => (): never => {
-  throw new BackendError(`${what} is not implemented on the webgpu backend yet`);
-};
 
 /** Builds the backend on an acquired device. */
 export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
@@ -47,9 +43,9 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     pad: (x, pads, value) => padWebgpu(engine, x, pads, value),
     concat: (xs, axis) => concatWebgpu(engine, xs, axis),
     matmul: (a, b, transA, transB) => matmulWebgpu(engine, a, b, transA, transB),
-    conv2d: notYet('conv2d'),
-    conv2dBackwardData: notYet('conv2dBackwardData'),
-    conv2dBackwardWeight: notYet('conv2dBackwardWeight'),
+    conv2d: (x, w, bias, p, activation) => conv2dWebgpu(engine, x, w, bias, p, activation),
+    conv2dBackwardData: (gy, w, xShape, p) => conv2dBackwardDataWebgpu(engine, gy, w, xShape, p),
+    conv2dBackwardWeight: (x, gy, wShape, p) => conv2dBackwardWeightWebgpu(engine, x, gy, wShape, p),
     adaptiveAvgPool2d: (x, outSize) => adaptiveAvgPool2dWebgpu(engine, x, outSize),
     adaptiveAvgPool2dBackward: (gy, xShape) => adaptiveAvgPool2dBackwardWebgpu(engine, gy, xShape),
     resizeBilinear: (x, outSize, scales) => resizeBilinearWebgpu(engine, x, outSize, scales),

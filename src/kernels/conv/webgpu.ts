@@ -66,6 +66,11 @@ interface Strategy {
   readonly stage: boolean;
   /** Workgroups to aim for when deciding to split a reduction. */
   readonly parallelism: number;
+  /**
+   * Accumulators one backward-weight invocation may keep: CPU devices amortize their costly loads over more
+   * (registers spill to a cache-resident stack there); GPUs keep occupancy.
+   */
+  readonly accumulators: number;
 }
 
 const strategies = new WeakMap<Engine, Strategy>();
@@ -74,12 +79,17 @@ const strategies = new WeakMap<Engine, Strategy>();
 function strategyOf(engine: Engine): Strategy {
   let s = strategies.get(engine);
   if (!s) {
-    const info = engine.ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+    const info = engine.ctx.adapter.info as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined;
     const d = engine.ctx.adapterInfo;
     const cpu = /software|cpu/i.test(d.architecture) || /llvmpipe|lavapipe|swiftshader|software/i.test(d.description);
     // The shuffle path assumes every subgroup has at least 8 lanes (lanes sgid % 8 cover 0…7).
-    const subgroups = engine.ctx.features.subgroups && (info.subgroupMinSize ?? 0) >= 8;
-    s = { subgroups, stage: !cpu, parallelism: cpu ? 8 : 256 };
+    const shuffles = engine.ctx.features.subgroups && (info?.subgroupMinSize ?? 0) >= 8;
+    // GPUs: halo tiles and weight tiles in workgroup memory (a weight tile is fetched once per workgroup and read
+    // back as vec4 broadcasts, cheaper than per-lane fetches plus shuffles). CPU devices: direct input and
+    // shuffled weights, since there workgroup memory costs as much as a global load and barriers are expensive.
+    s = cpu
+      ? { subgroups: shuffles, stage: false, parallelism: 8, accumulators: 144 }
+      : { subgroups: false, stage: true, parallelism: 256, accumulators: 72 };
     strategies.set(engine, s);
   }
   return s;
@@ -101,6 +111,7 @@ export function setConvStrategy(
     subgroups: (override.subgroups ?? base.subgroups) && engine.ctx.features.subgroups,
     stage: override.stage ?? base.stage,
     parallelism: override.parallelism ?? base.parallelism,
+    accumulators: base.accumulators,
   });
 }
 
@@ -188,7 +199,10 @@ function corrSource(c: CorrConfig): string {
   if (c.bias) emit(`@group(0) @binding(${b++}) var<storage, read> bs: array<f32>;`);
   emit(`@group(0) @binding(${b++}) var<storage, read_write> ys: array<f32>;`);
   emit(`@group(0) @binding(${b++}) var<uniform> u: Params;`);
-  if (!c.subgroups) emit(`var<workgroup> wt: array<f32, ${cc * rm * taps}>;`);
+  // Weight tile: [CC][taps][RM/4] vec4s when RM is a multiple of 4 (one broadcast read serves 4 channels),
+  // else [RM][CC][taps] scalars.
+  const wVec = rm % 4 === 0;
+  if (!c.subgroups) emit(`var<workgroup> wt: array<${wVec ? 'vec4<f32>' : 'f32'}, ${wVec ? (cc * taps * rm) / 4 : cc * rm * taps}>;`);
   if (c.stage) emit(`var<workgroup> xt: array<f32, ${cc * ih * iw}>;`);
 
   emit(`
@@ -240,7 +254,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   const tapOffset = (t: string): string => (fwd
     ? `(${t} / ${tkw}u) * ${kw}u + ${t} % ${tkw}u`
     : `tapBase - (${t} / ${tkw}u) * ${sh * kw}u - (${t} % ${tkw}u) * ${sw}u`);
-  const tapValid = (t: string): string => (fwd ? 'true' : `tapOk(${t}, ki0, kj0)`);
+  // At stride 1 every window tap is a kernel tap (one phase, ki0 = kj0 = 0).
+  const tapValid = (t: string): string => (fwd || (sh === 1 && sw === 1) ? 'true' : `tapOk(${t}, ki0, kj0)`);
 
   for (let m = 0; m < rm; m++) for (let g = 0; g < ng; g++) emit(`  var acc${m}_${g} = vec4<f32>(0.0);`);
 
@@ -262,17 +277,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   emit(`  for (var c0 = 0u; c0 < u.red; c0 += ${cc}u) {`);
   if (!c.subgroups || c.stage) emit(`    workgroupBarrier(); // the previous chunk's tiles are consumed`);
   if (!c.subgroups) {
-    // Weight tile [RM][CC][taps], zero outside the channel ranges and the kernel.
-    emit(`
+    // Weight tile, zero outside the channel ranges and the kernel.
+    const load = (m: string, ci: string, tap: string): string => {
+      const ok = `m0 + ${m} < u.och && ${ci} < u.red && ${tapValid(tap)}`;
+      const idx = `wBase + (m0 + ${m}) * u.wOut + ${ci} * u.wIn + ${tapOffset(tap)}`;
+      return `select(0.0, ws[select(0u, ${idx}, ${ok})], ${ok})`;
+    };
+    if (wVec) {
+      emit(`
+    for (var e = li; e < ${(cc * taps * rm) / 4}u; e += ${lanes}u) {
+      let m4 = (e % ${rm / 4}u) * 4u;
+      let r = e / ${rm / 4}u;
+      let ci = c0 + r / ${taps}u;
+      let tap = r % ${taps}u;
+      wt[e] = vec4<f32>(${range(4).map((i) => load(`m4 + ${i}u`, 'ci', 'tap')).join(',\n        ')});
+    }`);
+    } else {
+      emit(`
     for (var e = li; e < ${cc * rm * taps}u; e += ${lanes}u) {
       let m = e / ${cc * taps}u;
       let r = e % ${cc * taps}u;
       let ci = c0 + r / ${taps}u;
       let tap = r % ${taps}u;
-      let ok = m0 + m < u.och && ci < u.red && ${tapValid('tap')};
-      let idx = wBase + (m0 + m) * u.wOut + ci * u.wIn + ${tapOffset('tap')};
-      wt[e] = select(0.0, ws[select(0u, idx, ok)], ok);
+      wt[e] = ${load('m', 'ci', 'tap')};
     }`);
+    }
   }
   if (c.stage) {
     // Halo tile [CC][ih][iw] of the input, zero in the padding.
@@ -287,11 +316,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }`);
   }
   if (!c.subgroups || c.stage) emit(`    workgroupBarrier();`);
+  // (Unrolling two channels per iteration was measured slower on lavapipe: register spills outweigh the saved
+  // loop-carried blends.)
   emit(`    for (var cc = 0u; cc < ${cc}u; cc++) {
       let ci = c0 + cc;
       let ciOk = ci < u.red;`);
-  if (c.subgroups) {
-    // Lane s holds weights e = 8q + s of this channel's [RM][taps] block in register q.
+  // Which lane of the 8 holds weight (m, t), and in which register. With RM a multiple of 8, lane s owns output
+  // channels s, s + 8, … and loads all their taps: the addresses are a per-channel base plus compile-time tap
+  // offsets. Otherwise the RM×taps block is dealt out flat, entry e = 8q + s to lane s's register q.
+  const mMajor = rm % 8 === 0;
+  if (c.subgroups && mMajor) {
+    for (let j = 0; j < rm / 8; j++) {
+      emit(`      let wOk${j} = ciOk && m0 + s + ${8 * j}u < u.och;
+      let wb${j} = wBase + (m0 + s + ${8 * j}u) * u.wOut + ci * u.wIn;`);
+      for (let t = 0; t < taps; t++) {
+        const ok = fwd || (sh === 1 && sw === 1) ? `wOk${j}` : `wOk${j} && tapOk(${t}u, ki0, kj0)`;
+        emit(`      let wv${j}_${t} = select(0.0, ws[select(0u, wb${j} + ${tapOffset(`${t}u`)}, ${ok})], ${ok});`);
+      }
+    }
+  } else if (c.subgroups) {
     for (let q = 0; q < wq; q++) {
       emit(`      let we${q} = ${q * 8}u + s;
       let wm${q} = we${q} / ${taps}u;
@@ -302,10 +345,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   const weight = (m: number, t: number): string => {
+    if (c.subgroups && mMajor) return `subgroupShuffle(wv${Math.floor(m / 8)}_${t}, ${m % 8}u)`;
     if (c.subgroups) {
       const e = m * taps + t;
       return `subgroupShuffle(wv${Math.floor(e / 8)}, ${e % 8}u)`;
     }
+    if (wVec) return `wq${Math.floor(m / 4)}_${t}[${m % 4}]`;
     return `wt[${m * cc * taps}u + cc * ${taps}u + ${t}u]`;
   };
   for (let ti = 0; ti < tkh; ti++) {
@@ -315,6 +360,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     for (let tj = 0; tj < tkw; tj++) {
       const t = ti * tkw + tj;
+      if (!c.subgroups && wVec) {
+        for (let m4 = 0; m4 < rm / 4; m4++) emit(`      let wq${m4}_${t} = wt[(cc * ${taps}u + ${t}u) * ${rm / 4}u + ${m4}u];`);
+      }
       for (let g = 0; g < ng; g++) {
         const lanesOf = range(4).map((r) => (r + 4 * g < rn ? `v${ti}_${(r + 4 * g) * sx + tj}` : '0.0'));
         emit(`      let p${t}_${g} = vec4<f32>(${lanesOf.join(', ')});`);
@@ -391,20 +439,25 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const tkh = fwd ? k.kh : Math.ceil(k.kh / k.sh);
   const tkw = fwd ? k.kw : Math.ceil(k.kw / k.sw);
   const taps = tkh * tkw;
-  const rm = pickRm(k.och, taps);
-  const rn = 4;
+  const TUNE = JSON.parse((globalThis as any).process?.env?.SRQ_CONV_TUNE ?? '{}'); // TEMP
+  const rm = TUNE.rm ?? pickRm(k.och, taps);
+  const rn = TUNE.rn ?? 4;
   // Flat (GEMM) images are one long row: the whole workgroup runs along it.
-  const [wx, wy] = k.flat ? [64, 1] : [8, 8];
+  const [wx, wy] = k.flat ? [64, 1] : [TUNE.wx ?? 8, TUNE.wy ?? 8];
   const sy = fwd ? k.sh : 1;
   const sx = fwd ? k.sw : 1;
   const halo = ((wy - 1) * sy + tkh) * ((wx * rn - 1) * sx + tkw);
-  // Channels per workgroup-memory chunk: keep the tiles within 16 KiB (the WebGPU default limit).
-  const cc = !st.subgroups || st.stage
-    ? Math.max(1, Math.min(8, Math.floor(4096 / ((st.stage ? halo : 0) + (st.subgroups ? 0 : rm * taps)))))
-    : 1;
+  const weightTile = st.subgroups ? 0 : rm * taps;
+  // Staging needs room for one channel's halo (large strides and kernels inflate it); past the device's workgroup
+  // storage, read the input directly instead (always correct, just without the on-chip reuse).
+  const limit = Math.min(16384, engine.ctx.limits.maxComputeWorkgroupStorageSize) / 4;
+  const stage = st.stage && halo + weightTile <= limit;
+  // Channels per workgroup-memory chunk: as many as fit, up to 8 (fewer barriers per FMA).
+  const perChannel = (stage ? halo : 0) + weightTile;
+  const cc = perChannel === 0 ? 1 : Math.max(1, Math.min(8, Math.floor(Math.min(4096, limit) / perChannel)));
   const cfg: CorrConfig = {
     mode: k.mode, kh: k.kh, kw: k.kw, sh: k.sh, sw: k.sw, tkh, tkw, rm, rn, wx, wy, cc,
-    subgroups: st.subgroups, stage: st.stage, bias: k.bias !== null, relu: k.relu,
+    subgroups: st.subgroups, stage, bias: k.bias !== null, relu: k.relu,
   };
   const phases = fwd ? 1 : k.sh * k.sw;
   // Rows/cols per phase: output positions ≡ phase (mod stride); phase 0 has the most.
@@ -671,11 +724,15 @@ export function conv2dBackwardWeightWebgpu(
   if (size === 0) return engine.allocate(0, 'conv2dBackwardWeight');
   if (rows === 0 || wo === 0) return runFill0(engine, size);
 
-  // Registers: RM × TKH × kw accumulators, kept near 72.
-  const rmByGroup = cog >= 8 ? 8 : pow2Floor(cog);
-  const rm = Math.max(1, Math.min(rmByGroup, pow2Floor(72 / kw)));
-  const tkh = Math.max(1, Math.min(kh, Math.floor(72 / (rm * kw))));
-  const rn = 8;
+  // Registers: RM × TKH × kw accumulators, within the strategy's budget; RM up to 16 (as many gy values per x
+  // load), then as many kernel rows as fit (as many taps per x load).
+  const TUNE = JSON.parse((globalThis as any).process?.env?.SRQ_CONV_TUNE ?? '{}'); // TEMP
+  const budget = TUNE.acc ?? st.accumulators;
+  const rmByGroup = Math.min(TUNE.wrm ?? 16, pow2Floor(cog));
+  const rm = Math.max(1, Math.min(rmByGroup, pow2Floor(budget / (2 * kw))));
+  const tkh = Math.max(1, Math.min(kh, Math.floor(budget / (rm * kw))));
+  // Pixels per step: 4 (8 measured slower on lavapipe: more live window values).
+  const rn = TUNE.wrn ?? 4;
   const cfg: GradWConfig = { kh, kw, sh, sw, tkh, rm, rn, cw: 64, subgroups: st.subgroups };
   const lanesTotal = cg * Math.ceil(kh / tkh);
   const laneTiles = Math.ceil(lanesTotal / GRADW_LANES);
