@@ -102,10 +102,8 @@ function fixtureOps(lib: Lib): Record<string, OpEntry> {
     relu: { level: 'backward', run: (i, a) => (only(a, []), lib.relu(input(i, 'x'))) },
     tanh: { level: 'backward', run: (i, a) => (only(a, []), lib.tanh(input(i, 'x'))) },
     sigmoid: { level: 'backward', run: (i, a) => (only(a, []), lib.sigmoid(input(i, 'x'))) },
-    // leakyRelu is where(x > 0, x, x·slope), and mul's backward also sums the gradient of the
-    // constant slope to its shape (the reduce kernel), though nothing needs it.
     leaky_relu: {
-      level: 'forward',
+      level: 'backward',
       run: (i, a) => lib.leakyRelu(input(i, 'x'), arg<number>(only(a, ['negative_slope']), 'negative_slope')),
     },
     concat: {
@@ -116,26 +114,25 @@ function fixtureOps(lib: Lib): Record<string, OpEntry> {
       level: 'backward',
       run: (i, a) => lib.pixelShuffle(input(i, 'x'), arg<number>(only(a, ['upscale_factor']), 'upscale_factor')),
     },
-    // Gradients of broadcast operands are sums (the reduce kernel).
-    add: { level: 'forward', run: (i, a) => (only(a, []), lib.add(input(i, 'a'), input(i, 'b'))) },
-    mul: { level: 'forward', run: (i, a) => (only(a, []), lib.mul(input(i, 'a'), input(i, 'b'))) },
-    prelu: { level: 'forward', run: (i, a) => (only(a, []), lib.prelu(input(i, 'x'), input(i, 'weight'))) },
+    add: { level: 'backward', run: (i, a) => (only(a, []), lib.add(input(i, 'a'), input(i, 'b'))) },
+    mul: { level: 'backward', run: (i, a) => (only(a, []), lib.mul(input(i, 'a'), input(i, 'b'))) },
+    prelu: { level: 'backward', run: (i, a) => (only(a, []), lib.prelu(input(i, 'x'), input(i, 'weight'))) },
     // Waiting for the reduce, matmul, conv and resample kernels.
     l1_loss: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => lib.reshape(lib.l1Loss(input(i, 'a'), input(i, 'b'), arg(only(a, ['reduction']), 'reduction')), [1]),
     },
     mse_loss: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => lib.reshape(lib.mseLoss(input(i, 'a'), input(i, 'b'), arg(only(a, ['reduction']), 'reduction')), [1]),
     },
     softmax: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => lib.softmax(input(i, 'x'), arg<number>(only(a, ['dim']), 'dim')),
     },
-    matmul: { level: 'pending', run: (i, a) => (only(a, []), lib.matmul(input(i, 'a'), input(i, 'b'))) },
+    matmul: { level: 'backward', run: (i, a) => (only(a, []), lib.matmul(input(i, 'a'), input(i, 'b'))) },
     conv2d: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => lib.conv2d(input(i, 'x'), input(i, 'weight'), i.bias ?? null, {
         stride: pairOf(arg(only(a, ['stride', 'padding', 'groups', 'dilation']), 'stride')),
         padding: pairOf(arg(a, 'padding')),
@@ -144,7 +141,7 @@ function fixtureOps(lib: Lib): Record<string, OpEntry> {
       }),
     },
     conv_transpose2d: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => lib.convTranspose2d(input(i, 'x'), input(i, 'weight'), i.bias ?? null, {
         stride: pairOf(arg(only(a, ['stride', 'padding', 'output_padding', 'groups', 'dilation']), 'stride')),
         padding: pairOf(arg(a, 'padding')),
@@ -154,11 +151,11 @@ function fixtureOps(lib: Lib): Record<string, OpEntry> {
       }),
     },
     adaptive_avg_pool2d: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => lib.adaptiveAvgPool2d(input(i, 'x'), pairOf(arg(only(a, ['output_size']), 'output_size'))),
     },
     interpolate: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => {
         only(a, ['mode', 'scale_factor', 'size', 'align_corners']);
         const mode = arg<string>(a, 'mode');
@@ -172,7 +169,7 @@ function fixtureOps(lib: Lib): Record<string, OpEntry> {
       },
     },
     grid_sample: {
-      level: 'pending',
+      level: 'backward',
       run: (i, a) => {
         only(a, ['mode', 'padding_mode', 'align_corners']);
         return lib.gridSample(input(i, 'x'), input(i, 'grid'), {
@@ -205,7 +202,7 @@ const CROSS_CHECKS: CrossCheck[] = [
   },
   {
     name: 'leaky_relu(x, 0.1) of 3×5×31×17',
-    level: 'forward', // see leaky_relu in the fixture table
+    level: 'backward',
     shapes: [[3, 5, 31, 17]],
     run: (lib, [x]) => lib.leakyRelu(x, 0.1),
   },
@@ -223,25 +220,25 @@ const CROSS_CHECKS: CrossCheck[] = [
   },
   {
     name: 'add and mul with channel broadcast',
-    level: 'forward',
+    level: 'backward',
     shapes: [[2, 8, 19, 21], [1, 8, 1, 1], [1, 8, 1, 1]],
     run: (lib, [x, s, b]) => lib.add(lib.mul(x, s), b),
   },
   {
     name: 'prelu with 16 channels',
-    level: 'forward',
+    level: 'backward',
     shapes: [[2, 16, 11, 9], [16]],
     run: (lib, [x, w]) => lib.prelu(x, w),
   },
   {
     name: 'conv2d 3×3 pad 1, 16→16 channels, 1×16×24×20',
-    level: 'pending',
+    level: 'backward',
     shapes: [[1, 16, 24, 20], [16, 16, 3, 3], [16]],
     run: (lib, [x, w, b]) => lib.conv2d(x, w, b, { stride: 1, padding: 1 }),
   },
   {
     name: 'matmul 37×29 · 29×23',
-    level: 'pending',
+    level: 'backward',
     shapes: [[37, 29], [29, 23]],
     run: (lib, [a, b]) => lib.matmul(a, b),
   },

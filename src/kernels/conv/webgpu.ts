@@ -23,15 +23,20 @@
  * travel in the uniform block.
  *
  * Weights reach the invocations in one of two ways:
- *  - subgroup path: the 8 lanes `sgid % 8` of each subgroup load the RM×taps weights of one reduction channel
- *    cooperatively (one load per lane per 8 weights) and hand them around with `subgroupShuffle(v, constLane)`,
- *    which compilers lower to a register broadcast. Needs subgroups of at least 8 lanes.
- *  - workgroup-memory path: a chunk of CC channels' weights is staged in `var<workgroup>` memory and every lane reads
- *    it at the same (uniform) address, which shared memory serves as a broadcast.
- * Input patches are either staged per chunk of CC channels as a halo tile in `var<workgroup>` memory (the right
- * choice on GPUs: each input value is fetched from global memory once per tile instead of once per tap), or read
- * directly from the storage buffer with per-lane bounds masks. The second wins on CPU implementations of WebGPU
- * (Mesa lavapipe), where workgroup memory is no faster than global memory and every barrier is a coroutine switch.
+ *  - workgroup-memory path (GPUs): a chunk of CC channels' weights is staged in `var<workgroup>` memory as
+ *    [CC][taps][RM/4] vec4s, and every lane reads it at the same (uniform) address — a broadcast, one read per four
+ *    output channels.
+ *  - subgroup path (CPU devices): lanes `sgid % 8` of each subgroup load one reduction channel's RM×taps weights
+ *    cooperatively (lane s owns output channels s, s + 8, …: a base address plus compile-time tap offsets) and hand
+ *    them around with `subgroupShuffle(v, constLane)`, which lowers to a register broadcast. (On lavapipe
+ *    `subgroupBroadcast` with the same constant lane measured 2.5× slower for the whole conv; `subgroupShuffle` is
+ *    nearly free.) Needs subgroups of at least 8 lanes.
+ * Input patches are either staged per chunk of CC channels as a halo tile in `var<workgroup>` memory (GPUs: each
+ * input value is fetched from global memory once per tile instead of once per tap), or read directly from the
+ * storage buffer with per-lane bounds masks (CPU devices). On Mesa lavapipe every storage or workgroup load is
+ * per-lane scalar code with a bounds check (≈ 30 FMAs' worth), barriers are coroutine switches, and staging made
+ * the conv 4× slower; there the design goal is simply the fewest loads per FMA, which the register blocking plus
+ * shuffled weights give (36 loads per 576 FMAs per channel for a 3×3 conv).
  *
  * 1×1 stride-1 unpadded convolutions are a plain GEMM: the image is viewed as one row of H·W pixels, so tiles run
  * along the flattened pixel axis without row-edge waste.
@@ -439,11 +444,11 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const tkh = fwd ? k.kh : Math.ceil(k.kh / k.sh);
   const tkw = fwd ? k.kw : Math.ceil(k.kw / k.sw);
   const taps = tkh * tkw;
-  const TUNE = JSON.parse((globalThis as any).process?.env?.SRQ_CONV_TUNE ?? '{}'); // TEMP
-  const rm = TUNE.rm ?? pickRm(k.och, taps);
-  const rn = TUNE.rn ?? 4;
+  const rm = pickRm(k.och, taps);
+  // 4 pixels × 16 channels per invocation: measured best on lavapipe (8 pixels or 32 channels spill registers).
+  const rn = 4;
   // Flat (GEMM) images are one long row: the whole workgroup runs along it.
-  const [wx, wy] = k.flat ? [64, 1] : [TUNE.wx ?? 8, TUNE.wy ?? 8];
+  const [wx, wy] = k.flat ? [64, 1] : [8, 8];
   const sy = fwd ? k.sh : 1;
   const sx = fwd ? k.sw : 1;
   const halo = ((wy - 1) * sy + tkh) * ((wx * rn - 1) * sx + tkw);
@@ -726,13 +731,12 @@ export function conv2dBackwardWeightWebgpu(
 
   // Registers: RM × TKH × kw accumulators, within the strategy's budget; RM up to 16 (as many gy values per x
   // load), then as many kernel rows as fit (as many taps per x load).
-  const TUNE = JSON.parse((globalThis as any).process?.env?.SRQ_CONV_TUNE ?? '{}'); // TEMP
-  const budget = TUNE.acc ?? st.accumulators;
-  const rmByGroup = Math.min(TUNE.wrm ?? 16, pow2Floor(cog));
+  const budget = st.accumulators;
+  const rmByGroup = Math.min(16, pow2Floor(cog));
   const rm = Math.max(1, Math.min(rmByGroup, pow2Floor(budget / (2 * kw))));
   const tkh = Math.max(1, Math.min(kh, Math.floor(budget / (rm * kw))));
   // Pixels per step: 4 (8 measured slower on lavapipe: more live window values).
-  const rn = TUNE.wrn ?? 4;
+  const rn = 4;
   const cfg: GradWConfig = { kh, kw, sh, sw, tkh, rm, rn, cw: 64, subgroups: st.subgroups };
   const lanesTotal = cg * Math.ceil(kh / tkh);
   const laneTiles = Math.ceil(lanesTotal / GRADW_LANES);
