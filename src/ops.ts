@@ -8,6 +8,7 @@ export * from './kernels/movement/ops.js';
 export * from './kernels/matmul/ops.js';
 export * from './kernels/conv/ops.js';
 export * from './kernels/resample/ops.js';
+export * from './kernels/fakequant/ops.js';
 
 /** Ones shaped, typed and placed like `x`. */
 export function onesLike(x: Tensor): Tensor {

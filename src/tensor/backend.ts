@@ -26,6 +26,19 @@ export type ReduceOp = 'sum' | 'max' | 'min';
 /** Activations a kernel may fuse into its epilogue. */
 export type Activation = 'none' | 'relu';
 
+/**
+ * Fake-quantizer forms (docs/ALGORITHMS.md §1): 'affine' = Q1 (grid anchored at lo), 'zero' = Q1'
+ * (DDTB, grid anchored at 0), 'symmetric' = Q2 (PAMS) on [−a, a] with a = hi (lo is ignored).
+ */
+export type FakeQuantMode = 'affine' | 'zero' | 'symmetric';
+
+/** Static attributes of a fake-quantizer: bits (2…8), form, and the per-channel axis (null: per tensor). */
+export interface FakeQuantParams {
+  readonly bits: number;
+  readonly mode: FakeQuantMode;
+  readonly axis: number | null;
+}
+
 /** conv2d geometry; `stride` and `padding` are [height, width]. */
 export interface Conv2dParams {
   readonly stride: readonly [number, number];
@@ -101,6 +114,18 @@ export interface Backend {
   gridSample(x: KernelTensor, grid: KernelTensor): unknown;
   /** Returns [grad x, grad grid]. */
   gridSampleBackward(gy: KernelTensor, x: KernelTensor, grid: KernelTensor): [unknown, unknown];
+
+  /**
+   * Fake quantization of `x` with PyTorch's float op order and round-half-to-even; lo/hi hold one
+   * value (per tensor, axis null) or x.shape[axis] values (per channel).
+   */
+  fakeQuant(x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams): unknown;
+  /**
+   * Straight-through gradients of {@link Backend.fakeQuant}: [grad x, grad lo, grad hi], the bound
+   * gradients summed over each bound's elements on the device (shape [] per tensor, [C] per channel).
+   * In 'symmetric' mode grad hi is d/da and grad lo is zeros.
+   */
+  fakeQuantBackward(gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams): [unknown, unknown, unknown];
 
   /** Frees everything the backend holds (devices, pools). */
   dispose?(): void;

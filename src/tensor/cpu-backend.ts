@@ -10,6 +10,7 @@ import {
   adaptiveAvgPool2dBackwardCpu, adaptiveAvgPool2dCpu, gridSampleBackwardCpu, gridSampleCpu,
   resizeBilinearBackwardCpu, resizeBilinearCpu,
 } from '../kernels/resample/cpu.js';
+import { fakeQuantBackwardCpu, fakeQuantCpu } from '../kernels/fakequant/cpu.js';
 
 const arr = (t: KernelTensor) => t.data as TypedArray;
 
@@ -59,5 +60,8 @@ export const cpuBackend: Backend = {
   gridSample: (x, grid) => gridSampleCpu(float(x, 'gridSample'), x.shape, float(grid, 'gridSample'), grid.shape),
   gridSampleBackward: (gy, x, grid) =>
     gridSampleBackwardCpu(float(gy, 'gridSample'), float(x, 'gridSample'), x.shape, float(grid, 'gridSample'), grid.shape),
+  fakeQuant: (x, lo, hi, p) => fakeQuantCpu(float(x, 'fakeQuant'), x.shape, float(lo, 'fakeQuant'), float(hi, 'fakeQuant'), p),
+  fakeQuantBackward: (gy, x, lo, hi, p) =>
+    fakeQuantBackwardCpu(float(gy, 'fakeQuant'), float(x, 'fakeQuant'), x.shape, float(lo, 'fakeQuant'), float(hi, 'fakeQuant'), p),
 };
 

@@ -15,6 +15,7 @@ import {
   adaptiveAvgPool2dBackwardWebgpu, adaptiveAvgPool2dWebgpu, gridSampleBackwardWebgpu, gridSampleWebgpu,
   resizeBilinearBackwardWebgpu, resizeBilinearWebgpu,
 } from '../../kernels/resample/webgpu.js';
+import { fakeQuantBackwardWebgpu, fakeQuantWebgpu } from '../../kernels/fakequant/webgpu.js';
 
 /** A Backend whose kernels run on a WebGPU device. */
 export interface WebgpuBackend extends Backend {
@@ -52,6 +53,8 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     resizeBilinearBackward: (gy, xShape, scales) => resizeBilinearBackwardWebgpu(engine, gy, xShape, scales),
     gridSample: (x, grid) => gridSampleWebgpu(engine, x, grid),
     gridSampleBackward: (gy, x, grid) => gridSampleBackwardWebgpu(engine, gy, x, grid),
+    fakeQuant: (x, lo, hi, p) => fakeQuantWebgpu(engine, x, lo, hi, p),
+    fakeQuantBackward: (gy, x, lo, hi, p) => fakeQuantBackwardWebgpu(engine, gy, x, lo, hi, p),
     dispose: () => engine.dispose(),
     memoryInfo: () => ({ pooledBytes: engine.stats.pooledBytes, bufferBytes: engine.stats.liveBytes }),
   };

@@ -1,0 +1,124 @@
+// CPU reference of the fake-quantizers (docs/ALGORITHMS.md §1). Every float32 step is rounded
+// with Math.fround in the op order of ../shared/reference/gen_quant.py, so rounding ties break
+// exactly as PyTorch's float32 kernels do; float64 tensors keep double precision throughout.
+import type { FakeQuantParams } from '../../tensor/backend.js';
+import type { FloatArray } from '../../tensor/dtype.js';
+import { sizeOf } from '../../tensor/shape.js';
+import { roundHalfEven } from '../elementwise/cpu.js';
+
+/** How elements map to bound groups: group of flat index i = ⌊i / inner⌋ mod groups. */
+export interface GroupLayout {
+  readonly groups: number;
+  readonly inner: number;
+}
+
+/** The group layout of `shape` for a per-channel `axis` (null: one group). */
+export function groupLayout(shape: readonly number[], axis: number | null): GroupLayout {
+  if (axis === null) return { groups: 1, inner: 1 };
+  return { groups: shape[axis], inner: sizeOf(shape.slice(axis + 1)) };
+}
+
+/** Grid levels the scale divides by: 2^b − 1 for Q1/Q1', 2^(b−1) − 1 for Q2. */
+export function levelsOf(p: FakeQuantParams): number {
+  return p.mode === 'symmetric' ? 2 ** (p.bits - 1) - 1 : 2 ** p.bits - 1;
+}
+
+type Round = (v: number) => number;
+const identity: Round = (v) => v;
+
+function like(x: FloatArray, n: number): FloatArray {
+  return x instanceof Float32Array ? new Float32Array(n) : new Float64Array(n);
+}
+
+/** Per-group constants of the forward, rounded like PyTorch's scalar-tensor ops. */
+function groupConstants(lo: FloatArray, hi: FloatArray, p: FakeQuantParams, f: Round) {
+  const n = levelsOf(p);
+  return Array.from({ length: hi.length }, (_, g) => {
+    if (p.mode === 'symmetric') {
+      const a = hi[g];
+      return { l: f(-a), u: a, scale: a };
+    }
+    const l = lo[g];
+    const u = hi[g];
+    // Q1: s = (hi − lo) / n. Q1': sf = n / (hi − lo), which PyTorch evaluates as
+    // reciprocal(hi − lo) · n (Tensor.__rtruediv__): one more rounding that can move sf an ulp.
+    const scale = p.mode === 'affine' ? f(f(u - l) / n) : f(f(1 / f(u - l)) * n);
+    return { l, u, scale };
+  });
+}
+
+/** torch.minimum(torch.maximum(x, l), u) for l < u (NaN in x propagates). */
+function clampValue(x: number, l: number, u: number): number {
+  if (Number.isNaN(x)) return x;
+  return x < l ? l : x > u ? u : x;
+}
+
+/** The quantized value of one clamped element `c` (PyTorch's op order; ste_round's value is round(t)). */
+function quantize(c: number, l: number, scale: number, levels: number, mode: FakeQuantParams['mode'], f: Round): number {
+  if (mode === 'affine') {
+    const r = roundHalfEven(f(f(c - l) / scale)); // round((c − lo) / s)
+    return f(f(r * scale) + l); // · s + lo
+  }
+  if (mode === 'zero') {
+    const r = roundHalfEven(f(scale * c)); // round(sf · c)
+    return f(r / scale); // / sf
+  }
+  const r = roundHalfEven(f(f(c * levels) / scale)); // round(c · Q / a)
+  return f(f(r * scale) / levels); // · a / Q
+}
+
+/** Forward fake quantization of x (contiguous, `shape`) with per-tensor or per-channel bounds. */
+export function fakeQuantCpu(x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams): FloatArray {
+  const f = x instanceof Float32Array ? Math.fround : identity;
+  const { groups, inner } = groupLayout(shape, p.axis);
+  const consts = groupConstants(lo, hi, p, f);
+  const levels = levelsOf(p);
+  const out = like(x, x.length);
+  for (let i = 0; i < x.length; i++) {
+    const k = consts[Math.floor(i / inner) % groups];
+    out[i] = quantize(clampValue(x[i], k.l, k.u), k.l, k.scale, levels, p.mode, f);
+  }
+  return out;
+}
+
+/**
+ * Straight-through gradients: [gx, glo, ghi]. The clamp is differentiated like PyTorch's
+ * maximum/minimum (a tie x = bound splits the gradient ½ / ½); round() passes gradients unchanged,
+ * which leaves the bound terms ±(y − c)/(u − l) (Q1, Q1') or (y − c)/a (Q2). Bound gradients are
+ * summed in float64 per group. In symmetric mode glo is zeros and ghi is d/da.
+ */
+export function fakeQuantBackwardCpu(
+  gy: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams,
+): [FloatArray, FloatArray, FloatArray] {
+  const f = x instanceof Float32Array ? Math.fround : identity;
+  const { groups, inner } = groupLayout(shape, p.axis);
+  const consts = groupConstants(lo, hi, p, f);
+  const levels = levelsOf(p);
+  const gx = like(x, x.length);
+  const sumLo = new Float64Array(groups);
+  const sumHi = new Float64Array(groups);
+  for (let i = 0; i < x.length; i++) {
+    const g = Math.floor(i / inner) % groups;
+    const { l, u, scale } = consts[g];
+    const v = x[i];
+    const c = clampValue(v, l, u);
+    const y = quantize(c, l, scale, levels, p.mode, f);
+    // Shares of the clamp's gradient: to x inside, to a bound past it, half each at a tie.
+    const below = v < l ? 1 : v === l ? 0.5 : 0;
+    const above = v > u ? 1 : v === u ? 0.5 : 0;
+    const inside = v > l && v < u ? 1 : v === l || v === u ? 0.5 : 0;
+    gx[i] = inside === 0 ? 0 : gy[i] * inside; // +0 where clipped, not gy · 0 = −0
+    if (p.mode === 'symmetric') {
+      sumHi[g] += gy[i] * (above - below + (y - c) / u);
+    } else {
+      const k = (y - c) / (u - l);
+      sumLo[g] += gy[i] * (below - k);
+      sumHi[g] += gy[i] * (above + k);
+    }
+  }
+  const glo = like(x, groups);
+  const ghi = like(x, groups);
+  glo.set(sumLo);
+  ghi.set(sumHi);
+  return [gx, glo, ghi];
+}

@@ -1,0 +1,176 @@
+// WGSL fake-quantizers (docs/ALGORITHMS.md §1): the forward, and the straight-through backward
+// whose bound gradients are reduced on the device.
+//
+// Elements map to bound groups by g = ⌊i / inner⌋ mod groups (one group per tensor, or one per
+// channel of the quantized axis); the bounds are read from storage, never from uniforms, so a
+// learnable bound updated on the GPU needs no readback. The arithmetic follows PyTorch's op
+// order (../shared/reference/gen_quant.py) so float32 rounding ties break the same way.
+//
+// The backward writes gx and one per-element bound contribution per bound, then sums the
+// contributions per group with the tree reduction of ../reduce/webgpu.ts (viewing them as
+// [outer, groups, inner] reduced over axes 0 and 2): deterministic, and no float atomics.
+import type { FakeQuantParams, KernelTensor } from '../../tensor/backend.js';
+import { sizeOf } from '../../tensor/shape.js';
+import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
+import { reduceWebgpu } from '../reduce/webgpu.js';
+import { fillWebgpu } from '../elementwise/webgpu.js';
+import { groupLayout, levelsOf } from './cpu.js';
+
+const buf = (t: KernelTensor) => t.data as GPUBuffer;
+
+/**
+ * The shared WGSL: parameters, the group lookup, and quantize(c, g) for the kernel's mode.
+ * `opaque()` hides a product from the compiler so `r * s + l` is not contracted into an fma:
+ * PyTorch rounds the product before the sum, and a fused result can land one ulp away.
+ */
+function common(mode: FakeQuantParams['mode']): string {
+  const quantize = {
+    // Q1: s = (hi − lo) / n; y = round((c − lo) / s) · s + lo.
+    affine: /* wgsl */ `
+  let s = (u - l) / P.levels;
+  let r = round((c - l) / s);
+  return opaque(r * s) + l;`,
+    // Q1' (DDTB): sf = n / (hi − lo); y = round(sf · c) / sf. PyTorch evaluates n / t as
+    // reciprocal(t) · n, so do the same: the extra rounding can move sf (and every y) an ulp.
+    zero: /* wgsl */ `
+  let sf = (1.0 / (u - l)) * P.levels;
+  let r = round(sf * c);
+  return r / sf;`,
+    // Q2 (PAMS): y = round(c · Q / a) · a / Q, with a = u.
+    symmetric: /* wgsl */ `
+  let r = round((c * P.levels) / u);
+  return (r * u) / P.levels;`,
+  }[mode];
+  return /* wgsl */ `
+struct Params {
+  n: u32,
+  groups: u32,   // 1 per tensor, C per channel
+  inner: u32,    // elements after the quantized axis
+  zero: u32,     // always 0: feeds opaque()
+  levels: f32,   // 2^b − 1 (Q1, Q1') or 2^(b−1) − 1 (Q2)
+}
+
+fn group(i: u32) -> u32 { return (i / P.inner) % P.groups; }
+
+// Returns v unchanged, through a bit pattern the compiler cannot see through (P.zero is a
+// uniform), so v is rounded to f32 before it is used: no contraction into fma.
+fn opaque(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) | P.zero); }
+
+// Lower and upper bound of group g ('symmetric': [−a, a] with a stored in his).
+fn lower(g: u32) -> f32 { return ${mode === 'symmetric' ? '-his[g]' : 'los[g]'}; }
+fn upper(g: u32) -> f32 { return his[g]; }
+
+// torch.minimum(torch.maximum(x, l), u); WGSL's min/max could drop a NaN x, so keep it.
+fn clampToBounds(x: f32, l: f32, u: f32) -> f32 {
+  if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { return x; }
+  return min(max(x, l), u);
+}
+
+fn quantize(c: f32, l: f32, u: f32) -> f32 {${quantize}
+}
+`;
+}
+
+function uniforms(n: number, shape: readonly number[], p: FakeQuantParams): Uniforms {
+  const { groups, inner } = groupLayout(shape, p.axis);
+  return new Uniforms().u32(n, groups, inner, 0).f32(levelsOf(p));
+}
+
+/** Fake-quantizes `x` (float32) with per-tensor or per-channel bounds. */
+export function fakeQuantWebgpu(engine: Engine, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams): GPUBuffer {
+  const n = sizeOf(x.shape);
+  const out = engine.allocate(n, 'fakeQuant');
+  engine.run({
+    name: `fakeQuant_${p.mode}`,
+    key: `fakeQuant:${p.mode}`,
+    source: () => /* wgsl */ `
+@group(0) @binding(0) var<storage, read> xs: array<f32>;
+@group(0) @binding(1) var<storage, read> los: array<f32>;
+@group(0) @binding(2) var<storage, read> his: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> P: Params;
+${common(p.mode)}
+${FLAT_INDEX}
+${MAIN_1D.replace('u.n', 'P.n')}
+  let g = group(i);
+  let l = lower(g);
+  let u = upper(g);
+  out[i] = quantize(clampToBounds(xs[i], l, u), l, u);
+}`,
+    inputs: [buf(x), buf(lo), buf(hi)],
+    outputs: [out],
+    uniforms: uniforms(n, x.shape, p),
+    workgroups: engine.grid(n),
+  });
+  return out;
+}
+
+/**
+ * Straight-through gradients [gx, glo, ghi] (float32). The clamp is differentiated like PyTorch's
+ * maximum/minimum (½ each at a tie x = bound); bound gradients are summed per group on the device.
+ * In symmetric mode glo is zeros and ghi is d/da.
+ */
+export function fakeQuantBackwardWebgpu(
+  engine: Engine, gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams,
+): [GPUBuffer, GPUBuffer, GPUBuffer] {
+  const n = sizeOf(x.shape);
+  const symmetric = p.mode === 'symmetric';
+  const gx = engine.allocate(n, 'fakeQuantBackward');
+  const contribHi = engine.allocate(n, 'fakeQuantBackward');
+  const contribLo = symmetric ? null : engine.allocate(n, 'fakeQuantBackward');
+  const boundTerms = symmetric
+    ? /* wgsl */ `
+  // d/da = sign(x)·1[|x| > a] (the clamp) + (y − c)/a (the scale, through the STE).
+  chi[i] = g * (above - below + (y - c) / u);`
+    : /* wgsl */ `
+  // ∂y/∂u = 1[x > u] + (y − c)/(u − l), ∂y/∂l = 1[x < l] − (y − c)/(u − l).
+  let k = (y - c) / (u - l);
+  clo[i] = g * (below - k);
+  chi[i] = g * (above + k);`;
+  engine.run({
+    name: `fakeQuantBackward_${p.mode}`,
+    key: `fakeQuantBackward:${p.mode}`,
+    source: () => /* wgsl */ `
+@group(0) @binding(0) var<storage, read> gys: array<f32>;
+@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(2) var<storage, read> los: array<f32>;
+@group(0) @binding(3) var<storage, read> his: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> chi: array<f32>;
+${symmetric ? '' : '@group(0) @binding(6) var<storage, read_write> clo: array<f32>;'}
+@group(0) @binding(${symmetric ? 6 : 7}) var<uniform> P: Params;
+${common(p.mode)}
+${FLAT_INDEX}
+${MAIN_1D.replace('u.n', 'P.n')}
+  let grp = group(i);
+  let l = lower(grp);
+  let u = upper(grp);
+  let x = xs[i];
+  let g = gys[i];
+  let c = clampToBounds(x, l, u);
+  let y = quantize(c, l, u);
+  // Shares of the clamp's gradient: x inside the range, a bound past it, ½ each at a tie
+  // (as torch.maximum / torch.minimum split ties). A NaN x compares false everywhere: 0.
+  let below = select(select(0.0, 0.5, x == l), 1.0, x < l);
+  let above = select(select(0.0, 0.5, x == u), 1.0, x > u);
+  let inside = select(select(0.0, 0.5, x == l || x == u), 1.0, x > l && x < u);
+  gx[i] = select(g * inside, 0.0, inside == 0.0); // +0 where clipped, not g · 0 = −0${boundTerms}
+}`,
+    inputs: [buf(gy), buf(x), buf(lo), buf(hi)],
+    outputs: contribLo ? [gx, contribHi, contribLo] : [gx, contribHi],
+    uniforms: uniforms(n, x.shape, p),
+    workgroups: engine.grid(n),
+  });
+
+  // Sum the contributions per group: [outer, groups, inner] over axes 0 and 2.
+  const { groups, inner } = groupLayout(x.shape, p.axis);
+  const view = (data: GPUBuffer): KernelTensor => ({ data, shape: [n / (groups * inner), groups, inner], dtype: 'float32' });
+  const sumGroups = (data: GPUBuffer): GPUBuffer => {
+    const r = reduceWebgpu(engine, 'sum', view(data), [0, 2]);
+    engine.release(data); // reuse is by later work only, after the reduction has read it
+    return r;
+  };
+  const ghi = sumGroups(contribHi);
+  const glo = contribLo ? sumGroups(contribLo) : fillWebgpu(engine, groups, 0, 'float32');
+  return [gx, glo, ghi];
+}
