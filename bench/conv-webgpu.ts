@@ -1,6 +1,7 @@
 /**
  * WebGPU convolution throughput: conv2d 3×3, 64→64 channels, pad 1, on a 1×64×128×128 float32 image (1.21 GFLOP),
  * for our forward kernel and both gradients, against tfjs-backend-webgpu's conv2d on the same Dawn device.
+ * Figures are medians of several runs after warm-up (each run waits for the queue); the fastest run is reported too.
  *
  * Run: npx tsx bench/conv-webgpu.ts
  */
@@ -23,6 +24,11 @@ export interface ConvWebgpuBench {
   readonly ratio: number | null;
   /** Why tfjs has no figure, when it has none. */
   readonly tfjsError?: string;
+  /**
+   * The fastest run of each (GFLOP/s): on a CPU device shared with other work the median drifts with the machine's
+   * load, the best run much less.
+   */
+  readonly best: { readonly forward: number; readonly backwardData: number; readonly backwardWeight: number; readonly tfjs: number | null };
 }
 
 const N = 1, C = 64, H = 128, W = 128, CO = 64, K = 3;
@@ -36,8 +42,8 @@ function random(size: number): Float32Array {
   return a;
 }
 
-/** Median seconds of `runs` timed calls after `warmup` untimed ones; `fn` must wait for the GPU itself. */
-async function medianSeconds(fn: () => Promise<void>, warmup: number, runs: number): Promise<number> {
+/** Seconds of `runs` timed calls after `warmup` untimed ones: median and fastest; `fn` must wait for the GPU itself. */
+async function timeRuns(fn: () => Promise<void>, warmup: number, runs: number): Promise<Timing> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -46,19 +52,27 @@ async function medianSeconds(fn: () => Promise<void>, warmup: number, runs: numb
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]! / 1000;
+  return { median: times[Math.floor(times.length / 2)]! / 1000, min: times[0]! / 1000 };
 }
 
-const gflops = (seconds: number): number => FLOPS / seconds / 1e9;
+interface Timing {
+  readonly median: number;
+  readonly min: number;
+}
+
+/** GFLOP/s of the median and of the fastest run. */
+const gflops = (t: Timing): { median: number; best: number } => ({ median: FLOPS / t.median / 1e9, best: FLOPS / t.min / 1e9 });
+
+type Rates = Record<'forward' | 'backwardData' | 'backwardWeight', { median: number; best: number }>;
 
 /** Times our three kernels on `engine`. */
-async function benchOurs(engine: Engine, runs: number): Promise<Pick<ConvWebgpuBench, 'forward' | 'backwardData' | 'backwardWeight'>> {
+async function benchOurs(engine: Engine, runs: number): Promise<Rates> {
   const tensor = (data: Float32Array, shape: number[]): KernelTensor => ({ data: engine.upload(data, 'float32'), shape, dtype: 'float32' });
   const x = tensor(random(N * C * H * W), [N, C, H, W]);
   const w = tensor(random(CO * C * K * K), [CO, C, K, K]);
   const b = tensor(random(CO), [CO]);
   const gy = tensor(random(N * CO * H * W), [N, CO, H, W]);
-  const time = (launch: () => GPUBuffer) => medianSeconds(async () => {
+  const time = (launch: () => GPUBuffer) => timeRuns(async () => {
     const out = launch();
     await engine.sync();
     engine.release(out);
@@ -71,7 +85,7 @@ async function benchOurs(engine: Engine, runs: number): Promise<Pick<ConvWebgpuB
 }
 
 /** Times tfjs-backend-webgpu's conv2d on `device` (shared with our engine, so both see the same adapter). */
-async function benchTfjs(device: GPUDevice, adapterInfo: GPUAdapterInfo, runs: number): Promise<number> {
+async function benchTfjs(device: GPUDevice, adapterInfo: GPUAdapterInfo, runs: number): Promise<{ median: number; best: number }> {
   const tf = await import('@tensorflow/tfjs-core');
   // The package registers a 'webgpu' backend that requests a device of its own; its kernels are registered under
   // that name, so replace the factory (not the name) with one that wraps our device.
@@ -83,7 +97,7 @@ async function benchTfjs(device: GPUDevice, adapterInfo: GPUAdapterInfo, runs: n
   const backend = tf.backend() as InstanceType<typeof WebGPUBackend>;
   const x = tf.tensor4d(random(N * H * W * C), [N, H, W, C]);
   const w = tf.tensor4d(random(K * K * C * CO), [K, K, C, CO]);
-  const seconds = await medianSeconds(async () => {
+  const seconds = await timeRuns(async () => {
     const y = tf.conv2d(x, w, 1, 'same');
     backend.endComputePassEncoder();
     backend.submitQueue();
@@ -118,7 +132,7 @@ export async function benchConvWebgpu(runs = 7): Promise<ConvWebgpuBench> {
   const engine = new Engine(ctx!);
   try {
     const ours = await benchOurs(engine, runs);
-    let tfjs: number | null = null;
+    let tfjs: { median: number; best: number } | null = null;
     let tfjsError: string | undefined;
     try {
       tfjs = await benchTfjs(engine.device, engine.ctx.adapter.info, runs);
@@ -128,10 +142,18 @@ export async function benchConvWebgpu(runs = 7): Promise<ConvWebgpuBench> {
     return {
       shape: `conv2d 3x3 ${C}->${CO} pad 1 on ${N}x${C}x${H}x${W} float32`,
       device: engine.ctx.describe(),
-      ...ours,
-      tfjs,
-      ratio: tfjs === null ? null : ours.forward / tfjs,
+      forward: ours.forward.median,
+      backwardData: ours.backwardData.median,
+      backwardWeight: ours.backwardWeight.median,
+      tfjs: tfjs?.median ?? null,
+      ratio: tfjs === null ? null : ours.forward.median / tfjs.median,
       ...(tfjsError !== undefined ? { tfjsError } : {}),
+      best: {
+        forward: ours.forward.best,
+        backwardData: ours.backwardData.best,
+        backwardWeight: ours.backwardWeight.best,
+        tfjs: tfjs?.best ?? null,
+      },
     };
   } finally {
     engine.dispose();
@@ -148,5 +170,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     console.log(`  backward weight  ${f(r.backwardWeight)}`);
     console.log(`  tfjs-webgpu      ${r.tfjs === null ? `n/a (${r.tfjsError})` : f(r.tfjs)}`);
     if (r.ratio !== null) console.log(`  forward / tfjs   ${r.ratio.toFixed(2)}x`);
+    const b = r.best;
+    console.log(`  best runs        forward ${b.forward.toFixed(2)}, backward data ${b.backwardData.toFixed(2)}, ` +
+      `backward weight ${b.backwardWeight.toFixed(2)}, tfjs ${b.tfjs === null ? 'n/a' : b.tfjs.toFixed(2)} GFLOP/s`);
   });
 }

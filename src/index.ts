@@ -20,3 +20,4 @@ export * from './io/tensors.js';
 export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/safetensors.js';
 export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './tensor/select.js';
 export * from './image/index.js';
+export * from './quant/index.js';

@@ -9,11 +9,14 @@ import { loadUpscaler } from './model.js';
 export const EVAL_USAGE = `Usage: srq eval --model <bicubic|weights.safetensors> --data <folder> --scale <s> [options]
 
 Measures PSNR and SSIM (Y channel, borders shaved) of the model's upscaled LR against the HR.
+For a quantized model (saved by saveQuantized) it also prints BitOPs (Σ MACs·b_w·b_a, float
+layers at 32·32) for each LR image, in units of 10^9.
 The folder holds HR/ and LR_bicubic/X<s>/<name>x<s>.png (Set5 layout), only HR/, or plain PNGs
 (LR is then made with MATLAB-exact bicubic).
 
 Options:
   --model <m>        bicubic, or a .safetensors file with 'model' and 'config' metadata
+                     (and 'quant_plan' for a quantized model)
   --data <folder>    the evaluation set
   --scale <s>        upscaling factor
   --shave <n>        border pixels left out of the metrics (default: the scale)
@@ -38,6 +41,8 @@ interface Row {
   psnr: number;
   ssim: number;
   ms: number;
+  /** BitOPs at this image's LR size (quantized models only). */
+  bitops?: number;
 }
 
 /** The colour part, RGB if the other image of the pair is RGB (a gray HR against an RGB model's output). */
@@ -48,9 +53,12 @@ function comparable(img: Image, other: Image): Image {
 
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 
-function tableRow(name: string, p: string, s: string, ms: string): string {
-  return `${name.padEnd(16)} ${p.padStart(7)} ${s.padStart(7)} ${ms.padStart(8)}\n`;
+function tableRow(name: string, p: string, s: string, ms: string, gbitops?: string): string {
+  const extra = gbitops === undefined ? '' : ` ${gbitops.padStart(10)}`;
+  return `${name.padEnd(16)} ${p.padStart(7)} ${s.padStart(7)} ${ms.padStart(8)}${extra}\n`;
 }
+
+const giga = (v: number | undefined) => (v === undefined ? undefined : (v / 1e9).toFixed(2));
 
 /** Runs `srq eval`; returns the exit code. */
 export async function evalCommand(argv: readonly string[], io: CliIO): Promise<number> {
@@ -69,30 +77,42 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
 
   const upscaler = await loadUpscaler(spec, scale);
   const rows: Row[] = [];
+  let costSummary: { fab: number; params: number; storageBits: number } | undefined;
   try {
     for await (const { name, hr, lr } of loadPairs(data, scale)) {
       // The header waits for the first image, so a bad folder prints nothing but the error.
       if (!json && rows.length === 0) {
         io.stdout(`${upscaler.label} ×${scale} on ${data} (${backend.name} backend, shave ${shave})\n`);
-        io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms'));
+        io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', upscaler.cost ? 'GBitOPs' : undefined));
       }
       const start = performance.now();
       const sr = await upscaler.upscale(lr);
       const ms = performance.now() - start;
       const [a, b] = [comparable(sr, hr), comparable(hr, sr)];
-      const row = { name, psnr: psnr(a, b, { shave }), ssim: ssim(a, b, { shave }), ms };
+      const row: Row = { name, psnr: psnr(a, b, { shave }), ssim: ssim(a, b, { shave }), ms };
+      if (upscaler.cost) {
+        const cost = upscaler.cost(lr.height, lr.width);
+        row.bitops = cost.bitops;
+        costSummary = { fab: cost.fab, params: cost.params, storageBits: cost.storageBits };
+      }
       rows.push(row);
-      if (!json) io.stdout(tableRow(name, row.psnr.toFixed(2), row.ssim.toFixed(4), row.ms.toFixed(0)));
+      if (!json) io.stdout(tableRow(name, row.psnr.toFixed(2), row.ssim.toFixed(4), row.ms.toFixed(0), giga(row.bitops)));
     }
   } finally {
     upscaler.dispose();
   }
   const summary = { psnr: mean(rows.map((r) => r.psnr)), ssim: mean(rows.map((r) => r.ssim)), ms: mean(rows.map((r) => r.ms)) };
+  const meanBitops = costSummary ? mean(rows.map((r) => r.bitops ?? 0)) : undefined;
   if (json) {
-    const result = { model: upscaler.label, data, scale, shave, backend: backend.name, images: rows, mean: summary };
+    const cost = costSummary ? { bitops: meanBitops, bitops64: meanBitops! / 64, ...costSummary } : undefined;
+    const result = { model: upscaler.label, data, scale, shave, backend: backend.name, images: rows, mean: summary, ...(cost ? { cost } : {}) };
     io.stdout(`${JSON.stringify(result, null, 2)}\n`);
   } else {
-    io.stdout(tableRow(`mean (${rows.length})`, summary.psnr.toFixed(2), summary.ssim.toFixed(4), summary.ms.toFixed(0)));
+    io.stdout(tableRow(`mean (${rows.length})`, summary.psnr.toFixed(2), summary.ssim.toFixed(4), summary.ms.toFixed(0), giga(meanBitops)));
+    if (costSummary) {
+      io.stdout(`BitOPs: mean ${giga(meanBitops)}e9 raw (${giga(meanBitops! / 64)}e9 /64), FAB ${costSummary.fab.toFixed(2)} bits, `
+        + `${costSummary.params} parameters, ${(costSummary.storageBits / 8 / 1024).toFixed(1)} KiB of weights\n`);
+    }
   }
   return 0;
 }

@@ -12,7 +12,7 @@ import { basename } from 'node:path';
 import {
   type Image, type ModelFromMetadata, type Tensor, type TileProgressInfo, FormatError, createImage, grayToRgb, imageToTensor, imresize, imresizeFloat,
   isModelName, joinAlpha, loadSafetensors, modelFromMetadata, rgbToYCbCr, splitAlpha, tensor, tensorToImage, toUint8,
-  upscaleTiled, yCbCrToRgb,
+  upscaleTiled, yCbCrToRgb, type CostReport, isQuantizedMetadata, modelCost, quantizedFromTensorFile,
 } from '../index.js';
 import { UsageError } from './args.js';
 
@@ -31,6 +31,8 @@ export interface Upscaler {
   /** The upscaled image; alpha (if any) by bicubic, colour by the model. */
   upscale(img: Image, options?: RunOptions): Promise<Image>;
   dispose(): void;
+  /** For quantized networks: BitOPs and related costs at an LR input of height × width. */
+  cost?: (height: number, width: number) => CostReport;
 }
 
 /** Fixture entries that are not weights (inputs, outputs and gradients of the reference run). */
@@ -80,15 +82,18 @@ async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
   try {
     if (!metadata.model) throw new FormatError(`${file}: no 'model' metadata, so the network is unknown`);
     try {
-      built = modelFromMetadata(metadata);
+      // A quantized file (saveQuantized) carries its plan: rebuild, quantize and load in one go.
+      built = isQuantizedMetadata(metadata) ? quantizedFromTensorFile({ tensors, metadata }) : modelFromMetadata(metadata);
     } catch (e) {
       throw new FormatError(`${file}: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (built.scale !== scale) {
       throw new UsageError(`${basename(file)} is a ×${built.scale} model, but --scale is ${scale}`);
     }
-    const weights = Object.fromEntries(Object.entries(tensors).filter(([k]) => !NOT_WEIGHTS.test(k)));
-    built.model.loadStateDict(weights);
+    if (!isQuantizedMetadata(metadata)) {
+      const weights = Object.fromEntries(Object.entries(tensors).filter(([k]) => !NOT_WEIGHTS.test(k)));
+      built.model.loadStateDict(weights);
+    }
   } catch (e) {
     built?.model.dispose();
     throw e;
@@ -98,6 +103,7 @@ async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
   }
   const { model, range, colors } = built!;
   model.eval();
+  const quantized = isQuantizedMetadata(metadata);
   const forward = (x: Tensor) => model.call(x);
   const run = async (x: Tensor, options: RunOptions): Promise<Tensor> => {
     const [height, width] = x.shape.slice(2);
@@ -123,6 +129,7 @@ async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
       return upscaleLuma(color, scale, range, (x) => run(x, options));
     }),
     dispose: () => model.dispose(),
+    ...(quantized ? { cost: (height: number, width: number) => modelCost(model, height, width) } : {}),
   };
 }
 

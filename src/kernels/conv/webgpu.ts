@@ -744,7 +744,9 @@ export function conv2dBackwardWeightWebgpu(
   const base = laneTiles * blocks * p.groups;
   // Split the pixel rows across workgroups only when the output alone cannot occupy the device; each split keeps
   // at least a few rows so the partial sums stay a small fraction of the work.
-  const splits = Math.max(1, Math.min(Math.ceil(st.parallelism / base), Math.floor(rows / 4), 64));
+  // The partial sums must fit one binding, like any tensor.
+  const maxSplits = Math.floor(engine.maxBindingBytes / 4 / size);
+  const splits = Math.max(1, Math.min(Math.ceil(st.parallelism / base), Math.floor(rows / 4), 64, maxSplits));
   const rowsPerSplit = Math.ceil(rows / splits);
   const used = Math.ceil(rows / rowsPerSplit);
   const tiles = base * used;

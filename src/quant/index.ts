@@ -1,0 +1,19 @@
+// Quantization: quantizer modules, plans and presets, calibration, static PTQ, costs, file I/O.
+export {
+  ActivationQuantizer, WeightQuantizer, type ActivationKind, type ActivationInit, type ActivationQuantSpec,
+  type WeightMethod, type WeightQuantSpec,
+} from './quantizer.js';
+export { QuantConv2d, QuantResBlock } from './layers.js';
+export { traceConvs, type ConvCall } from './trace.js';
+export {
+  quantPoints, quantize, quantizers, quantizedPointNames, planOf, presetPlan, resolvePlan, resolvePoint, matches,
+  isActivationSpec, type QuantPoint, type PointSlot, type QuantSpec, type PointPattern, type QuantRule, type QuantPlan,
+  type PresetName, type PresetOptions,
+} from './plan.js';
+export { calibrate, type CalibrateOptions } from './calibrate.js';
+export { ptqStatic, ptqPlan, affineParams, roundHalfAway, type PtqOptions } from './ptq.js';
+export { modelCost, type CostReport, type LayerCost, type CostOptions } from './cost.js';
+export {
+  saveQuantized, loadQuantized, quantizedFromTensorFile, isQuantizedMetadata, planToJson, planFromJson, QUANT_PLAN_KEY,
+  type ArchitectureMetadata, type LoadedQuantized,
+} from './io.js';

@@ -1,0 +1,277 @@
+// Quantizer modules: fake quantization (quantize then dequantize, in float) with their bounds
+// held as parameters, so bounds train with the network and appear in state dicts.
+import { ValueError } from '../tensor/errors.js';
+import { noGrad } from '../tensor/autograd.js';
+import { keep } from '../tensor/memory.js';
+import { type Tensor, full, tensor } from '../tensor/tensor.js';
+import {
+  clone, fakeQuantAffine, fakeQuantSymmetric, fakeQuantZero, quantizeWeightMaxAbs, quantizeWeightPercentile,
+  quantizeWeightWcc,
+} from '../ops.js';
+import { Module } from '../nn/module.js';
+import { type ChannelStats, absorb, emptyStats } from './stats.js';
+
+/** Q1 affine with the grid at lo (ODM), Q1' with the grid at 0 (DDTB), Q2 symmetric (PAMS). */
+export type ActivationKind = 'affine' | 'zero' | 'symmetric';
+
+/**
+ * How a calibration pass initialises an activation quantizer's bounds. 'mean-max' averages the
+ * per-sample max (and, for lo, min) over all samples; symmetric quantizers use max|x|.
+ * 'percentile' takes the (p, 1−p) percentiles of the first batch (DDTB), 'mean-percentile' the
+ * mean of the per-batch percentiles (ODM). p defaults to 0.01.
+ */
+export type ActivationInit =
+  | { mode: 'constant'; lo?: number; hi?: number; alpha?: number }
+  | { mode: 'minmax' }
+  | { mode: 'percentile'; p?: number }
+  | { mode: 'mean-max' }
+  | { mode: 'mean-percentile'; p?: number };
+
+/** Configuration of an activation quantization point. */
+export interface ActivationQuantSpec {
+  kind: ActivationKind;
+  bits: number;
+  /** One bound pair per channel (axis 1 of NCHW) instead of one per tensor. */
+  perChannel?: boolean;
+  /** Default: 'constant' (lo 0, hi 1, alpha 1) until calibrated. */
+  init?: ActivationInit;
+}
+
+/** W-maxabs (PAMS; per channel for PTQ), W-pct (DDTB) or W-WCC with learnable γ (ODM). */
+export type WeightMethod = 'maxabs' | 'percentile' | 'wcc';
+
+/** Configuration of a weight quantization point. */
+export interface WeightQuantSpec {
+  method: WeightMethod;
+  bits: number;
+  /** Per output channel (maxabs only). */
+  perChannel?: boolean;
+}
+
+function checkBits(bits: number): void {
+  // The fake-quant kernels support 2…8 bits; failing at construction beats failing mid-forward.
+  if (!Number.isInteger(bits) || bits < 2 || bits > 8) throw new ValueError(`quantizer bits must be an integer in [2, 8], got ${bits}`);
+}
+
+/**
+ * Fake-quantizes an activation with learnable bounds: `lo`/`hi` (affine, zero) or `alpha`
+ * (symmetric), shape [] or [C]. `bits` may change between calls (per-patch bit selection).
+ */
+export class ActivationQuantizer extends Module {
+  readonly kind: ActivationKind;
+  readonly perChannel: boolean;
+  readonly init: ActivationInit;
+  private bitsValue: number;
+  /** When false the quantizer is the identity. */
+  enabled = true;
+  /** While true (during calibrate()) forward records its input and returns it unchanged. */
+  observing = false;
+  /** Per-batch extrema seen by calibration (DDTB picks dynamic quantizers by their variance). */
+  readonly batchExtrema: { min: number; max: number }[] = [];
+  private pending: Tensor[] = [];
+  private stats: ChannelStats | null = null;
+
+  /** `backend` places the bounds beside the tensors they will quantize (default: the active one). */
+  constructor(spec: ActivationQuantSpec, readonly channels = 1, backend?: string) {
+    super();
+    checkBits(spec.bits);
+    this.kind = spec.kind;
+    this.bitsValue = spec.bits;
+    this.perChannel = spec.perChannel ?? false;
+    this.init = spec.init ?? { mode: 'constant' };
+    const shape = this.perChannel ? [channels] : [];
+    const c: { lo?: number; hi?: number; alpha?: number } = this.init.mode === 'constant' ? this.init : {};
+    if (this.kind === 'symmetric') this.registerParameter('alpha', full(shape, c.alpha ?? 1, { backend }));
+    else {
+      this.registerParameter('lo', full(shape, c.lo ?? 0, { backend }));
+      this.registerParameter('hi', full(shape, c.hi ?? 1, { backend }));
+    }
+  }
+
+  get bits(): number {
+    return this.bitsValue;
+  }
+
+  set bits(b: number) {
+    checkBits(b);
+    this.bitsValue = b;
+  }
+
+  /** The configuration this quantizer was built from (with its current bits). */
+  get spec(): ActivationQuantSpec {
+    return { kind: this.kind, bits: this.bits, perChannel: this.perChannel, init: this.init };
+  }
+
+  /** Lower bound (affine, zero). */
+  get lo(): Tensor {
+    return this.param('lo');
+  }
+
+  /** Upper bound (affine, zero). */
+  get hi(): Tensor {
+    return this.param('hi');
+  }
+
+  /** Clipping value (symmetric). */
+  get alpha(): Tensor {
+    return this.param('alpha');
+  }
+
+  /** The bound parameters (lo, hi) or (alpha). */
+  bounds(): Tensor[] {
+    return this.kind === 'symmetric' ? [this.alpha] : [this.lo, this.hi];
+  }
+
+  /** Stops training the bounds (PTQ, or a fixed schedule phase). */
+  freeze(): this {
+    for (const t of this.bounds()) t.requiresGrad = false;
+    return this;
+  }
+
+  override forward(x: Tensor): Tensor {
+    if (this.observing) {
+      this.pending.push(keep(noGrad(() => clone(x))));
+      return x;
+    }
+    if (!this.enabled) return x;
+    const options = this.perChannel ? { axis: 1 } : {};
+    switch (this.kind) {
+      case 'affine': return fakeQuantAffine(x, this.lo, this.hi, this.bits, options);
+      case 'zero': return fakeQuantZero(x, this.lo, this.hi, this.bits, options);
+      case 'symmetric': return fakeQuantSymmetric(x, this.alpha, this.bits, options);
+    }
+  }
+
+  /** Reads the inputs recorded since the last call into the running statistics (calibration). */
+  async absorbObservations(): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    const p = 'p' in this.init ? this.init.p ?? 0.01 : 0.01;
+    for (const t of pending) {
+      try {
+        const values = await t.data();
+        this.stats ??= emptyStats(this.perChannel ? this.channels : 1);
+        const batch = absorb(this.stats, values, t.shape, this.perChannel, p);
+        this.batchExtrema.push(batch);
+      } finally {
+        t.dispose();
+      }
+    }
+  }
+
+  /** Drops recorded inputs and statistics (an aborted or finished calibration). */
+  resetCalibration(): void {
+    for (const t of this.pending) t.dispose();
+    this.pending = [];
+    this.stats = null;
+  }
+
+  /** Sets the bounds from the statistics gathered so far, by the init mode; a no-op for 'constant'. */
+  finishCalibration(): void {
+    const s = this.stats;
+    this.stats = null;
+    if (!s || this.init.mode === 'constant') return;
+    const mode = this.init.mode;
+    const pick = (c: number): [number, number] => {
+      switch (mode) {
+        case 'minmax': return [s.min[c], s.max[c]];
+        case 'mean-max': return [s.sumSampleMin[c] / s.samples, s.sumSampleMax[c] / s.samples];
+        case 'percentile': return [s.firstPctLo[c], s.firstPctHi[c]];
+        case 'mean-percentile': return [s.sumPctLo[c] / s.batches, s.sumPctHi[c] / s.batches];
+      }
+    };
+    const n = this.perChannel ? this.channels : 1;
+    const lo = new Float32Array(n);
+    const hi = new Float32Array(n);
+    for (let c = 0; c < n; c++) {
+      let [l, h] = pick(c);
+      if (this.kind === 'symmetric') {
+        // mean-max of |x|: the per-sample max of |x| is tracked separately from max and min.
+        const a = mode === 'mean-max' ? s.sumSampleAbsMax[c] / s.samples : Math.max(Math.abs(l), Math.abs(h));
+        [l, h] = [-a, a];
+      }
+      // A constant tensor would give a zero-width range (division by zero in the step size).
+      if (!(h - l > 1e-8)) [l, h] = [Math.min(l, h) - 1e-4, Math.max(l, h) + 1e-4];
+      lo[c] = l;
+      hi[c] = h;
+    }
+    this.setBounds(lo, hi);
+  }
+
+  /** Assigns bounds (for symmetric, alpha = hi). */
+  setBounds(lo: ArrayLike<number>, hi: ArrayLike<number>): void {
+    const shape = this.perChannel ? [this.channels] : [];
+    noGrad(() => {
+      if (this.kind === 'symmetric') assignValues(this.alpha, hi, shape);
+      else {
+        assignValues(this.lo, lo, shape);
+        assignValues(this.hi, hi, shape);
+      }
+    });
+  }
+}
+
+/** Overwrites a parameter's values in place (keeps the tensor object the optimizer holds). */
+function assignValues(t: Tensor, values: ArrayLike<number>, shape: readonly number[]): void {
+  const src = tensorOn(t, values, shape);
+  t.assign(src);
+  src.dispose();
+}
+
+function tensorOn(like: Tensor, values: ArrayLike<number>, shape: readonly number[]): Tensor {
+  return tensor(Float32Array.from(values), shape, { backend: like.backend.name, dtype: like.dtype });
+}
+
+/** Fake-quantizes a weight tensor each forward; 'wcc' owns a learnable clipping scale `gamma` (init 1). */
+export class WeightQuantizer extends Module {
+  readonly method: WeightMethod;
+  readonly perChannel: boolean;
+  private bitsValue: number;
+  /** When false the quantizer is the identity. */
+  enabled = true;
+
+  /** `backend` places γ beside the weight it scales (default: the active backend). */
+  constructor(spec: WeightQuantSpec, backend?: string) {
+    super();
+    checkBits(spec.bits);
+    this.method = spec.method;
+    this.bitsValue = spec.bits;
+    this.perChannel = spec.perChannel ?? false;
+    if (this.perChannel && this.method !== 'maxabs') throw new ValueError(`weight quantizer '${this.method}' has no per-channel variant`);
+    if (this.method === 'wcc') this.registerParameter('gamma', full([], 1, { backend }));
+  }
+
+  get bits(): number {
+    return this.bitsValue;
+  }
+
+  set bits(b: number) {
+    checkBits(b);
+    this.bitsValue = b;
+  }
+
+  /** The configuration this quantizer was built from (with its current bits). */
+  get spec(): WeightQuantSpec {
+    return { method: this.method, bits: this.bits, perChannel: this.perChannel };
+  }
+
+  /** WCC's learnable clipping scale. */
+  get gamma(): Tensor {
+    return this.param('gamma');
+  }
+
+  /** Stops training γ. */
+  freeze(): this {
+    if (this.method === 'wcc') this.gamma.requiresGrad = false;
+    return this;
+  }
+
+  override forward(w: Tensor): Tensor {
+    if (!this.enabled) return w;
+    switch (this.method) {
+      case 'maxabs': return quantizeWeightMaxAbs(w, this.bits, { perChannel: this.perChannel });
+      case 'percentile': return quantizeWeightPercentile(w, this.bits);
+      case 'wcc': return quantizeWeightWcc(w, this.gamma, this.bits);
+    }
+  }
+}

@@ -1,0 +1,129 @@
+// Placement of the PAMS, DDTB and ODM presets on EDSR-baseline (ALGORITHMS §2), plan rules and
+// overrides, and that quantize() keeps the float state-dict keys.
+import { describe, expect, it } from 'vitest';
+import {
+  ActivationQuantizer, EDSR, Random, WeightQuantizer, calibrate, presetPlan, quantPoints, quantize, quantizedPointNames,
+  quantizers, tensor,
+} from '../src/index.js';
+
+const BLOCKS = 16;
+const baseline = () => new EDSR({ scale: 4, rng: new Random(1) });
+
+/** The spec's lists, built from ALGORITHMS §2 (not from the implementation). */
+function expected(preset: 'pams' | 'ddtb' | 'odm'): string[] {
+  const names: string[] = [];
+  for (let i = 0; i < BLOCKS; i++) {
+    if (preset === 'odm') {
+      // Input and weights of every conv inside the blocks.
+      names.push(`body.${i}.body.0.input`, `body.${i}.body.0.weight`, `body.${i}.body.2.input`, `body.${i}.body.2.weight`);
+    } else {
+      // Skip input, post-ReLU tensor (= conv2 input), body output before the add; both weights.
+      names.push(`body.${i}.skip`, `body.${i}.body.2.input`, `body.${i}.out`, `body.${i}.body.0.weight`, `body.${i}.body.2.weight`);
+    }
+  }
+  return names.sort();
+}
+
+describe('quantization plans on EDSR-baseline ×4', () => {
+  it('enumerates the points: every conv input/weight, block skip/out, the model output', () => {
+    const names = quantPoints(baseline()).map((p) => p.name);
+    for (const n of ['head.0.input', 'head.0.weight', 'body.0.body.0.input', 'body.15.out', 'body.16.input', 'tail.0.0.input', 'tail.0.2.weight', 'tail.1.input', 'sub_mean.input', 'add_mean.weight', 'output']) {
+      expect(names).toContain(n);
+    }
+    expect(names).not.toContain('body.0.body.1.input'); // ReLU is no conv
+  });
+
+  for (const [preset, actClass, kind, method] of [['pams', 'symmetric', 'symmetric', 'maxabs'], ['ddtb', 'zero', 'zero', 'percentile'], ['odm', 'affine', 'affine', 'wcc']] as const) {
+    it(`${preset} quantizes exactly the points of §2 (${actClass} activations, ${method} weights)`, () => {
+      const model = quantize(baseline(), presetPlan(preset, 4));
+      expect(quantizedPointNames(model)).toEqual(expected(preset));
+      for (const [, q] of quantizers(model)) {
+        if (q instanceof ActivationQuantizer) expect([q.kind, q.bits]).toEqual([kind, 4]);
+        else expect([q.method, q.bits]).toEqual([method, 4]);
+      }
+    });
+  }
+
+  it('first/last at 8 bits adds the head and tail convs (inputs and weights)', () => {
+    const model = quantize(baseline(), presetPlan('odm', 4, { firstLast: '8bit' }));
+    const q = Object.fromEntries(quantizers(model));
+    expect(quantizedPointNames(model)).toEqual([...expected('odm'), 'head.0.input', 'head.0.weight', 'tail.1.input', 'tail.1.weight'].sort());
+    expect(q['head.0.input'].bits).toBe(8);
+    expect(q['tail.1.weight'].bits).toBe(8);
+    expect(q['body.3.body.0.input'].bits).toBe(4);
+  });
+
+  it('rules are first-match-wins; overrides beat them (bits only, or float)', () => {
+    const plan = presetPlan('pams', 4);
+    plan.rules.unshift({ pattern: /^body\.0\./, config: null });
+    plan.overrides = { 'body.5.skip': { bits: 2 }, 'body.6.out': null };
+    const model = quantize(baseline(), plan);
+    const names = quantizedPointNames(model);
+    expect(names.some((n) => n.startsWith('body.0.'))).toBe(false);
+    expect(names).not.toContain('body.6.out');
+    expect(Object.fromEntries(quantizers(model))['body.5.skip'].bits).toBe(2);
+  });
+
+  it('keeps the float state-dict keys and adds quantizer parameters beside them', () => {
+    const float = baseline();
+    const keys = Object.keys(float.stateDict());
+    const model = quantize(float, presetPlan('odm', 4));
+    const qkeys = Object.keys(model.stateDict());
+    expect(qkeys.filter((k) => !k.includes('.quant_')).sort()).toEqual([...keys].sort());
+    expect(qkeys).toContain('body.0.body.0.quant_input.lo');
+    expect(qkeys).toContain('body.0.body.0.quant_input.hi');
+    expect(qkeys).toContain('body.0.body.2.quant_weight.gamma');
+    const pams = quantize(baseline(), presetPlan('pams', 4));
+    expect(Object.keys(pams.stateDict())).toContain('body.3.quant_skip.alpha');
+    model.dispose();
+    pams.dispose();
+  });
+
+  it('quantizers: bits switch at run time, disabled is the identity, freeze stops gradients', () => {
+    const q = new ActivationQuantizer({ kind: 'affine', bits: 2, init: { mode: 'constant', lo: 0, hi: 3 } });
+    const x = tensor([0.2, 1.4, 2.6, 5], [4]);
+    expect(Array.from(q.call(x).dataSync())).toEqual([0, 1, 3, 3]);
+    q.bits = 8;
+    expect(q.call(x).dataSync()[1]).toBeCloseTo(1.4, 1);
+    q.enabled = false;
+    expect(q.call(x)).toBe(x);
+    q.freeze();
+    expect(q.lo.requiresGrad || q.hi.requiresGrad).toBe(false);
+    expect(() => new WeightQuantizer({ method: 'wcc', bits: 4, perChannel: true })).toThrow();
+  });
+
+  it('calibration init modes: minmax, percentile, mean-max, mean-percentile, per channel', async () => {
+    const mk = (init: ActivationQuantizer['init'], kind: 'affine' | 'symmetric' = 'affine', perChannel = false) =>
+      new ActivationQuantizer({ kind, bits: 4, init, perChannel }, 2);
+    // Two batches of 2 samples × 2 channels × 1 × 5.
+    const b1 = tensor([0, 1, 2, 3, 4, -1, -2, -3, -4, -5, 0, 0, 0, 0, 10, 1, 1, 1, 1, 1], [2, 2, 1, 5]);
+    const b2 = tensor([2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 3, 3, 3, 3, 3, -6, 0, 0, 0, 0], [2, 2, 1, 5]);
+    const qs = {
+      minmax: mk({ mode: 'minmax' }),
+      meanMax: mk({ mode: 'mean-max' }, 'symmetric'),
+      pct: mk({ mode: 'percentile', p: 0 }),
+      meanPct: mk({ mode: 'mean-percentile', p: 0 }),
+      perChannel: mk({ mode: 'minmax' }, 'affine', true),
+    };
+    // A module running every quantizer on its input, so calibrate() drives them all.
+    const { Module } = await import('../src/nn/module.js');
+    class All extends Module {
+      constructor() {
+        super();
+        for (const [k, q] of Object.entries(qs)) this.registerModule(k, q);
+      }
+      override forward(x: ReturnType<typeof tensor>) {
+        for (const q of Object.values(qs)) q.call(x);
+        return x;
+      }
+    }
+    await calibrate(new All(), [b1, b2]);
+    expect([qs.minmax.lo.dataSync()[0], qs.minmax.hi.dataSync()[0]]).toEqual([-6, 10]);
+    // Per-sample max|x|: 5, 10, 2, 6 → mean 5.75.
+    expect(qs.meanMax.alpha.dataSync()[0]).toBeCloseTo(5.75);
+    expect([qs.pct.lo.dataSync()[0], qs.pct.hi.dataSync()[0]]).toEqual([-5, 10]);
+    expect([qs.meanPct.lo.dataSync()[0], qs.meanPct.hi.dataSync()[0]]).toEqual([-5.5, 6.5]);
+    expect(Array.from(qs.perChannel.lo.dataSync())).toEqual([0, -6]);
+    expect(Array.from(qs.perChannel.hi.dataSync())).toEqual([10, 1]);
+  });
+});
