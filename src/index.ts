@@ -21,3 +21,4 @@ export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/saf
 export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './tensor/select.js';
 export * from './image/index.js';
 export * from './quant/index.js';
+export * from './train/index.js';

@@ -4,6 +4,7 @@ import { shutdown } from '../index.js';
 import { type CliIO, UsageError } from './args.js';
 import { EVAL_USAGE, evalCommand } from './eval.js';
 import { UPSCALE_USAGE, upscaleCommand } from './upscale.js';
+import { TRAIN_USAGE, trainCommand } from './train.js';
 
 /** Usage text of `srq`. */
 export const USAGE = `Usage: srq <command> [options]
@@ -11,15 +12,18 @@ export const USAGE = `Usage: srq <command> [options]
 Commands:
   eval       PSNR/SSIM of a model or the bicubic baseline on an SR data set
   upscale    upscale one PNG with a model
+  train      train a model on folders of HR images (checkpoints, resume)
 
 Run 'srq <command> --help' for a command's options.
 
 ${EVAL_USAGE}
-${UPSCALE_USAGE}`;
+${UPSCALE_USAGE}
+${TRAIN_USAGE}`;
 
 const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<number>> = {
   eval: evalCommand,
   upscale: upscaleCommand,
+  train: trainCommand,
 };
 
 /** The process's own streams. */
@@ -51,9 +55,9 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
       io.stdout(USAGE);
       return 0;
     }
-    if (command === undefined) throw new UsageError("missing command (eval or upscale; see 'srq --help')");
+    if (command === undefined) throw new UsageError("missing command (eval, upscale or train; see 'srq --help')");
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command '${command}' (expected eval or upscale; see 'srq --help')`);
+    if (!run) throw new UsageError(`unknown command '${command}' (expected eval, upscale or train; see 'srq --help')`);
     return await run(rest, io);
   } catch (error) {
     io.stderr(`srq: ${oneLine(error)}\n`);

@@ -301,7 +301,8 @@ for (const backend of testBackends()) {
       );
     });
 
-    it.runIf(backend !== 'cpu')('agrees with the CPU on a large tensor (split reductions, per channel, device quantile)', async () => {
+    // Only a non-CPU backend has something to compare with the CPU here.
+    if (backend !== 'cpu') it('agrees with the CPU on a large tensor (split reductions, per channel, device quantile)', async () => {
       let seed = 12345;
       const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
       const shape = [4, 16, 24, 24];

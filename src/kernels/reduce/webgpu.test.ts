@@ -14,6 +14,7 @@ import type { WebgpuBackend } from '../../backends/webgpu/backend.js';
 import type { Engine } from '../../backends/webgpu/engine.js';
 import { reduceCpu } from './cpu.js';
 import { reduceWebgpu } from './webgpu.js';
+import { randomFloats } from '../../../test/support/random.js';
 
 const required = process.env.SRQ_REQUIRE_WEBGPU === '1';
 let why = '';
@@ -152,16 +153,3 @@ describe.skipIf(!engine)('reduceWebgpu', () => {
   });
 });
 
-/** Deterministic values in [−1, 1) (mulberry32), so a failing case can be replayed. */
-function randomFloats(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}

@@ -1,0 +1,84 @@
+// Validation during training: mean Y-PSNR of the model on an SR evaluation set (Set5), with the
+// evaluation protocol's pairs, shave and uint8 output (ALGORITHMS §7).
+import type { Module } from '../nn/module.js';
+import { noGrad } from '../tensor/autograd.js';
+import { tidy } from '../tensor/memory.js';
+import { type Image, grayToRgb, imageToY, splitAlpha, toUint8 } from '../image/image.js';
+import { imageToTensor, tensorToImage } from '../image/convert.js';
+import { loadPairs } from '../image/dataset.js';
+import { psnr } from '../image/metrics.js';
+
+/** Options of validatePsnr. */
+export interface ValidationOptions {
+  /** The evaluation set (Set5 layout, HR/ only, or plain PNGs). */
+  folder: string;
+  scale: number;
+  /** The model's pixel range (EDSR 255, the others 1). */
+  range: 255 | 1;
+  /** 3: RGB in, RGB out; 1: the luma Y in, Y out. */
+  colors: 1 | 3;
+  /** Backend of the model (inputs are placed there). */
+  backend?: string;
+  /** Border pixels left out (default: the scale). */
+  shave?: number;
+}
+
+/** Mean PSNR over the set and the number of images. */
+export interface ValidationResult {
+  psnr: number;
+  images: number;
+}
+
+/**
+ * Mean Y-PSNR of `model` on the set, run in eval mode (restored afterwards). RGB networks are
+ * measured exactly as `srq eval` does. Y networks are measured on Y alone: their output rounded
+ * to uint8 against the HR's unrounded luma (eval instead rebuilds RGB with bicubic chroma, which
+ * moves Y-PSNR by a few hundredths of a dB; training only needs the trend).
+ */
+export async function validatePsnr(model: Module, options: ValidationOptions): Promise<ValidationResult> {
+  const { scale, range, colors, backend } = options;
+  const shave = options.shave ?? scale;
+  const wasTraining = model.training;
+  model.eval();
+  let total = 0;
+  let images = 0;
+  try {
+    for await (const { hr, lr } of loadPairs(options.folder, scale)) {
+      const color = splitAlpha(lr).color;
+      const hrColor = splitAlpha(hr).color;
+      const x = colors === 3 ? imageToTensor(grayToRgb(color), { range, backend }) : imageToTensor(color, { range, mode: 'y', backend });
+      const y = tidy(() => noGrad(() => model.call(x)));
+      x.dispose();
+      try {
+        if (colors === 3) {
+          total += psnr(await tensorToImage(y, { range }), grayToRgb(hrColor), { shave });
+        } else {
+          total += lumaPsnr(await y.data(), hrColor, range, shave);
+        }
+      } finally {
+        y.dispose();
+      }
+      images++;
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  return { psnr: total / images, images };
+}
+
+/** PSNR (peak 255) of a Y output plane, rounded to uint8, against the HR's luma, borders shaved. */
+function lumaPsnr(values: ArrayLike<number>, hr: Image, range: 255 | 1, shave: number): number {
+  const ref = imageToY(grayToRgb(hr));
+  const { width, height } = hr;
+  let sum = 0;
+  let count = 0;
+  for (let r = shave; r < height - shave; r++) {
+    for (let c = shave; c < width - shave; c++) {
+      const i = r * width + c;
+      const d = toUint8(values[i] * (255 / range)) - ref[i];
+      sum += d * d;
+      count++;
+    }
+  }
+  return 10 * Math.log10((255 * 255) / (sum / count));
+}

@@ -1,0 +1,78 @@
+// `srq train` end to end: a short run, a resumed continuation, then `srq eval` on its output.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { loadCheckpoint, disposeCheckpoint, loadSafetensors } from '../src/index.js';
+import { main } from '../src/cli/main.js';
+import { describeShared, sharedPath } from './support/shared.js';
+
+async function srq(argv: string[], stderrIsTTY = false): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), stderrIsTTY });
+  return { code, stdout, stderr };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'srq-train-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+it('srq train --help and usage errors', async () => {
+  const help = await srq(['train', '--help']);
+  expect(help.code).toBe(0);
+  expect(help.stdout).toContain('Usage: srq train');
+  expect((await srq(['--help'])).stdout).toContain('train      train a model');
+  const missing = await srq(['train', '--model', 'fsrcnn', '--scale', '3']);
+  expect(missing.code).toBe(2);
+  expect(missing.stderr).toMatch(/^srq: train: missing --data\n$/);
+  const badConfig = await srq(['train', '--model', 'fsrcnn', '--config', 'bogus=1', '--scale', '3', '--data', dir, '--iters', '1', '--out', dir]);
+  expect(badConfig.code).toBe(2);
+  expect(badConfig.stderr).toContain("unknown config key 'bogus'");
+  const noCheckpoint = await srq(['train', '--model', 'fsrcnn', '--scale', '3', '--data', dir, '--iters', '1', '--out', dir, '--resume']);
+  expect(noCheckpoint.code).toBe(2);
+  expect(noCheckpoint.stderr).toContain('does not exist');
+});
+
+describeShared('srq train end to end', () => {
+  const out = join(dir, 'run');
+  const common = [
+    'train', '--model', 'fsrcnn', '--config', 'd=16', '--config', 's=8', '--config', 'm=2', '--scale', '3',
+    '--data', sharedPath('data/train/T91'), '--val', sharedPath('data/Set5'), '--batch', '4', '--patch', '16',
+    '--lr', '1e-3', '--out', out, '--save-every', '5', '--val-every', '10', '--log-every', '2', '--backend', 'cpu',
+  ];
+
+  it('trains, resumes, and its model.safetensors runs in srq eval', async () => {
+    const first = await srq([...common, '--iters', '10']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/trained fsrcnn ×3 for 10 iterations on cpu, validation Y-PSNR \d+\.\d+ dB/);
+    // Not a TTY: JSON lines on stderr.
+    const lines = first.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    expect(lines.map((l) => l.iteration)).toEqual([1, 2, 4, 6, 8, 10]);
+    expect(lines.at(-1)!.valPsnr).toBeGreaterThan(10);
+    for (const l of lines) for (const k of ['loss', 'lr', 'itPerSec']) expect(Number.isFinite(l[k]), k).toBe(true);
+    for (const f of ['checkpoint.safetensors', 'model.safetensors', 'log.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
+
+    const resumed = await srq([...common, '--iters', '14', '--resume'], true);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain('for 14 iterations');
+    // A TTY gets a redrawn bar with loss, lr and it/s.
+    expect(resumed.stderr).toMatch(/\r\[#+-*\] 11\/14 {2}loss \S+ {2}lr 1\.00e-3 {2}\S+ it\/s/);
+    const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
+    expect(ckpt.iteration).toBe(14);
+    expect(ckpt.extra.model).toBe('fsrcnn');
+    disposeCheckpoint(ckpt);
+    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { iteration: number });
+    expect(log.map((l) => l.iteration)).toEqual([1, 2, 4, 6, 8, 10, 12, 14]);
+
+    const { metadata } = await loadSafetensors(join(out, 'model.safetensors'));
+    expect(metadata.model).toBe('fsrcnn');
+    expect(JSON.parse(metadata.config)).toEqual({ d: 16, s: 8, m: 2, scale: 3 });
+    const evaluated = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', sharedPath('data/Set5'), '--scale', '3', '--json']);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    expect((JSON.parse(evaluated.stdout) as { mean: { psnr: number } }).mean.psnr).toBeGreaterThan(10);
+
+    const mismatch = await srq([...common.map((a) => (a === 'd=16' ? 'd=12' : a)), '--iters', '20', '--resume']);
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr).toContain('is for model fsrcnn');
+  });
+}, 'data/train/T91');
