@@ -45,39 +45,39 @@ export interface Conv2dLayerOptions extends LayerInitOptions {
 }
 
 /**
- * 2-D convolution, torch.nn.Conv2d: weight [Co, Ci/groups, kh, kw], bias [Co], both initialised
- * U(±1/√fan_in) (PyTorch's kaiming_uniform with a = √5), fan_in = Ci/groups·kh·kw.
+ * What Conv2d and ConvTranspose2d share: geometry, checks, and PyTorch's default init
+ * U(±1/√fan_in) (kaiming_uniform with a = √5) of a weight [d0, d1, kh, kw] with fan_in = d1·kh·kw.
  */
-export class Conv2d extends Module {
-  readonly inChannels: number;
-  readonly outChannels: number;
+abstract class ConvLayer extends Module {
   readonly kernelSize: [number, number];
   readonly stride: [number, number];
   readonly padding: [number, number];
   readonly groups: number;
 
-  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: Conv2dLayerOptions = {}) {
+  protected constructor(
+    layer: string, readonly inChannels: number, readonly outChannels: number, kernelSize: Pair,
+    options: Conv2dLayerOptions, weightLead: (groups: number) => [number, number],
+  ) {
     super();
-    this.inChannels = inChannels;
-    this.outChannels = outChannels;
     this.kernelSize = pair(kernelSize);
     this.stride = pair(options.stride ?? 1);
     this.padding = pair(options.padding ?? 0);
     this.groups = options.groups ?? 1;
-    checkPositiveInt('Conv2d', 'inChannels', inChannels);
-    checkPositiveInt('Conv2d', 'outChannels', outChannels);
-    checkPositiveInt('Conv2d', 'groups', this.groups);
+    checkPositiveInt(layer, 'inChannels', inChannels);
+    checkPositiveInt(layer, 'outChannels', outChannels);
+    checkPositiveInt(layer, 'groups', this.groups);
     if (inChannels % this.groups !== 0 || outChannels % this.groups !== 0) {
-      throw new ValueError(`Conv2d: channels ${inChannels}→${outChannels} are not divisible by groups=${this.groups}`);
+      throw new ValueError(`${layer}: channels ${inChannels}→${outChannels} are not divisible by groups=${this.groups}`);
     }
     const [kh, kw] = this.kernelSize;
+    const [d0, d1] = weightLead(this.groups);
     const rng = options.rng ?? globalRandom;
-    const bound = 1 / Math.sqrt((inChannels / this.groups) * kh * kw);
-    this.registerParameter('weight', uniformInit([outChannels, inChannels / this.groups, kh, kw], bound, rng));
+    const bound = 1 / Math.sqrt(d1 * kh * kw);
+    this.registerParameter('weight', uniformInit([d0, d1, kh, kw], bound, rng));
     if (options.bias ?? true) this.registerParameter('bias', uniformInit([outChannels], bound, rng));
   }
 
-  /** [Co, Ci/groups, kh, kw]. */
+  /** The 4-D kernel (layout per subclass). */
   get weight(): Tensor {
     return this.param('weight');
   }
@@ -85,6 +85,13 @@ export class Conv2d extends Module {
   /** [Co], or null when built with bias: false. */
   get bias(): Tensor | null {
     return this.optionalParam('bias');
+  }
+}
+
+/** 2-D convolution, torch.nn.Conv2d: weight [Co, Ci/groups, kh, kw], bias [Co]. */
+export class Conv2d extends ConvLayer {
+  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: Conv2dLayerOptions = {}) {
+    super('Conv2d', inChannels, outChannels, kernelSize, options, (g) => [outChannels, inChannels / g]);
   }
 
   override forward(x: Tensor): Tensor {
@@ -106,45 +113,12 @@ export interface ConvTranspose2dLayerOptions extends Conv2dLayerOptions {
  * Transposed convolution, torch.nn.ConvTranspose2d: weight [Ci, Co/groups, kh, kw]. PyTorch
  * computes fan_in from weight.size(1), so the init bound is 1/√(Co/groups·kh·kw).
  */
-export class ConvTranspose2d extends Module {
-  readonly inChannels: number;
-  readonly outChannels: number;
-  readonly kernelSize: [number, number];
-  readonly stride: [number, number];
-  readonly padding: [number, number];
+export class ConvTranspose2d extends ConvLayer {
   readonly outputPadding: [number, number];
-  readonly groups: number;
 
   constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: ConvTranspose2dLayerOptions = {}) {
-    super();
-    this.inChannels = inChannels;
-    this.outChannels = outChannels;
-    this.kernelSize = pair(kernelSize);
-    this.stride = pair(options.stride ?? 1);
-    this.padding = pair(options.padding ?? 0);
+    super('ConvTranspose2d', inChannels, outChannels, kernelSize, options, (g) => [inChannels, outChannels / g]);
     this.outputPadding = pair(options.outputPadding ?? 0);
-    this.groups = options.groups ?? 1;
-    checkPositiveInt('ConvTranspose2d', 'inChannels', inChannels);
-    checkPositiveInt('ConvTranspose2d', 'outChannels', outChannels);
-    checkPositiveInt('ConvTranspose2d', 'groups', this.groups);
-    if (inChannels % this.groups !== 0 || outChannels % this.groups !== 0) {
-      throw new ValueError(`ConvTranspose2d: channels ${inChannels}→${outChannels} are not divisible by groups=${this.groups}`);
-    }
-    const [kh, kw] = this.kernelSize;
-    const rng = options.rng ?? globalRandom;
-    const bound = 1 / Math.sqrt((outChannels / this.groups) * kh * kw);
-    this.registerParameter('weight', uniformInit([inChannels, outChannels / this.groups, kh, kw], bound, rng));
-    if (options.bias ?? true) this.registerParameter('bias', uniformInit([outChannels], bound, rng));
-  }
-
-  /** [Ci, Co/groups, kh, kw]. */
-  get weight(): Tensor {
-    return this.param('weight');
-  }
-
-  /** [Co], or null when built with bias: false. */
-  get bias(): Tensor | null {
-    return this.optionalParam('bias');
   }
 
   override forward(x: Tensor): Tensor {
