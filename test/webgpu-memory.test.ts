@@ -1,7 +1,8 @@
 // Training must not leak GPU memory: after warm-up, every step frees what it allocates, so the
 // live-tensor count and the buffer pool stay where they were at step 10.
 import { describe, expect, it } from 'vitest';
-import { Adam, createModel, l1Loss, memory, tidy, uniform } from '../src/index.js';
+import { Adam, conv2d, createModel, getBackend, l1Loss, memory, randn, relu, tidy, uniform, zeros } from '../src/index.js';
+import type { WebgpuBackend } from '../src/backends/webgpu/backend.js';
 import { testsWebgpu } from './support/backends.js';
 
 if (!testsWebgpu()) console.warn('webgpu is not in this run: skipping the 200-step memory test');
@@ -35,5 +36,29 @@ describe.skipIf(!testsWebgpu())('webgpu memory across training steps', () => {
     const m = memory().webgpu;
     expect({ tensors: m.tensors, pooledBytes: m.pooledBytes, bufferBytes: m.bufferBytes }).toEqual(atStep10);
     expect(lastLoss).toBeLessThan(firstLoss);
+  });
+});
+
+describe.skipIf(!testsWebgpu())('webgpu engine', () => {
+  it('refuses a tensor larger than one storage binding with an error that says so', async () => {
+    // A 1080p, 64-channel float32 activation is 506 MiB; lavapipe binds at most 128 MiB.
+    expect(() => zeros([1, 64, 1080, 1920], { backend: 'webgpu' })).toThrow(/maxStorageBufferBindingSize/);
+  });
+
+  it('compiles a kernel once for every patch size (shapes travel in uniforms)', async () => {
+    const engine = (getBackend('webgpu') as WebgpuBackend).engine;
+    const w = await randn([8, 4, 3, 3]).to('webgpu');
+    const run = async (h: number, wd: number) => {
+      const x = await randn([1, 4, h, wd]).to('webgpu');
+      const y = relu(conv2d(x, w, null, { padding: 1 }));
+      await y.data();
+      x.dispose();
+      y.dispose();
+    };
+    await run(16, 16);
+    const compiled = engine.stats.pipelines;
+    await run(24, 40);
+    await run(9, 13);
+    expect(engine.stats.pipelines).toBe(compiled);
   });
 });
