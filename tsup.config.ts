@@ -9,6 +9,9 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'es2022',
+  // The zoo finds its weights relative to the module (import.meta.url); the shim gives the CJS
+  // build the same URL.
+  shims: true,
   platform: 'neutral',
   // Node built-ins are loaded only on the Node paths (file I/O); browsers never reach them.
   // The CLI (Node only) also uses node:util.

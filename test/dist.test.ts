@@ -17,15 +17,23 @@ async function exercise(lib: typeof import('../src/index.js')): Promise<number[]
   return [...(await y.data()), ...(await x.grad!.data())];
 }
 
+/** The zoo's weights are found next to dist/ (import.meta.url, shimmed in the CJS build). */
+async function pretrainedParameters(lib: typeof import('../src/index.js')): Promise<number> {
+  const model = await lib.createModel('fsrcnn', { scale: 3, pretrained: true });
+  return model.numParameters();
+}
+
 describe.skipIf(!built && !process.env.CI)('built package', () => {
   it('imports as ESM', async () => {
     const lib = await import(pathToFileURL(`${dist}index.js`).href);
     expect(await exercise(lib)).toEqual([8, 2, 0, 2, 0]);
+    expect(await pretrainedParameters(lib)).toBe(12809);
   });
 
   it('requires as CommonJS', async () => {
     const require = createRequire(import.meta.url);
     const lib = require(`${dist}index.cjs`);
     expect(await exercise(lib)).toEqual([8, 2, 0, 2, 0]);
+    expect(await pretrainedParameters(lib)).toBe(12809);
   });
 });

@@ -1,60 +1,60 @@
-// The main job on its built-in default: build an SR model from a
-// fixture's config, load its PyTorch weights, run it, and report output statistics, agreement with
-// PyTorch and timing. Without ../shared it runs the same model on random weights.
+// The main job on its built-in default: upscale an image ×3 with the zoo's FSRCNN (trained by
+// this library, see zoo/fsrcnn-x3/README.md) and compare it with bicubic. The image is Set5's
+// butterfly when ../shared is beside the checkout, else a synthetic test pattern; the HR image is
+// shrunk with MATLAB-exact bicubic, upscaled back, and measured by the protocol (Y, shave 3).
+// Writes the LR, bicubic and FSRCNN images to demo-out/.
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { createModel, loadSafetensors, noGrad, randn, type Tensor } from '../index.js';
+import { type Image, createImage, imresize, modcrop, psnr, readPng, ssim, writePng } from '../index.js';
+import { loadUpscaler } from './model.js';
 
-const fixture = fileURLToPath(new URL('../../../shared/fixtures/models/edsr_s_x2.safetensors', import.meta.url));
+const SCALE = 3;
+const MODEL = 'fsrcnn-x3';
+const butterfly = fileURLToPath(new URL('../../../shared/data/Set5/HR/butterfly.png', import.meta.url));
 
-async function stats(t: Tensor): Promise<string> {
-  const v = await t.data();
-  let min = Infinity, max = -Infinity, sum = 0;
-  for (const x of v) {
-    min = Math.min(min, x);
-    max = Math.max(max, x);
-    sum += x;
+/** Concentric rings whose frequency rises outwards, over a colour ramp: aliasing shows at once. */
+function testPattern(size: number): Image {
+  const data = new Uint8Array(size * size * 3);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const r2 = ((x - size / 2) ** 2 + (y - size / 2) ** 2) / size;
+      const ring = 0.5 + 0.5 * Math.cos(r2 * 0.35);
+      const i = 3 * (y * size + x);
+      data[i] = Math.round(255 * ring * (x / size));
+      data[i + 1] = Math.round(255 * ring);
+      data[i + 2] = Math.round(255 * ring * (1 - y / size));
+    }
   }
-  return `shape [${t.shape.join(', ')}], min ${min.toFixed(3)}, max ${max.toFixed(3)}, mean ${(sum / v.length).toFixed(3)}`;
+  return createImage(size, size, 3, data);
 }
 
 async function main(): Promise<void> {
-  let config: Record<string, unknown> = { scale: 2, n_resblocks: 2, n_feats: 16 };
-  let weights: Record<string, Tensor> | undefined;
-  if (existsSync(fixture)) {
-    const file = await loadSafetensors(fixture);
-    config = JSON.parse(file.metadata.config);
-    weights = file.tensors;
-    console.log(`weights: ${fixture}`);
-  } else {
-    console.log(`../shared is missing (${fixture}); running on random weights`);
-  }
-  const model = createModel('edsr', config);
-  if (weights) model.loadStateDict(weights, { strict: false });
-  model.eval();
-  console.log(`model: EDSR ${JSON.stringify(config)}, ${model.numParameters()} parameters`);
+  const fromShared = existsSync(butterfly);
+  const name = fromShared ? 'butterfly' : 'rings';
+  const hr = modcrop(fromShared ? await readPng(butterfly) : testPattern(255), SCALE);
+  console.log(fromShared ? `image: ${butterfly}` : `image: a synthetic ring pattern (../shared is not beside this checkout)`);
+  const lr = imresize(hr, 1 / SCALE);
 
-  const input = weights?.input ?? randn([1, 3, 12, 10]);
-  const start = performance.now();
-  const output = noGrad(() => model.forward(input));
-  const values = await output.data();
-  const ms = performance.now() - start;
-  console.log(`input  ${await stats(input)}`);
-  console.log(`output ${await stats(output)}`);
-  if (weights?.output) {
-    const ref = await weights.output.data();
-    let worst = 0;
-    for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(values[i] - ref[i]) / (1 + Math.abs(ref[i])));
-    console.log(`agreement with PyTorch: worst |ours − torch| / (1 + |torch|) = ${worst.toExponential(2)}`);
+  const out = 'demo-out';
+  await mkdir(out, { recursive: true });
+  await writePng(`${out}/${name}_lr.png`, lr);
+  console.log(`HR ${hr.width}×${hr.height} → LR ${lr.width}×${lr.height} (MATLAB-exact bicubic), upscaled ×${SCALE} back:`);
+  for (const spec of ['bicubic', MODEL]) {
+    const upscaler = await loadUpscaler(spec, SCALE);
+    try {
+      const start = performance.now();
+      const sr = await upscaler.upscale(lr);
+      const ms = performance.now() - start;
+      const file = `${out}/${name}_x${SCALE}_${spec}.png`;
+      await writePng(file, sr);
+      const quality = `PSNR ${psnr(sr, hr, { shave: SCALE }).toFixed(2)} dB, SSIM ${ssim(sr, hr, { shave: SCALE }).toFixed(4)}`;
+      console.log(`  ${spec.padEnd(9)}  ${quality}  ${ms.toFixed(0).padStart(5)} ms  → ${file}`);
+    } finally {
+      upscaler.dispose();
+    }
   }
-  console.log(`forward: ${ms.toFixed(1)} ms on the cpu backend`);
-
-  const big = createModel('edsr-baseline', { scale: 2 });
-  const x = randn([1, 3, 64, 64]);
-  const t0 = performance.now();
-  const y = noGrad(() => big.forward(x));
-  await y.data();
-  console.log(`EDSR-baseline ×2 on 1×3×64×64 → [${y.shape.join(', ')}]: ${(performance.now() - t0).toFixed(0)} ms`);
+  console.log(`(${MODEL} is the library's own FSRCNN; upscale any PNG with: npm run srq -- upscale in.png out.png --model ${MODEL})`);
 }
 
 main().catch((error: unknown) => {

@@ -3,10 +3,10 @@
 import { type Image, grayToRgb, psnr, splitAlpha, ssim, useBackend } from '../index.js';
 import { loadPairs } from '../image/dataset.js';
 import { type CliIO, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
-import { loadUpscaler } from './model.js';
+import { loadUpscaler, zooScale } from './model.js';
 
 /** Usage text of `srq eval`. */
-export const EVAL_USAGE = `Usage: srq eval --model <bicubic|weights.safetensors> --data <folder> --scale <s> [options]
+export const EVAL_USAGE = `Usage: srq eval --model <bicubic|zoo id|weights.safetensors> --data <folder> [--scale <s>] [options]
 
 Measures PSNR and SSIM (Y channel, borders shaved) of the model's upscaled LR against the HR.
 For a quantized model (saved by saveQuantized) it also prints BitOPs (Σ MACs·b_w·b_a, float
@@ -15,10 +15,10 @@ The folder holds HR/ and LR_bicubic/X<s>/<name>x<s>.png (Set5 layout), only HR/,
 (LR is then made with MATLAB-exact bicubic).
 
 Options:
-  --model <m>        bicubic, or a .safetensors file with 'model' and 'config' metadata
-                     (and 'quant_plan' for a quantized model)
+  --model <m>        bicubic, a zoo model (fsrcnn-x3, …: see zoo/README.md), or a .safetensors
+                     file with 'model' and 'config' metadata (and 'quant_plan' if quantized)
   --data <folder>    the evaluation set
-  --scale <s>        upscaling factor
+  --scale <s>        upscaling factor (default for a zoo model: its own)
   --shave <n>        border pixels left out of the metrics (default: the scale)
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --json             print JSON instead of a table
@@ -70,7 +70,7 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
   if (parsed.positionals.length > 0) throw new UsageError(`eval: unexpected argument '${parsed.positionals[0]}'`);
   const spec = requiredString(parsed, 'model', 'eval');
   const data = requiredString(parsed, 'data', 'eval');
-  const scale = integerOption(parsed, 'scale', 'eval', 1);
+  const scale = integerOption(parsed, 'scale', 'eval', 1, zooScale(spec));
   const shave = integerOption(parsed, 'shave', 'eval', 0, scale);
   const json = parsed.values.json === true;
   const backend = await useBackend(backendOption(parsed, 'eval'), { log: (line) => io.stderr(`${line}\n`) });

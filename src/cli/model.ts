@@ -12,7 +12,7 @@ import { basename } from 'node:path';
 import {
   type Image, type ModelFromMetadata, type Tensor, type TileProgressInfo, FormatError, createImage, grayToRgb, imageToTensor, imresize, imresizeFloat,
   isModelName, joinAlpha, loadSafetensors, modelFromMetadata, rgbToYCbCr, splitAlpha, tensor, tensorToImage, toUint8,
-  upscaleTiled, yCbCrToRgb, type CostReport, isQuantizedMetadata, modelCost, quantizedFromTensorFile,
+  upscaleTiled, yCbCrToRgb, type CostReport, isQuantizedMetadata, modelCost, quantizedFromTensorFile, ZOO, zooEntry, loadPretrained,
 } from '../index.js';
 import { UsageError } from './args.js';
 
@@ -63,16 +63,25 @@ function isArchitectureName(spec: string): boolean {
   return isModelName(spec.toLowerCase().replace(/[-_]x\d+$/, '').replace(/_/g, '-'));
 }
 
+/** A zoo model's scale (so `--scale` may be left out for one), else undefined. */
+export function zooScale(spec: string): number | undefined {
+  const scale = zooEntry(spec)?.config.scale;
+  return typeof scale === 'number' ? scale : undefined;
+}
+
 /**
- * The upscaler `--model` asks for: 'bicubic', or a safetensors file whose metadata names the
- * network (`model`, `config`). A bare architecture name has no weights yet: a usage error says so.
+ * The upscaler `--model` asks for: 'bicubic', a zoo model ('fsrcnn-x3'), or a safetensors file
+ * whose metadata names the network (`model`, `config`). An architecture name without trained
+ * weights is a usage error that lists the zoo.
  */
 export async function loadUpscaler(spec: string, scale: number): Promise<Upscaler> {
   if (spec === 'bicubic') return bicubic(scale);
   if (existsSync(spec) && statSync(spec).isFile()) return loadNetwork(spec, scale);
   if (/\.safetensors$/i.test(spec) || spec.includes('/')) throw new FormatError(`${spec}: no such file`);
-  if (isArchitectureName(spec)) throw new UsageError(`no pretrained weights for '${spec}' (pass a .safetensors file)`);
-  throw new UsageError(`unknown model '${spec}' (expected bicubic or a .safetensors file)`);
+  const zoo = ZOO.map((e) => e.id).join(', ');
+  if (zooEntry(spec)) return fromModel(spec, await loadPretrained(spec), scale);
+  if (isArchitectureName(spec)) throw new UsageError(`no pretrained weights for '${spec}' (the zoo has: ${zoo}; or pass a .safetensors file)`);
+  throw new UsageError(`unknown model '${spec}' (expected bicubic, a zoo model (${zoo}) or a .safetensors file)`);
 }
 
 async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
@@ -101,9 +110,17 @@ async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
     // loadStateDict shares the storage it needs, so the file's tensor objects can go.
     dispose();
   }
-  const { model, range, colors } = built!;
+  return fromModel(basename(file), built!, scale, isQuantizedMetadata(metadata));
+}
+
+/** An Upscaler around a built network; `quantized` adds its BitOPs cost. */
+function fromModel(label: string, built: ModelFromMetadata, scale: number, quantized = false): Upscaler {
+  const { model, range, colors } = built;
+  if (built.scale !== scale) {
+    model.dispose();
+    throw new UsageError(`${label} is a ×${built.scale} model, but --scale is ${scale}`);
+  }
   model.eval();
-  const quantized = isQuantizedMetadata(metadata);
   const forward = (x: Tensor) => model.call(x);
   const run = async (x: Tensor, options: RunOptions): Promise<Tensor> => {
     const [height, width] = x.shape.slice(2);
@@ -115,7 +132,7 @@ async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
     }
   };
   return {
-    label: basename(file),
+    label,
     scale,
     upscale: (img, options = {}) => withAlpha(img, scale, async (color) => {
       if (colors === 3) {

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type ModelConfig, type ScheduleSpec, type TrainProgress, Random, Trainer, TrainingSampler, disposeCheckpoint, loadCheckpoint,
-  manualSeed, modelFromMetadata, saveSafetensors, useBackend, validatePsnr,
+  loadSafetensors, manualSeed, modelFromMetadata, saveSafetensors, useBackend, validatePsnr,
 } from '../index.js';
 import { type CliIO, type Parsed, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
 
@@ -36,6 +36,8 @@ Options:
   --out <dir>          output folder
   --backend <b>        cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --resume             continue from <out>/checkpoint.safetensors
+  --init <file>        start from the weights of a model.safetensors (fine-tuning, e.g. FSRCNN
+                       ×2 from ×3); tensors whose shape differs keep their fresh initialisation
   --seed <n>           seed of weights and crops (default 0)
   --save-every <n>     iterations between checkpoints (default 1000)
   --val-every <n>      iterations between validations (default 1000)
@@ -61,6 +63,7 @@ const OPTIONS = {
   out: { type: 'string' },
   backend: { type: 'string' },
   resume: { type: 'boolean' },
+  init: { type: 'string' },
   seed: { type: 'string' },
   'save-every': { type: 'string' },
   'val-every': { type: 'string' },
@@ -164,11 +167,29 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
       throw new UsageError(`train: ${checkpointPath} is for model ${ckpt.extra.model} ${ckpt.extra.config}, not ${metadata.model} ${metadata.config}`);
     }
   }
+  const init = typeof parsed.values.init === 'string' ? parsed.values.init : undefined;
+  if (init && !resume) {
+    // Fine-tuning: every tensor that fits is copied; the rest (e.g. a ×4 upsampler started from
+    // a ×2 model) keep their fresh initialisation, and stderr says which.
+    const file = await loadSafetensors(init);
+    try {
+      const result = model.loadStateDict(file.tensors, { strict: false });
+      const fresh = [...result.missingKeys, ...result.shapeMismatches.map((m) => m.key)];
+      if (fresh.length === Object.keys(model.stateDict()).length) throw new UsageError(`train: --init ${init} has no tensor that fits ${name} ${metadata.config}`);
+      io.stderr(`srq: weights from ${init}${fresh.length ? `; freshly initialised: ${fresh.join(', ')}` : ''}\n`);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    } finally {
+      Object.values(file.tensors).forEach((t) => t.dispose());
+    }
+  }
   await mkdir(out, { recursive: true });
   const sampler = await TrainingSampler.create({ folders, scale, patch, batch, seed, range, mode: colors === 1 ? 'y' : 'rgb', backend });
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint);
   const logFile = join(out, 'log.jsonl');
   let pending = Promise.resolve();
   let lastPsnr: number | undefined;
@@ -185,6 +206,7 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
         if (!logged) return;
         const line = JSON.stringify({
           iteration: p.iteration, loss: p.loss, lr: p.lr, gradNorm: p.gradNorm, itPerSec: Number(p.itPerSec.toFixed(3)),
+          elapsed: Number(p.elapsed.toFixed(1)),
           ...(p.validation ? { valPsnr: p.validation.psnr } : {}), ...(p.checkpoint ? { checkpoint: true } : {}),
         });
         if (!io.stderrIsTTY) io.stderr(`${line}\n`);
@@ -192,6 +214,9 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
       },
     });
     if (resume) await trainer.resume(checkpointPath);
+    // One line per (re)start: the model cards sum the segments' elapsed times into a wall time.
+    const start = { event: 'start', time: new Date().toISOString(), iteration: trainer.iteration, backend, argv: [...argv] };
+    pending = pending.then(() => appendFile(logFile, `${JSON.stringify(start)}\n`));
     const result = await trainer.run();
     await pending;
     if (io.stderrIsTTY) io.stderr('\n');
@@ -206,6 +231,7 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
     return 0;
   } finally {
     process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigint);
     model.dispose();
   }
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ValueError, readPng, useBackend, writePng } from '../index.js';
 import { type CliIO, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
-import { loadUpscaler } from './model.js';
+import { loadUpscaler, zooScale } from './model.js';
 
 const DEFAULT_PATCH = 128;
 // Wider than FSRCNN/ESPCN's receptive radius, so for them tiles stitch seamlessly; deep networks
@@ -11,14 +11,15 @@ const DEFAULT_PATCH = 128;
 const DEFAULT_OVERLAP = 16;
 
 /** Usage text of `srq upscale`. */
-export const UPSCALE_USAGE = `Usage: srq upscale <in.png> <out.png> --model <bicubic|weights.safetensors> --scale <s> [options]
+export const UPSCALE_USAGE = `Usage: srq upscale <in.png> <out.png> --model <bicubic|zoo id|weights.safetensors> [--scale <s>] [options]
 
 Upscales one PNG. The model runs over overlapping patches, so large images fit in memory; an
 alpha channel is upscaled with bicubic and re-attached.
 
 Options:
-  --model <m>        bicubic, or a .safetensors file with 'model' and 'config' metadata
-  --scale <s>        upscaling factor (must match the model's)
+  --model <m>        bicubic, a zoo model (fsrcnn-x3, …: see zoo/README.md), or a .safetensors
+                     file with 'model' and 'config' metadata
+  --scale <s>        upscaling factor (must match the model's; a zoo model's by default)
   --patch <p>        patch side in input pixels (default ${DEFAULT_PATCH})
   --overlap <o>      context kept around each patch, in input pixels (default ${DEFAULT_OVERLAP})
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
@@ -69,7 +70,7 @@ export async function upscaleCommand(argv: readonly string[], io: CliIO): Promis
   if (input === undefined || output === undefined) throw new UsageError('upscale: expected <in.png> <out.png>');
   if (extra !== undefined) throw new UsageError(`upscale: unexpected argument '${extra}'`);
   const spec = requiredString(parsed, 'model', 'upscale');
-  const scale = integerOption(parsed, 'scale', 'upscale', 1);
+  const scale = integerOption(parsed, 'scale', 'upscale', 1, zooScale(spec));
   const patch = integerOption(parsed, 'patch', 'upscale', 1, DEFAULT_PATCH);
   const overlap = integerOption(parsed, 'overlap', 'upscale', 0, DEFAULT_OVERLAP);
   if (patch <= 2 * overlap) throw new UsageError(`upscale: --patch ${patch} must exceed twice --overlap (${2 * overlap})`);

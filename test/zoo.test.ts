@@ -1,0 +1,90 @@
+// The model zoo: every entry's committed weights load (createModel with `pretrained`, loadPretrained,
+// `srq eval --model <id>`), and on Set5 each model gives the figure its card states and clears the
+// quality bar of the zoo (×2 ≥ 36.2 dB, ×3 ≥ 32.4 dB, ×4 ≥ 30.2 dB; bicubic: 33.67 / 30.40 / 28.43).
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { FormatError, ValueError, ZOO, createModel, loadPretrained, noGrad, randn } from '../src/index.js';
+import { main } from '../src/cli/main.js';
+import { testBackends } from './support/backends.js';
+import { describeShared, sharedPath } from './support/shared.js';
+
+const QUALITY_BAR: Record<number, number> = { 2: 36.2, 3: 32.4, 4: 30.2 };
+const zooDir = fileURLToPath(new URL('../zoo/', import.meta.url));
+
+interface Card {
+  id: string;
+  model: string;
+  config: Record<string, unknown>;
+  eval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
+}
+
+const card = (id: string) => JSON.parse(readFileSync(`${zooDir}${id}/card.json`, 'utf8')) as Card;
+
+describe('zoo', () => {
+  it('has at least the FSRCNN ×3 the README and `srq eval --model fsrcnn-x3` use', () => {
+    expect(ZOO.map((e) => e.id)).toContain('fsrcnn-x3');
+  });
+
+  for (const entry of ZOO) {
+    it(`${entry.id}: weights, card and README agree with the registry`, () => {
+      for (const file of ['model.safetensors', 'card.json', 'README.md']) expect(existsSync(`${zooDir}${entry.id}/${file}`), file).toBe(true);
+      const c = card(entry.id);
+      expect(c.model).toBe(entry.name);
+      expect(c.config).toEqual(entry.config);
+    });
+
+    it(`${entry.id}: createModel(…, { pretrained: true }) and loadPretrained give the same trained network`, async () => {
+      const fromName = await createModel(entry.name, { ...entry.config, pretrained: true });
+      const fromId = await createModel(entry.id, { pretrained: true });
+      const { model, colors, scale } = await loadPretrained(entry.id);
+      expect(scale).toBe(entry.config.scale);
+      expect(model.training).toBe(false);
+      const x = randn([1, colors, 7, 9]);
+      const [a, b, c] = noGrad(() => [fromName.forward(x), fromId.forward(x), model.forward(x)]);
+      const ref = await c.data();
+      expect(await a.data()).toEqual(ref);
+      expect(await b.data()).toEqual(ref);
+      // Trained, not fresh: a fresh network of the same architecture computes something else.
+      const fresh = noGrad(() => createModel(entry.name, entry.config).forward(x));
+      expect(await fresh.data()).not.toEqual(ref);
+    });
+  }
+
+  it('rejects a config the zoo has no weights for, naming what it has', async () => {
+    await expect(createModel('fsrcnn', { scale: 5, pretrained: true })).rejects.toThrow(ValueError);
+    await expect(createModel('fsrcnn', { scale: 5, pretrained: true })).rejects.toThrow(/fsrcnn-x3/);
+    await expect(createModel('fsrcnn-x3', { scale: 2, pretrained: true })).rejects.toThrow(/takes no config/);
+    await expect(loadPretrained('nope-x9')).rejects.toThrow(/no pretrained model 'nope-x9'/);
+    expect(() => createModel('fsrcnn', { pretrained: 'yes' })).toThrow(/'pretrained' must be a boolean/);
+  });
+
+  it('says where it looked when the weights are missing', async () => {
+    const err = await loadPretrained('fsrcnn-x3', { zoo: '/nonexistent/zoo' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect(String(err)).toContain('/nonexistent/zoo/fsrcnn-x3/model.safetensors');
+  });
+});
+
+describeShared('zoo quality: srq eval on Set5', () => {
+  for (const backend of testBackends()) {
+    for (const entry of ZOO) {
+      const scale = entry.config.scale as number;
+      it(`${entry.id} on ${backend}: ≥ ${QUALITY_BAR[scale]} dB, as its card says`, async () => {
+        let out = '';
+        let err = '';
+        // No --scale: a zoo model brings its own.
+        const code = await main(['eval', '--model', entry.id, '--data', sharedPath('data/Set5'), '--backend', backend, '--json'], {
+          stdout: (t) => void (out += t), stderr: (t) => void (err += t), stderrIsTTY: false,
+        });
+        expect(code, err).toBe(0);
+        const result = JSON.parse(out) as { scale: number; mean: { psnr: number; ssim: number } };
+        expect(result.scale).toBe(scale);
+        expect(result.mean.psnr).toBeGreaterThanOrEqual(QUALITY_BAR[scale]);
+        // The card was measured on the cpu backend; webgpu's float sums may flip a few uint8 roundings.
+        const tolerance = backend === 'cpu' ? 1e-9 : 0.02;
+        expect(Math.abs(result.mean.psnr - card(entry.id).eval.Set5.psnr)).toBeLessThanOrEqual(tolerance);
+      }, 180_000);
+    }
+  }
+}, 'data/Set5');
