@@ -61,8 +61,13 @@ describeShared('srq train end to end', () => {
     expect(ckpt.iteration).toBe(14);
     expect(ckpt.extra.model).toBe('fsrcnn');
     disposeCheckpoint(ckpt);
-    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { iteration: number });
-    expect(log.map((l) => l.iteration)).toEqual([1, 2, 4, 6, 8, 10, 12, 14]);
+    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l) as { iteration: number; event?: string; backend?: string; argv?: string[]; elapsed?: number });
+    expect(log.filter((l) => !l.event).map((l) => l.iteration)).toEqual([1, 2, 4, 6, 8, 10, 12, 14]);
+    // One start line per run, from which the model cards take the command and the wall time.
+    const starts = log.filter((l) => l.event === 'start');
+    expect(starts.map((l) => [l.iteration, l.backend, l.argv!.includes('--resume')])).toEqual([[0, 'cpu', false], [10, 'cpu', true]]);
+    expect(log.filter((l) => !l.event).every((l) => l.elapsed! >= 0)).toBe(true);
 
     const { metadata } = await loadSafetensors(join(out, 'model.safetensors'));
     expect(metadata.model).toBe('fsrcnn');
@@ -74,5 +79,26 @@ describeShared('srq train end to end', () => {
     const mismatch = await srq([...common.map((a) => (a === 'd=16' ? 'd=12' : a)), '--iters', '20', '--resume']);
     expect(mismatch.code).toBe(2);
     expect(mismatch.stderr).toContain('is for model fsrcnn');
+  });
+
+  it('--init fine-tunes from a model.safetensors (×3 weights into a ×2 FSRCNN)', async () => {
+    const init = join(out, 'model.safetensors');
+    const tuned = join(dir, 'tuned');
+    const x2 = common.map((a, i) => (common[i - 1] === '--scale' ? '2' : common[i - 1] === '--out' ? tuned : a));
+    const run = await srq([...x2, '--iters', '1', '--init', init]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain(`weights from ${init}`);
+    expect(run.stderr).not.toContain('freshly initialised');
+    // One Adam step moves each weight by at most lr: the ×2 model started from the ×3 weights.
+    const before = (await loadSafetensors(init)).tensors['first_part.0.weight'];
+    const after = (await loadSafetensors(join(tuned, 'model.safetensors'))).tensors['first_part.0.weight'];
+    const [a, b] = [await before.data(), await after.data()];
+    const moved = a.map((v, i) => Math.abs(v - b[i]));
+    expect(Math.max(...moved)).toBeLessThanOrEqual(1e-3 * 1.001);
+    expect(Math.max(...moved)).toBeGreaterThan(0);
+
+    const unrelated = await srq(['train', '--model', 'espcn', '--scale', '3', '--data', sharedPath('data/train/T91'), '--iters', '1', '--out', join(dir, 'x'), '--init', init]);
+    expect(unrelated.code).toBe(2);
+    expect(unrelated.stderr).toContain('has no tensor that fits');
   });
 }, 'data/train/T91');
