@@ -224,3 +224,20 @@ describe.skipIf(!built || !hasShared('data/Set5'))('built bin', () => {
     expect(bad.stderr).toMatch(/^srq: [^\n]+\n$/);
   });
 });
+
+describe('the demo (the README main job)', () => {
+  it('upscales an image with the zoo FSRCNN ×3, better than bicubic, and writes the images', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'srq-demo-'));
+    try {
+      const demo = fileURLToPath(new URL('../src/cli/demo.ts', import.meta.url));
+      const run = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), demo], { cwd, encoding: 'utf8', timeout: 120_000 });
+      expect(run.status, run.stderr).toBe(0);
+      const db = (spec: string) => Number(new RegExp(`${spec}\\s+PSNR (\\d+\\.\\d+) dB`).exec(run.stdout)?.[1]);
+      expect(db('fsrcnn-x3')).toBeGreaterThan(db('bicubic') + 0.5);
+      const name = hasShared('data/Set5') ? 'butterfly' : 'star';
+      for (const f of [`${name}_lr.png`, `${name}_x3_bicubic.png`, `${name}_x3_fsrcnn-x3.png`]) expect(existsSync(join(cwd, 'demo-out', f)), f).toBe(true);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

@@ -1,29 +1,31 @@
 // The main job on its built-in default: upscale an image ×3 with the zoo's FSRCNN (trained by
 // this library, see zoo/fsrcnn-x3/README.md) and compare it with bicubic. The image is Set5's
-// butterfly when ../shared is beside the checkout, else a synthetic test pattern; the HR image is
+// butterfly when ../shared is beside the checkout, else a synthetic Siemens star; the HR image is
 // shrunk with MATLAB-exact bicubic, upscaled back, and measured by the protocol (Y, shave 3).
 // Writes the LR, bicubic and FSRCNN images to demo-out/.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Image, createImage, imresize, modcrop, psnr, readPng, ssim, writePng } from '../index.js';
 import { loadUpscaler } from './model.js';
 
 const SCALE = 3;
 const MODEL = 'fsrcnn-x3';
-const butterfly = fileURLToPath(new URL('../../../shared/data/Set5/HR/butterfly.png', import.meta.url));
+// ../shared beside the checkout, or SRQ_SHARED_DIR (as for the tests).
+const shared = process.env.SRQ_SHARED_DIR ?? fileURLToPath(new URL('../../../shared/', import.meta.url));
+const butterfly = join(shared, 'data/Set5/HR/butterfly.png');
 
-/** Concentric rings whose frequency rises outwards, over a colour ramp: aliasing shows at once. */
+/** A Siemens star (hard edges whose spacing shrinks towards the centre) over a colour ramp. */
 function testPattern(size: number): Image {
   const data = new Uint8Array(size * size * 3);
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
-      const r2 = ((x - size / 2) ** 2 + (y - size / 2) ** 2) / size;
-      const ring = 0.5 + 0.5 * Math.cos(r2 * 0.35);
+      const spoke = Math.cos(24 * Math.atan2(y - size / 2, x - size / 2)) > 0 ? 1 : 0.15;
       const i = 3 * (y * size + x);
-      data[i] = Math.round(255 * ring * (x / size));
-      data[i + 1] = Math.round(255 * ring);
-      data[i + 2] = Math.round(255 * ring * (1 - y / size));
+      data[i] = Math.round(255 * spoke * (0.3 + 0.7 * (x / size)));
+      data[i + 1] = Math.round(235 * spoke);
+      data[i + 2] = Math.round(255 * spoke * (1 - 0.7 * (y / size)));
     }
   }
   return createImage(size, size, 3, data);
@@ -31,9 +33,9 @@ function testPattern(size: number): Image {
 
 async function main(): Promise<void> {
   const fromShared = existsSync(butterfly);
-  const name = fromShared ? 'butterfly' : 'rings';
+  const name = fromShared ? 'butterfly' : 'star';
   const hr = modcrop(fromShared ? await readPng(butterfly) : testPattern(255), SCALE);
-  console.log(fromShared ? `image: ${butterfly}` : `image: a synthetic ring pattern (../shared is not beside this checkout)`);
+  console.log(fromShared ? `image: ${butterfly}` : `image: a synthetic Siemens star (${butterfly} is absent)`);
   const lr = imresize(hr, 1 / SCALE);
 
   const out = 'demo-out';
