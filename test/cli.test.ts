@@ -219,6 +219,10 @@ describe.skipIf(!built || !hasShared('data/Set5'))('built bin', () => {
     });
     expect(run.status, run.stderr).toBe(0);
     expect((JSON.parse(run.stdout) as { mean: { psnr: number } }).mean.psnr).toBeCloseTo(28.43, 2);
+    // The bundled bin finds the zoo's weights beside dist/.
+    const zoo = spawnSync(process.execPath, [bin, 'eval', '--model', 'fsrcnn-x3', '--data', SET5, '--json'], { encoding: 'utf8', timeout: 60_000 });
+    expect(zoo.status, zoo.stderr).toBe(0);
+    expect(JSON.parse(zoo.stdout)).toMatchObject({ model: 'fsrcnn-x3', scale: 3 });
     const bad = spawnSync(process.execPath, [bin, 'eval', '--scale', '4'], { encoding: 'utf8', timeout: 60_000 });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/^srq: [^\n]+\n$/);
