@@ -56,6 +56,7 @@ const ROUTES: readonly (readonly [string, string])[] = [
   ['/dist/', distDir],
   ['/test/browser/', pageDir],
   ['/fixtures/ops/', fixturesDir],
+  ['/zoo/', join(repo, 'zoo')],
 ];
 
 const MIME: Record<string, string> = {

@@ -477,6 +477,29 @@ async function runCrossCheck(lib: Lib, runner: Runner, check: CrossCheck, seed: 
   }
 }
 
+/**
+ * The zoo in a browser: createModel fetches fsrcnn-x3's weights next to the bundle (the page's
+ * server maps /zoo/ to the repository's zoo/), and the trained network runs on webgpu as on cpu.
+ */
+async function runZooCheck(lib: Lib, runner: Runner): Promise<void> {
+  await runner.check('zoo: createModel(fsrcnn ×3, pretrained) fetched beside the bundle, webgpu = cpu', true, async () => {
+    const model = await lib.createModel('fsrcnn', { scale: 3, pretrained: true });
+    const gpuModel = await (await lib.createModel('fsrcnn', { scale: 3, pretrained: true })).toBackend('webgpu');
+    if (model.training) throw new Error('a pretrained model should be in eval mode');
+    const values = randomValues(1 * 1 * 12 * 10, 7).map((v) => 0.5 + 0.25 * v);
+    const yc = lib.noGrad(() => model.forward(lib.tensor(values, [1, 1, 12, 10], { backend: 'cpu' })));
+    const yg = lib.noGrad(() => gpuModel.forward(lib.tensor(values, [1, 1, 12, 10], { backend: 'webgpu' })));
+    try {
+      const problem = compareClose(await yg.data(), await yc.data(), FORWARD_TOL, 'fsrcnn-x3 forward');
+      if (problem) throw new Error(problem);
+    } finally {
+      for (const t of [yc, yg]) t.dispose();
+      model.dispose();
+      gpuModel.dispose();
+    }
+  });
+}
+
 /** The adapter as the backend describes it, else as navigator.gpu reports it. */
 async function describeAdapter(backend: unknown): Promise<string> {
   const ctx = (backend as { engine?: { ctx?: { describe?: () => string } } }).engine?.ctx;
@@ -506,6 +529,7 @@ async function main(): Promise<BrowserResults> {
     if (files.length === 0) results.failed.push({ name: 'fixtures', message: `no fixture files under ${FIXTURES_URL}` });
     for (const file of files) await runFixture(lib, runner, ops, file);
     for (const [k, check] of CROSS_CHECKS.entries()) await runCrossCheck(lib, runner, check, k + 1);
+    await runZooCheck(lib, runner);
     lib.shutdown();
   } catch (e) {
     results.failed.push({ name: 'setup', message: errorText(e) });
