@@ -37,7 +37,8 @@ Options:
   --backend <b>        cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --resume             continue from <out>/checkpoint.safetensors
   --init <file>        start from the weights of a model.safetensors (fine-tuning, e.g. FSRCNN
-                       ×2 from ×3); tensors whose shape differs keep their fresh initialisation
+                       ×2 from ×3); tensors whose shape differs keep their fresh initialisation.
+                       Ignored with --resume, whose checkpoint holds the weights
   --seed <n>           seed of weights and crops (default 0)
   --save-every <n>     iterations between checkpoints (default 1000)
   --val-every <n>      iterations between validations (default 1000)
