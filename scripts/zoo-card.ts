@@ -2,7 +2,8 @@
  * Writes the model card of a trained zoo model: `npx tsx scripts/zoo-card.ts <id> [--backend b]`.
  *
  * Reads zoo/<id>/model.safetensors (model + config metadata) and zoo/<id>/log.jsonl (what
- * `srq train` logged: one `start` line per run or resume, then progress lines with `elapsed`),
+ * `srq train` logged: one `start` line per run or resume, progress lines with `elapsed`, and a
+ * `stop` line when a run is interrupted),
  * measures Set5 and Set14 with `srq eval --json`, and writes zoo/<id>/card.json (the figures
  * test/zoo.test.ts re-measures) and zoo/<id>/README.md; then rebuilds the table of zoo/README.md
  * from every card.json. Needs ../shared beside the checkout.
@@ -78,7 +79,7 @@ async function makeCard(id: string, backend: string): Promise<ZooCard> {
     } else if (typeof l.elapsed === 'number') runMax = Math.max(runMax, l.elapsed);
   }
   wall += runMax;
-  const iterations = Math.max(...lines.map((l) => (l.event ? 0 : l.iteration ?? 0)));
+  const iterations = Math.max(...lines.map((l) => (l.event === 'start' ? 0 : l.iteration ?? 0)));
   const commands = starts.map((s) => s.argv ?? []);
   const first = commands[0];
   const data = (option(first, 'data') ?? '').split(',').filter(Boolean);

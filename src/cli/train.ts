@@ -218,10 +218,14 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
     // One line per (re)start: the model cards sum the segments' elapsed times into a wall time.
     const start = { event: 'start', time: new Date().toISOString(), iteration: trainer.iteration, backend, argv: [...argv] };
     pending = pending.then(() => appendFile(logFile, `${JSON.stringify(start)}\n`));
+    const started = performance.now();
     const result = await trainer.run();
     await pending;
     if (io.stderrIsTTY) io.stderr('\n');
     if (result.status === 'aborted') {
+      // The steps since the last progress line count towards the wall time too.
+      const stop = { event: 'stop', iteration: result.iteration, elapsed: Number(((performance.now() - started) / 1000).toFixed(1)) };
+      await appendFile(logFile, `${JSON.stringify(stop)}\n`);
       io.stderr(`srq: interrupted at iteration ${result.iteration}; checkpoint saved to ${checkpointPath} (continue with --resume)\n`);
       return 130;
     }
