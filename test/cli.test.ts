@@ -178,6 +178,19 @@ describeShared('srq upscale', () => {
     const y = await readPng(yOut);
     expect([y.width, y.height, y.channels]).toEqual([60, 54, 1]);
   });
+
+  it('takes a zoo model by id, its scale by default, and names the zoo for an untrained architecture', async () => {
+    const output = join(dir, 'bird-zoo.png');
+    const run = await srq(['upscale', BIRD_X2, output, '--model', 'fsrcnn-x3']);
+    expect(run.code, run.stderr).toBe(0);
+    const out = await readPng(output);
+    expect([out.width, out.height, out.channels]).toEqual([432, 432, 3]);
+    expect(run.stdout).toContain('fsrcnn-x3');
+    const mismatch = await srq(['upscale', BIRD_X2, output, '--model', 'fsrcnn-x3', '--scale', '2']);
+    expectOneLineError(mismatch, 2, 'fsrcnn-x3 is a ×3 model, but --scale is 2');
+    const untrained = await srq(['upscale', BIRD_X2, output, '--model', 'carn-x2', '--scale', '2']);
+    expectOneLineError(untrained, 2, "no pretrained weights for 'carn-x2'", 'fsrcnn-x3');
+  });
 });
 
 describeShared('--model files: modelFromMetadata', () => {
