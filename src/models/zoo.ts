@@ -63,7 +63,9 @@ async function readWeights(id: string, options: LoadPretrainedOptions): Promise<
     }
     const url = new URL(`${id}/model.safetensors`, base instanceof URL ? base : new URL(base.endsWith('/') ? base : `${base}/`, globalThis.location?.href));
     tried.push(url.href);
-    const response = await fetch(url);
+    const response = await fetch(url).catch((e: unknown) => {
+      throw new FormatError(`pretrained '${id}': fetching ${url.href} failed (${e instanceof Error ? e.message : String(e)})`);
+    });
     if (response.ok) return { bytes: new Uint8Array(await response.arrayBuffer()), where: url.href };
     if (response.status !== 404) throw new FormatError(`pretrained '${id}': fetching ${url.href} failed with HTTP ${response.status}`);
   }
