@@ -78,8 +78,8 @@ describe('srq without ../shared', () => {
     expectOneLineError(await srq(['upscale', corrupt, join(dir, 'no-dir', 'o.png'), '--model', 'bicubic', '--scale', '2']), 1, 'no-dir');
   });
 
-  it('a model name without weights says so', async () => {
-    expectOneLineError(await srq(['eval', '--model', 'fsrcnn-x3', '--data', dir, '--scale', '3']), 2, "no pretrained weights for 'fsrcnn-x3'");
+  it('a model name without weights says so, naming the zoo', async () => {
+    expectOneLineError(await srq(['eval', '--model', 'carn-m-x3', '--data', dir, '--scale', '3']), 2, "no pretrained weights for 'carn-m-x3'", 'the zoo has: fsrcnn-x3');
     expectOneLineError(await srq(['eval', '--model', 'resnet9000', '--data', dir, '--scale', '3']), 2, "unknown model 'resnet9000'");
   });
 
