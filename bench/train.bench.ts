@@ -21,7 +21,7 @@ interface Case {
 
 const CASES: Case[] = [
   { name: 'FSRCNN ×3 (56,12,4), batch 16, 32×32 LR', model: 'fsrcnn', config: { scale: 3 }, channels: 1, batch: 16, patch: 32, scale: 3, range: 1 },
-  { name: 'EDSR-style ×4 (8×32), batch 16, 48×48 LR', model: 'edsr', config: { scale: 4, n_resblocks: 8, n_feats: 32 }, channels: 3, batch: 16, patch: 48, scale: 4, range: 255 },
+  { name: 'EDSR-lite ×4 (4×32, the zoo model), batch 16, 24×24 LR', model: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, channels: 3, batch: 16, patch: 24, scale: 4, range: 255 },
   { name: 'EDSR-baseline ×4, batch 4, 48×48 LR', model: 'edsr-baseline', config: { scale: 4 }, channels: 3, batch: 4, patch: 48, scale: 4, range: 255 },
 ];
 

@@ -9,6 +9,7 @@ export * from './kernels/matmul/ops.js';
 export * from './kernels/conv/ops.js';
 export * from './kernels/resample/ops.js';
 export * from './kernels/fakequant/ops.js';
+export * from './kernels/prelu/ops.js';
 
 /** Ones shaped, typed and placed like `x`. */
 export function onesLike(x: Tensor): Tensor {

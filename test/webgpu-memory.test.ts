@@ -1,7 +1,7 @@
 // Training must not leak GPU memory: after warm-up, every step frees what it allocates, so the
 // live-tensor count and the buffer pool stay where they were at step 10.
 import { describe, expect, it } from 'vitest';
-import { Adam, conv2d, createModel, getBackend, l1Loss, memory, randn, relu, tidy, uniform, zeros } from '../src/index.js';
+import { Adam, conv2d, createModel, getBackend, l1Loss, memory, randn, relu, tensor, tidy, uniform, zeros } from '../src/index.js';
 import type { WebgpuBackend } from '../src/backends/webgpu/backend.js';
 import { testsWebgpu } from './support/backends.js';
 
@@ -43,6 +43,37 @@ describe.skipIf(!testsWebgpu())('webgpu engine', () => {
   it('refuses a tensor larger than one storage binding with an error that says so', async () => {
     // A 1080p, 64-channel float32 activation is 506 MiB; lavapipe binds at most 128 MiB.
     expect(() => zeros([1, 64, 1080, 1920], { backend: 'webgpu' })).toThrow(/maxStorageBufferBindingSize/);
+  });
+
+  it('reuses pooled buffers for uploads, so a fresh batch every step does not grow the pool', async () => {
+    // The trainer uploads a new batch each step; fresh buffers released into the pool would pile up.
+    const engine = (getBackend('webgpu') as WebgpuBackend).engine;
+    const w = await randn([4, 3, 3, 3]).to('webgpu');
+    const step = async (seed: number) => {
+      const x = tensor(Float32Array.from({ length: 2 * 3 * 20 * 20 }, (_, i) => Math.sin(i + seed)), [2, 3, 20, 20], { backend: 'webgpu' });
+      const y = conv2d(x, w, null, { padding: 1 });
+      await y.data();
+      x.dispose();
+      y.dispose();
+    };
+    await step(0);
+    const bytes = { pooled: engine.stats.pooledBytes, live: engine.stats.liveBytes };
+    for (let i = 1; i <= 20; i++) await step(i);
+    expect({ pooled: engine.stats.pooledBytes, live: engine.stats.liveBytes }).toEqual(bytes);
+    w.dispose();
+  });
+
+  it('an upload into a reused buffer does not change work recorded before it', async () => {
+    const before = Float32Array.from({ length: 1000 }, (_, i) => i - 500);
+    const after = Float32Array.from({ length: 1000 }, () => 7);
+    const a = tensor(before, [1000], { backend: 'webgpu' });
+    const y = relu(a); // recorded, not yet submitted
+    a.dispose(); // a's buffer goes back to the pool while y's kernel still has to read it
+    const b = tensor(after, [1000], { backend: 'webgpu' }); // takes that buffer from the pool
+    expect(Array.from(await y.data())).toEqual(Array.from(before, (v) => Math.max(v, 0)));
+    expect(Array.from(await b.data())).toEqual(Array.from(after));
+    y.dispose();
+    b.dispose();
   });
 
   it('compiles a kernel once for every patch size (shapes travel in uniforms)', async () => {

@@ -13,16 +13,6 @@ export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
   return where(gt(x, 0), x, mul(x, negativeSlope));
 }
 
-/** PReLU with one slope per channel (axis 1) or a single shared slope. */
-export function prelu(x: Tensor, weight: Tensor): Tensor {
-  const channels = x.rank > 1 ? x.shape[1] : 1;
-  if (weight.size !== 1 && weight.size !== channels) {
-    throw new ShapeError(`prelu: weight ${fmt(weight.shape)} must have 1 or ${channels} elements for input ${fmt(x.shape)}`);
-  }
-  const slope = weight.size === 1 || x.rank < 2 ? reshape(weight, []) : reshape(weight, [1, channels, ...x.shape.slice(2).map(() => 1)]);
-  return add(relu(x), mul(slope, minimum(x, 0)));
-}
-
 /** Softmax along `axis`. */
 export function softmax(x: Tensor, axis = -1): Tensor {
   // Subtracting the (constant) maximum keeps exp from overflowing without changing the result.

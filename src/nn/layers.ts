@@ -7,7 +7,8 @@ import { noGrad } from '../tensor/autograd.js';
 import { Random, globalRandom } from '../tensor/random.js';
 import { type Tensor, full, tensor, zeros } from '../tensor/tensor.js';
 import { add, conv2d, convTranspose2d, pixelShuffle, relu, tanh } from '../ops.js';
-import { batchNorm, prelu } from './functional.js';
+import { batchNorm } from './functional.js';
+import { prelu } from '../kernels/prelu/ops.js';
 import { Module } from './module.js';
 
 type Pair = number | readonly [number, number];

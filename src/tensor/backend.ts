@@ -127,6 +127,10 @@ export interface Backend {
    */
   fakeQuantBackward(gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams): [unknown, unknown, unknown];
 
+  /** PReLU y = x > 0 ? x : a·x; slope holds one value, or one per channel of axis 1 of x. */
+  prelu(x: KernelTensor, slope: KernelTensor): unknown;
+  /** Gradients of prelu: [gx like x, gslope like slope, summed on the device]. */
+  preluBackward(gy: KernelTensor, x: KernelTensor, slope: KernelTensor): [unknown, unknown];
   /** Frees everything the backend holds (devices, pools). */
   dispose?(): void;
   /** Backend-specific memory figures (e.g. bytes idle in a buffer pool), merged into memory(). */

@@ -11,6 +11,7 @@ import {
   resizeBilinearBackwardCpu, resizeBilinearCpu,
 } from '../kernels/resample/cpu.js';
 import { fakeQuantBackwardCpu, fakeQuantCpu } from '../kernels/fakequant/cpu.js';
+import { preluBackwardCpu, preluCpu } from '../kernels/prelu/cpu.js';
 
 const arr = (t: KernelTensor) => t.data as TypedArray;
 
@@ -63,5 +64,7 @@ export const cpuBackend: Backend = {
   fakeQuant: (x, lo, hi, p) => fakeQuantCpu(float(x, 'fakeQuant'), x.shape, float(lo, 'fakeQuant'), float(hi, 'fakeQuant'), p),
   fakeQuantBackward: (gy, x, lo, hi, p) =>
     fakeQuantBackwardCpu(float(gy, 'fakeQuant'), float(x, 'fakeQuant'), x.shape, float(lo, 'fakeQuant'), float(hi, 'fakeQuant'), p),
+  prelu: (x, slope) => preluCpu(float(x, 'prelu'), x.shape, float(slope, 'prelu')),
+  preluBackward: (gy, x, slope) => preluBackwardCpu(float(gy, 'prelu'), float(x, 'prelu'), x.shape, float(slope, 'prelu')),
 };
 

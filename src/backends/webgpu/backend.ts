@@ -16,6 +16,7 @@ import {
   resizeBilinearBackwardWebgpu, resizeBilinearWebgpu,
 } from '../../kernels/resample/webgpu.js';
 import { fakeQuantBackwardWebgpu, fakeQuantWebgpu } from '../../kernels/fakequant/webgpu.js';
+import { preluBackwardWebgpu, preluWebgpu } from '../../kernels/prelu/webgpu.js';
 
 /** A Backend whose kernels run on a WebGPU device. */
 export interface WebgpuBackend extends Backend {
@@ -55,6 +56,8 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     gridSampleBackward: (gy, x, grid) => gridSampleBackwardWebgpu(engine, gy, x, grid),
     fakeQuant: (x, lo, hi, p) => fakeQuantWebgpu(engine, x, lo, hi, p),
     fakeQuantBackward: (gy, x, lo, hi, p) => fakeQuantBackwardWebgpu(engine, gy, x, lo, hi, p),
+    prelu: (x, slope) => preluWebgpu(engine, x, slope),
+    preluBackward: (gy, x, slope) => preluBackwardWebgpu(engine, gy, x, slope),
     dispose: () => engine.dispose(),
     memoryInfo: () => ({ pooledBytes: engine.stats.pooledBytes, bufferBytes: engine.stats.liveBytes }),
   };

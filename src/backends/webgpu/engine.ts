@@ -185,20 +185,39 @@ export class Engine {
     list.push(buffer);
   }
 
-  /** Uploads values into a fresh buffer (mapped at creation: no ordering hazard with queued work). */
+  /**
+   * Uploads values into a buffer: a pooled one of the same size when there is one (a trainer
+   * uploads a batch of the same shape every step, and fresh buffers would pile up in the pool),
+   * otherwise a fresh one mapped at creation.
+   */
   upload(values: TypedArray, dtype: DType): GPUBuffer {
     wgslType(dtype);
     const bytes = values.length * BYTES_PER_ELEMENT;
     if (bytes > this.maxBindingBytes) this.allocate(values.length, 'upload'); // throws the clear error
     const size = Engine.bucket(bytes);
+    const typed = Engine.asDtype(values, dtype);
+    const reused = this.pool.get(size)?.pop();
+    if (reused) {
+      this.stats.pooledBytes -= size;
+      this.stats.liveBytes += size;
+      // Recorded but unsubmitted work may still read the old contents, and a queue write lands
+      // before the next submit: submit that work first.
+      this.flush();
+      this.device.queue.writeBuffer(reused, 0, typed.buffer, typed.byteOffset, typed.byteLength);
+      return reused;
+    }
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE(), mappedAtCreation: true });
-    const range = buffer.getMappedRange();
-    if (dtype === 'float32') new Float32Array(range, 0, values.length).set(values);
-    else if (dtype === 'int32') new Int32Array(range, 0, values.length).set(values);
-    else new Uint32Array(range, 0, values.length).set(values);
+    new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
     buffer.unmap();
     this.stats.liveBytes += size;
     return buffer;
+  }
+
+  /** `values` as the 4-byte typed array of `dtype`, converted only when it is another type. */
+  private static asDtype(values: TypedArray, dtype: DType): Float32Array | Int32Array | Uint32Array {
+    if (dtype === 'float32') return values instanceof Float32Array ? values : Float32Array.from(values);
+    if (dtype === 'int32') return values instanceof Int32Array ? values : Int32Array.from(values);
+    return Uint32Array.from(values);
   }
 
   /** Reads `size` elements of `buffer` as `dtype`. */
