@@ -20,6 +20,7 @@ export interface ZooEntry {
 /** Trained models, in the order of the zoo's README. */
 export const ZOO: readonly ZooEntry[] = [
   { id: 'fsrcnn-x3', name: 'fsrcnn', config: { scale: 3 } },
+  { id: 'fsrcnn-x4', name: 'fsrcnn', config: { scale: 4 } },
 ];
 
 /** The zoo entry with this id, or undefined. */
