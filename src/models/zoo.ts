@@ -19,6 +19,7 @@ export interface ZooEntry {
 
 /** Trained models, in the order of the zoo's README. */
 export const ZOO: readonly ZooEntry[] = [
+  { id: 'fsrcnn-x2', name: 'fsrcnn', config: { scale: 2 } },
   { id: 'fsrcnn-x3', name: 'fsrcnn', config: { scale: 3 } },
   { id: 'fsrcnn-x4', name: 'fsrcnn', config: { scale: 4 } },
   { id: 'edsr-lite-x2', name: 'edsr', config: { scale: 2, n_resblocks: 4, n_feats: 32 } },
