@@ -12,6 +12,7 @@ import {
 } from '../src/index.js';
 import { main } from '../src/cli/main.js';
 import { upscaleLuma } from '../src/cli/model.js';
+import { ZOO } from '../src/models/zoo.js';
 import { describeShared, hasShared, sharedPath } from './support/shared.js';
 
 interface Run {
@@ -79,7 +80,7 @@ describe('srq without ../shared', () => {
   });
 
   it('a model name without weights says so, naming the zoo', async () => {
-    expectOneLineError(await srq(['eval', '--model', 'carn-m-x3', '--data', dir, '--scale', '3']), 2, "no pretrained weights for 'carn-m-x3'", 'the zoo has: fsrcnn-x3');
+    expectOneLineError(await srq(['eval', '--model', 'carn-m-x3', '--data', dir, '--scale', '3']), 2, "no pretrained weights for 'carn-m-x3'", `the zoo has: ${ZOO.map((e) => e.id).join(', ')}`);
     expectOneLineError(await srq(['eval', '--model', 'resnet9000', '--data', dir, '--scale', '3']), 2, "unknown model 'resnet9000'");
   });
 
