@@ -5,7 +5,7 @@ import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import {
-  abs, add, div, exp, gt, log, max, mean, minimum, mul, relu, reshape, sqrt, sub, sum, variance, where,
+  abs, add, div, exp, gt, log, max, mean, mul, reshape, sqrt, sub, sum, variance, where,
 } from '../ops.js';
 
 /** max(x, 0) + slope·min(x, 0). */

@@ -131,6 +131,7 @@ export interface Backend {
   prelu(x: KernelTensor, slope: KernelTensor): unknown;
   /** Gradients of prelu: [gx like x, gslope like slope, summed on the device]. */
   preluBackward(gy: KernelTensor, x: KernelTensor, slope: KernelTensor): [unknown, unknown];
+
   /** Frees everything the backend holds (devices, pools). */
   dispose?(): void;
   /** Backend-specific memory figures (e.g. bytes idle in a buffer pool), merged into memory(). */

@@ -2,11 +2,12 @@
 // Fused because composing it from broadcast ops (relu + a·min(x, 0)) cost FSRCNN's training a
 // quarter of its step in elementwise passes and temporaries.
 import type { FloatArray } from '../../tensor/dtype.js';
-import { sizeOf } from '../../tensor/shape.js';
+import { groupLayout } from '../fakequant/cpu.js';
 
-/** Channel of flat index i = ⌊i / inner⌋ mod channels (channels = 1: one shared slope). */
+/** Channel of flat index i = ⌊i / inner⌋ mod channels: fakequant's groups, on axis 1 (or one shared slope). */
 export function preluLayout(shape: readonly number[], slopes: number): { channels: number; inner: number } {
-  return slopes === 1 ? { channels: 1, inner: 1 } : { channels: slopes, inner: sizeOf(shape.slice(2)) };
+  const { groups, inner } = groupLayout(shape, slopes === 1 ? null : 1);
+  return { channels: groups, inner };
 }
 
 function like<T extends FloatArray>(x: T, n: number): T {
