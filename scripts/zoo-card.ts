@@ -56,6 +56,11 @@ async function evaluate(file: string, set: string, scale: number): Promise<{ psn
   return { psnr: mean.psnr, ssim: mean.ssim };
 }
 
+function option(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
 async function makeCard(id: string): Promise<ZooCard> {
   const dir = join(ZOO_DIR, id);
   const weights = join(dir, 'model.safetensors');
@@ -93,12 +98,6 @@ const literal = (config: Record<string, unknown>, extra = '') =>
   `{ ${[...Object.entries(config).map(([k, v]) => `${k}: ${JSON.stringify(v)}`), ...(extra ? [extra] : [])].join(', ')} }`;
 
 const hours = (s: number) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 60)} min`);
-
-/** The value after `--name` in an argv list. */
-function option(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
 
 function cardMarkdown(c: ZooCard, notes: string): string {
   const cmd = (argv: string[]) => `npx tsx src/cli/srq.ts train ${argv.join(' ')}`;
