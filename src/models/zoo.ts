@@ -22,6 +22,7 @@ export const ZOO: readonly ZooEntry[] = [
   { id: 'fsrcnn-x2', name: 'fsrcnn', config: { scale: 2 } },
   { id: 'fsrcnn-x3', name: 'fsrcnn', config: { scale: 3 } },
   { id: 'fsrcnn-x4', name: 'fsrcnn', config: { scale: 4 } },
+  { id: 'espcn-x3', name: 'espcn', config: { scale: 3 } },
   { id: 'edsr-lite-x2', name: 'edsr', config: { scale: 2, n_resblocks: 4, n_feats: 32 } },
   { id: 'edsr-lite-x4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 } },
 ];

@@ -6,3 +6,4 @@ export { CosineLR, ConstantLR, createSchedule, type Schedule, type ScheduleSpec,
 export { attentionMap, attentionTransferLoss } from './losses.js';
 export { CHECKPOINT_FORMAT, saveCheckpoint, loadCheckpoint, disposeCheckpoint, type TrainingCheckpoint } from './checkpoint.js';
 export { validatePsnr, type ValidationOptions, type ValidationResult } from './validate.js';
+export { ConvLeastSquares, type ConvLeastSquaresOptions } from './refit.js';
