@@ -6,7 +6,7 @@
  * PixelShuffle), so the MSE-optimal weights over every pixel of every training image solve the
  * normal equations (src/train/refit.ts). LR images are our MATLAB-exact bicubic of the mod-cropped
  * HR, as in training; targets are the HR luma in [0, 1]. Default data: ../shared/data/train/T91 and
- * General100 (about 2.6 M LR pixels at ×3, some 7 minutes on one core). Prints the Set5
+ * General100 (about 2.6 M LR pixels at ×3, 4.5 to 8 minutes on one core). Prints the Set5
  * validation PSNR before and after, and writes the refitted weights with the input's metadata.
  *
  * --psnr-weighted weights each image's squared error by 1 / its MSE under the current weights: the
