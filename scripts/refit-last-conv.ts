@@ -17,19 +17,17 @@
 import { join } from 'node:path';
 import {
   CHECKPOINT_FORMAT, ConvLeastSquares, type Conv2d, type Module, type Sequential, type Tensor, grayToRgb, imageToTensor, imageToY,
-  loadCheckpoint, loadPairs, loadSafetensors, modelFromMetadata, noGrad, saveSafetensors, splitAlpha, tensor, validatePsnr,
+  loadCheckpoint, loadPairs, loadSafetensors, modelFromMetadata, mseLoss, noGrad, saveSafetensors, splitAlpha, tensor, validatePsnr,
 } from '../src/index.js';
 
 const SHARED = '../shared/data';
 
 /** MSE of the current last part (conv + PixelShuffle) on one image. */
 async function meanSquaredError(lastPart: Module, features: Tensor, target: Tensor): Promise<number> {
-  const prediction = noGrad(() => lastPart.call(features));
-  const [p, t] = [await prediction.data(), await target.data()];
-  prediction.dispose();
-  let sum = 0;
-  for (let i = 0; i < t.length; i++) sum += (p[i] - t[i]) ** 2;
-  return sum / t.length;
+  const loss = noGrad(() => mseLoss(lastPart.call(features), target));
+  const value = (await loss.data())[0];
+  loss.dispose();
+  return value;
 }
 
 async function run(): Promise<number> {
