@@ -2,8 +2,8 @@
 // overrides, and that quantize() keeps the float state-dict keys.
 import { describe, expect, it } from 'vitest';
 import {
-  ActivationQuantizer, EDSR, Random, WeightQuantizer, calibrate, presetPlan, quantPoints, quantize, quantizedPointNames,
-  quantizers, tensor,
+  ActivationQuantizer, CARN, EDSR, ESPCN, FSRCNN, Random, SRResNet, ValueError, WeightQuantizer, calibrate, presetPlan,
+  quantPoints, quantize, quantizedPointNames, quantizers, tensor,
 } from '../src/index.js';
 
 const BLOCKS = 16;
@@ -125,5 +125,84 @@ describe('quantization plans on EDSR-baseline ×4', () => {
     expect([qs.meanPct.lo.dataSync()[0], qs.meanPct.hi.dataSync()[0]]).toEqual([-5.5, 6.5]);
     expect(Array.from(qs.perChannel.lo.dataSync())).toEqual([0, -6]);
     expect(Array.from(qs.perChannel.hi.dataSync())).toEqual([10, 1]);
+  });
+});
+
+describe('presets on every model family (ALGORITHMS §2)', () => {
+  // Small instances of each family; the points they must get are written out from the spec.
+  const families = {
+    edsr: () => new EDSR({ scale: 2, nResblocks: 2, nFeats: 8, rng: new Random(2) }),
+    srresnet: () => new SRResNet({ scale: 2, nResblocks: 2, nFeats: 8, rng: new Random(2) }),
+    carn: () => new CARN({ scale: 2, nFeats: 8, rng: new Random(2) }),
+    'carn-m': () => new CARN({ scale: 2, nFeats: 8, mobile: true, group: 4, rng: new Random(2) }),
+    fsrcnn: () => new FSRCNN({ scale: 3, d: 8, s: 4, m: 2, rng: new Random(2) }),
+    espcn: () => new ESPCN({ scale: 3, rng: new Random(2) }),
+  };
+
+  for (const [family, build] of Object.entries(families)) {
+    for (const preset of ['pams', 'ddtb', 'odm'] as const) {
+      for (const placement of ['code', 'all'] as const) {
+        it(`${preset} (${placement}) quantizes ${family}: body conv weights always, and no head/tail point`, () => {
+          const model = quantize(build(), presetPlan(preset, 4, { placement }));
+          const names = quantizedPointNames(model);
+          const weights = names.filter((n) => n.endsWith('.weight'));
+          expect(weights.length).toBeGreaterThan(0);
+          const points = quantPoints(build());
+          const bodyWeights = points.filter((p) => p.body && p.slot === 'weight').map((p) => p.name);
+          expect(weights).toEqual(bodyWeights.sort());
+          // First and last compute convs stay float.
+          for (const p of points.filter((q) => q.first || q.last)) expect(names).not.toContain(p.name);
+          if (placement === 'all') expect(names.filter((n) => /\.(skip|out)$/.test(n))).toEqual([]);
+        });
+      }
+    }
+  }
+
+  it('SRResNet code placement: skip, post-PReLU conv2 input, BN output; conv1 input float', () => {
+    const model = quantize(families.srresnet(), presetPlan('pams', 4));
+    const expectedNames: string[] = [];
+    for (const b of [0, 1]) {
+      expectedNames.push(`body.${b}.skip`, `body.${b}.out`, `body.${b}.conv2.input`, `body.${b}.conv1.weight`, `body.${b}.conv2.weight`);
+    }
+    expect(quantizedPointNames(model)).toEqual(expectedNames.sort());
+  });
+
+  it('CARN-M all placement: every conv of the shared efficient block and the 1×1 cascades', () => {
+    const names = quantizedPointNames(quantize(families['carn-m'](), presetPlan('odm', 2)));
+    for (const b of ['b1', 'b2', 'b3']) {
+      for (const c of ['b1.body.0', 'b1.body.2', 'b1.body.4', 'c1.body.0', 'c2.body.0', 'c3.body.0']) {
+        expect(names).toContain(`${b}.${c}.input`);
+        expect(names).toContain(`${b}.${c}.weight`);
+      }
+    }
+    expect(names).toContain('c3.body.0.input');
+    expect(names).not.toContain('entry.input');
+    expect(names).not.toContain('exit.weight');
+  });
+
+  it('a quantized SRResNet still runs and its skip quantizer changes the output', async () => {
+    const x = tensor(new Float32Array(3 * 6 * 6).map((_, i) => (i % 17) / 17), [1, 3, 6, 6]);
+    const model = quantize(families.srresnet(), presetPlan('pams', 2));
+    await calibrate(model, [x]);
+    model.eval();
+    const y = model.call(x);
+    expect(y.shape).toEqual([1, 3, 12, 12]);
+    const q = quantizers(model).find(([n]) => n === 'body.0.skip')![1] as ActivationQuantizer;
+    q.enabled = false;
+    const z = model.call(x);
+    expect(Array.from(z.dataSync())).not.toEqual(Array.from(y.dataSync()));
+  });
+
+  it('a plan that matches nothing raises a typed error naming the pattern and the model', () => {
+    expect(() => quantize(families.fsrcnn(), { rules: [{ pattern: 'body.*.body.0.weight', config: { method: 'maxabs', bits: 4 } }] }))
+      .toThrow(/pattern 'body\.\*\.body\.0\.weight' matches no point of FSRCNN/);
+    expect(() => quantize(families.espcn(), { rules: [{ pattern: /^nothing$/, config: { method: 'maxabs', bits: 4 } }] }))
+      .toThrow(ValueError);
+    expect(() => quantize(families.edsr(), { rules: [], overrides: { 'body.9.skip': { bits: 3 } } }))
+      .toThrow(/override 'body\.9\.skip' is not a point of EDSR/);
+    expect(() => quantize(families.edsr(), { rules: [{ pattern: '**.weight', config: null }] }))
+      .toThrow(/quantizes no point of EDSR/);
+    expect(() => quantize(families.edsr(), { rules: [{ pattern: '@nowhere', config: { method: 'maxabs', bits: 4 } }] }))
+      .toThrow(/unknown point selector '@nowhere'/);
   });
 });

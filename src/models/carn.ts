@@ -5,6 +5,7 @@ import { add, concat, relu } from '../ops.js';
 import { Module } from '../nn/module.js';
 import { Conv2d, MeanShift, PixelShuffle, ReLU, Sequential } from '../nn/layers.js';
 import { ValueError } from '../tensor/errors.js';
+import { ResidualBlockBase } from '../nn/residual.js';
 import { checkPositive, powerOfTwoSteps } from './common.js';
 
 /** Constructor options of CARN (defaults: full CARN ×2; CARN-M is mobile with group 4). */
@@ -31,22 +32,22 @@ export class BasicBlock extends Module {
 }
 
 /** relu(conv–ReLU–conv(x) + x). */
-export class ResidualBlock extends Module {
+export class ResidualBlock extends ResidualBlockBase {
   constructor(ci: number, co: number, rng?: Random) {
-    super();
+    super(co);
     const c = (i: number, o: number) => new Conv2d(i, o, 3, { padding: 1, rng });
     this.registerModule('body', new Sequential(c(ci, co), new ReLU(), c(co, co)));
   }
 
   override forward(x: Tensor): Tensor {
-    return relu(add(this.child('body').call(x), x));
+    return relu(this.residual(this.child('body').call(x), x));
   }
 }
 
 /** relu(grouped 3×3–ReLU–grouped 3×3–ReLU–1×1(x) + x), CARN-M's cheap residual block. */
-export class EResidualBlock extends Module {
+export class EResidualBlock extends ResidualBlockBase {
   constructor(ci: number, co: number, group = 1, rng?: Random) {
-    super();
+    super(co);
     this.registerModule('body', new Sequential(
       new Conv2d(ci, co, 3, { padding: 1, groups: group, rng }), new ReLU(),
       new Conv2d(co, co, 3, { padding: 1, groups: group, rng }), new ReLU(),
@@ -55,7 +56,7 @@ export class EResidualBlock extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return relu(add(this.child('body').call(x), x));
+    return relu(this.residual(this.child('body').call(x), x));
   }
 }
 
@@ -146,6 +147,11 @@ export class CARN extends Module {
     this.registerModule('c3', new BasicBlock(nFeats * 4, nFeats, 1, 1, 0, rng));
     this.registerModule('upsample', new CarnUpsample(nFeats, scale, mobile ? group : 1, rng));
     this.registerModule('exit', new Conv2d(nFeats, 3, 3, { padding: 1, rng }));
+  }
+
+  /** The cascading blocks and their 1×1 fusions, where quantization presets place their points. */
+  quantBody(): string[] {
+    return ['b1', 'b2', 'b3', 'c1', 'c2', 'c3'];
   }
 
   override forward(x: Tensor): Tensor {

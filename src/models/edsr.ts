@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { add, mul } from '../ops.js';
 import { Module } from '../nn/module.js';
 import { Conv2d, MeanShift, PixelShuffle, ReLU, Sequential } from '../nn/layers.js';
+import { ResidualBlockBase } from '../nn/residual.js';
 import { checkPositive, checkScale, powerOfTwoSteps } from './common.js';
 
 /** Constructor options of EDSR (defaults: EDSR-baseline). */
@@ -24,16 +25,16 @@ function conv(ci: number, co: number, k: number, rng?: Random): Conv2d {
 }
 
 /** conv–ReLU–conv, scaled by resScale, plus the input. */
-export class ResBlock extends Module {
+export class ResBlock extends ResidualBlockBase {
   constructor(nFeats: number, readonly resScale = 1, rng?: Random) {
-    super();
+    super(nFeats);
     this.registerModule('body', new Sequential(conv(nFeats, nFeats, 3, rng), new ReLU(), conv(nFeats, nFeats, 3, rng)));
   }
 
   override forward(x: Tensor): Tensor {
     const y = this.child('body').call(x);
     // The reference multiplies even by 1.0 (exact), so skipping it changes nothing.
-    return add(this.resScale === 1 ? y : mul(y, this.resScale), x);
+    return this.residual(this.resScale === 1 ? y : mul(y, this.resScale), x);
   }
 }
 
@@ -55,6 +56,7 @@ export class Upsampler extends Sequential {
  */
 export class EDSR extends Module {
   readonly scale: number;
+  readonly nResblocks: number;
 
   constructor(options: EDSROptions = {}) {
     super();
@@ -64,12 +66,18 @@ export class EDSR extends Module {
     checkPositive('EDSR', 'nFeats', nFeats);
     checkPositive('EDSR', 'nColors', nColors);
     this.scale = scale;
+    this.nResblocks = nResblocks;
     this.registerModule('sub_mean', new MeanShift(rgbRange, -1));
     this.registerModule('add_mean', new MeanShift(rgbRange, +1));
     this.registerModule('head', new Sequential(conv(nColors, nFeats, 3, rng)));
     const blocks = Array.from({ length: nResblocks }, () => new ResBlock(nFeats, resScale, rng));
     this.registerModule('body', new Sequential(...blocks, conv(nFeats, nFeats, 3, rng)));
     this.registerModule('tail', new Sequential(new Upsampler(scale, nFeats, rng), conv(nFeats, nColors, 3, rng)));
+  }
+
+  /** The residual blocks, where quantization presets place their points (the body-end conv stays float). */
+  quantBody(): string[] {
+    return Array.from({ length: this.nResblocks }, (_, i) => `body.${i}`);
   }
 
   override forward(x: Tensor): Tensor {

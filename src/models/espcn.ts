@@ -31,6 +31,11 @@ export class ESPCN extends Module {
     ));
   }
 
+  /** The middle conv (first and last stay float, as in the quantization papers). */
+  quantBody(): string[] {
+    return ['first_part.2'];
+  }
+
   override forward(x: Tensor): Tensor {
     return this.child('last_part').call(this.child('first_part').call(x));
   }

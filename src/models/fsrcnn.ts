@@ -42,6 +42,11 @@ export class FSRCNN extends Module {
     this.registerModule('last_part', new ConvTranspose2d(d, nColors, 9, { stride: scale, padding: 4, outputPadding: scale - 1, rng }));
   }
 
+  /** Shrink, mapping and expand layers, where quantization presets place their points. */
+  quantBody(): string[] {
+    return ['mid_part'];
+  }
+
   override forward(x: Tensor): Tensor {
     return this.child('last_part').call(this.child('mid_part').call(this.child('first_part').call(x)));
   }

@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { add } from '../ops.js';
 import { Module } from '../nn/module.js';
 import { BatchNorm2d, Conv2d, PReLU, PixelShuffle, Sequential } from '../nn/layers.js';
+import { ResidualBlockBase } from '../nn/residual.js';
 import { checkPositive, checkScale, powerOfTwoSteps } from './common.js';
 
 /** Constructor options of SRResNet (defaults: the published ×4 model). */
@@ -20,9 +21,9 @@ function conv3(ci: number, co: number, rng?: Random): Conv2d {
 }
 
 /** conv–BN–PReLU–conv–BN plus the input. */
-export class SRResBlock extends Module {
+export class SRResBlock extends ResidualBlockBase {
   constructor(nFeats: number, rng?: Random) {
-    super();
+    super(nFeats);
     this.registerModule('conv1', conv3(nFeats, nFeats, rng));
     this.registerModule('bn1', new BatchNorm2d(nFeats));
     this.registerModule('act', new PReLU());
@@ -32,7 +33,7 @@ export class SRResBlock extends Module {
 
   override forward(x: Tensor): Tensor {
     const c = (name: string, t: Tensor) => this.child(name).call(t);
-    return add(c('bn2', c('conv2', c('act', c('bn1', c('conv1', x))))), x);
+    return this.residual(c('bn2', c('conv2', c('act', c('bn1', c('conv1', x))))), x);
   }
 }
 
@@ -56,6 +57,11 @@ export class SRResNet extends Module {
     if (scale === 3) up.push(conv3(nFeats, 9 * nFeats, rng), new PixelShuffle(3), new PReLU());
     this.registerModule('upsample', new Sequential(...up));
     this.registerModule('tail', new Conv2d(nFeats, 3, 9, { padding: 4, bias: false, rng }));
+  }
+
+  /** The residual blocks, where quantization presets place their points. */
+  quantBody(): string[] {
+    return ['body'];
   }
 
   override forward(x: Tensor): Tensor {

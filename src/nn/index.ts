@@ -10,3 +10,4 @@ export {
   Adam, StepLR, type AdamOptions, type ParamGroup, type ParamGroupInput, type AdamParamState, type AdamStateDict,
   type StepLROptions,
 } from './optim.js';
+export { ResidualBlockBase, type ResidualSlot } from './residual.js';

@@ -3,12 +3,12 @@ export {
   ActivationQuantizer, WeightQuantizer, type ActivationKind, type ActivationInit, type ActivationQuantSpec,
   type WeightMethod, type WeightQuantSpec,
 } from './quantizer.js';
-export { QuantConv2d, QuantResBlock } from './layers.js';
+export { QuantConv2d } from './layers.js';
 export { traceConvs, type ConvCall } from './trace.js';
 export {
-  quantPoints, quantize, quantizers, quantizedPointNames, planOf, presetPlan, resolvePlan, resolvePoint, matches,
+  quantPoints, quantize, checkPlan, defaultPlacement, quantizers, quantizedPointNames, planOf, presetPlan, resolvePlan, resolvePoint, matches,
   isActivationSpec, type QuantPoint, type PointSlot, type QuantSpec, type PointPattern, type QuantRule, type QuantPlan,
-  type PresetName, type PresetOptions,
+  type PresetName, type PresetOptions, type Placement,
 } from './plan.js';
 export { calibrate, type CalibrateOptions } from './calibrate.js';
 export { ptqStatic, ptqPlan, affineParams, roundHalfAway, type PtqOptions } from './ptq.js';

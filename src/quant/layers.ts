@@ -5,8 +5,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/autograd.js';
 import { abs, add, clamp, conv2d, convTranspose2d, div, max, mul, reshape, round } from '../ops.js';
 import { Module } from '../nn/module.js';
-import { Conv2d, ConvTranspose2d, MeanShift, type Sequential } from '../nn/layers.js';
-import { ResBlock } from '../models/edsr.js';
+import { Conv2d, ConvTranspose2d, MeanShift } from '../nn/layers.js';
 import { ActivationQuantizer, WeightQuantizer } from './quantizer.js';
 
 type Pair = [number, number];
@@ -113,47 +112,7 @@ export class QuantConv2d extends Module {
   }
 }
 
-/** EDSR's ResBlock with quantizers on the skip input and on the (res_scale-scaled) body output. */
-export class QuantResBlock extends Module {
-  readonly resScale: number;
-
-  constructor(block: ResBlock) {
-    super();
-    this.resScale = block.resScale;
-    // The same Sequential, so its (possibly quantized) convs keep their `body.*` keys.
-    this.registerModule('body', block.child('body') as Sequential);
-  }
-
-  /** Skip-input quantizer, if any. */
-  get skipQuantizer(): ActivationQuantizer | null {
-    return (this.namedChildren().find(([k]) => k === 'quant_skip')?.[1] as ActivationQuantizer | undefined) ?? null;
-  }
-
-  /** Body-output quantizer, if any. */
-  get outQuantizer(): ActivationQuantizer | null {
-    return (this.namedChildren().find(([k]) => k === 'quant_out')?.[1] as ActivationQuantizer | undefined) ?? null;
-  }
-
-  /** Installs 'quant_skip' or 'quant_out'. */
-  attach(name: 'quant_skip' | 'quant_out', q: ActivationQuantizer): void {
-    this.registerModule(name, q);
-  }
-
-  override forward(x: Tensor): Tensor {
-    let y = this.child('body').call(x);
-    if (this.resScale !== 1) y = mul(y, this.resScale);
-    const qo = this.outQuantizer;
-    const qs = this.skipQuantizer;
-    return add(qo ? qo.call(y) : y, qs ? qs.call(x) : x);
-  }
-}
-
 /** Whether `m` is a convolution a plan can quantize. */
 export function isConv(m: Module): m is Conv2d | ConvTranspose2d | QuantConv2d {
   return m instanceof Conv2d || m instanceof ConvTranspose2d || m instanceof QuantConv2d;
-}
-
-/** Whether `m` is a residual block with skip/out quantization points. */
-export function isResBlock(m: Module): m is ResBlock | QuantResBlock {
-  return m instanceof ResBlock || m instanceof QuantResBlock;
 }

@@ -3,9 +3,9 @@
 import { ValueError } from '../tensor/errors.js';
 import type { Module } from '../nn/module.js';
 import { Conv2d, ConvTranspose2d, MeanShift } from '../nn/layers.js';
-import { ResBlock } from '../models/edsr.js';
+import { ResidualBlockBase } from '../nn/residual.js';
 import { type ActivationQuantSpec, type WeightQuantSpec, ActivationQuantizer, WeightQuantizer } from './quantizer.js';
-import { QuantConv2d, QuantResBlock, isConv, isResBlock } from './layers.js';
+import { QuantConv2d, isConv } from './layers.js';
 import { traceConvs } from './trace.js';
 
 /** What a point quantizes. */
@@ -13,8 +13,9 @@ export type PointSlot = 'input' | 'weight' | 'output' | 'skip' | 'out';
 
 /**
  * A place a quantizer can sit: `<conv>.input`, `<conv>.weight` for every conv; `<block>.skip`
- * and `<block>.out` (body output after res_scale, before the add) for every EDSR ResBlock; and
- * `output`, the model output (after the last conv executed).
+ * (the block input on the skip path) and `<block>.out` (body output, after EDSR's res_scale,
+ * before the add) for every residual block (EDSR, SRResNet, CARN, CARN-M); and `output`, the
+ * model output (after the last conv executed).
  */
 export interface QuantPoint {
   name: string;
@@ -26,6 +27,12 @@ export interface QuantPoint {
   /** First / last compute conv in execution order (MeanShift excluded), what '@first'/'@last' match. */
   first: boolean;
   last: boolean;
+  /** Inside the model's quantization body (its `quantBody()` modules, else its residual blocks): '@body'. */
+  body: boolean;
+  /** The residual block holding the point, or null. */
+  block: string | null;
+  /** The first conv its block executes (its input is the block input): '@block-first'. */
+  blockFirst: boolean;
 }
 
 /** A quantizer configuration: activation (has `kind`) or weight (has `method`). */
@@ -33,8 +40,10 @@ export type QuantSpec = ActivationQuantSpec | WeightQuantSpec;
 
 /**
  * Which points a rule covers: a glob over dotted names (`*` one name part, `**` any run of parts,
- * e.g. `body.*.body.0.weight`), a RegExp over the full name, or '@first' / '@last' (input and
- * weight of the first / last compute conv; '@first:input', '@last:weight', … for one slot).
+ * e.g. `body.*.body.0.weight`, `**.skip`), a RegExp over the full name, or a selector: '@first' /
+ * '@last' (the first / last compute conv), '@body' (every conv in the quantization body),
+ * '@block-first' (the first conv of each residual block), each alone (input and weight) or with
+ * ':input' / ':weight'.
  */
 export type PointPattern = string | RegExp;
 
@@ -42,6 +51,8 @@ export type PointPattern = string | RegExp;
 export interface QuantRule {
   pattern: PointPattern;
   config: QuantSpec | null;
+  /** quantize() accepts a rule that matches no point of the model only when this is set. */
+  optional?: boolean;
 }
 
 /**
@@ -67,37 +78,62 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${parts.join('\\.')}$`);
 }
 
+const SELECTOR = /^@(first|last|body|block-first)(?::(input|weight))?$/;
+
 /** Whether `pattern` matches point `p`. */
 export function matches(pattern: PointPattern, p: QuantPoint): boolean {
-  const edge = typeof pattern === 'string' ? /^@(first|last)(?::(input|weight))?$/.exec(pattern) : null;
-  if (edge) {
-    const slotOk = edge[2] ? p.slot === edge[2] : p.slot === 'input' || p.slot === 'weight';
-    return (edge[1] === 'first' ? p.first : p.last) && slotOk;
+  const sel = typeof pattern === 'string' ? SELECTOR.exec(pattern) : null;
+  if (sel) {
+    const slotOk = sel[2] ? p.slot === sel[2] : p.slot === 'input' || p.slot === 'weight';
+    const where = { first: p.first, last: p.last, body: p.body, 'block-first': p.blockFirst }[sel[1] as 'first'];
+    return where && slotOk;
   }
+  if (typeof pattern === 'string' && pattern.startsWith('@')) throw new ValueError(`unknown point selector '${pattern}' (use @first, @last, @body or @block-first, optionally with :input or :weight)`);
   return (typeof pattern === 'string' ? globToRegExp(pattern) : pattern).test(p.name);
 }
+
+/** The model's declared quantization body (module paths), or null when it declares none. */
+function declaredBody(model: Module): string[] | null {
+  const f = (model as Module & { quantBody?: () => string[] }).quantBody;
+  return typeof f === 'function' ? f.call(model) : null;
+}
+
+const within = (path: string, prefix: string) => path === prefix || path.startsWith(`${prefix}.`);
 
 /** Every quantization point of `model`, in module order (runs a tiny dry run to order the convs). */
 export function quantPoints(model: Module): QuantPoint[] {
   const calls = traceConvs(model);
-  const modules = new Map(model.namedModules().map(([k, m]) => [m, k] as const));
+  const modules = model.namedModules();
   const compute = calls.filter((c) => !isMeanShift(model.getSubmodule(c.path)));
   const first = compute[0]?.path;
   const last = compute[compute.length - 1]?.path;
   const lastCall = calls[calls.length - 1].path;
+  const blocks = modules.filter(([, m]) => m instanceof ResidualBlockBase).map(([k]) => k);
+  const blockOf = (path: string) => blocks.filter((b) => within(path, b)).sort((a, b) => b.length - a.length)[0] ?? null;
+  const bodyPrefixes = declaredBody(model) ?? blocks;
+  // The first conv each block executes (a shared block, as in CARN-M, is traced once per use).
+  const blockFirst = new Set<string>();
+  const seen = new Set<string>();
+  for (const c of calls) {
+    const b = blockOf(c.path);
+    if (b && !seen.has(b)) {
+      seen.add(b);
+      blockFirst.add(c.path);
+    }
+  }
   const out: QuantPoint[] = [];
   const point = (module: string, slot: PointSlot, channels: number): QuantPoint => ({
     name: slot === 'output' ? 'output' : `${module}.${slot}`, module, slot, channels,
     first: module === first, last: module === last,
+    body: bodyPrefixes.some((b) => within(module, b)),
+    block: blockOf(module), blockFirst: blockFirst.has(module),
   });
-  for (const [m, path] of modules) {
+  for (const [path, m] of modules) {
     if (isConv(m)) {
       out.push(point(path, 'input', m.inChannels), point(path, 'weight', m.outChannels));
       if (path === lastCall) out.push(point(path, 'output', m.outChannels));
-    } else if (isResBlock(m)) {
-      const conv = (m.child('body') as Module).children.find(isConv);
-      const channels = conv ? conv.outChannels : 1;
-      out.push(point(path, 'skip', channels), point(path, 'out', channels));
+    } else if (m instanceof ResidualBlockBase) {
+      out.push(point(path, 'skip', m.channels), point(path, 'out', m.channels));
     }
   }
   return out;
@@ -130,6 +166,25 @@ export function resolvePlan(model: Module, plan: QuantPlan): { point: QuantPoint
   return quantPoints(model).map((point) => ({ point, config: resolvePoint(plan, point) }));
 }
 
+/**
+ * Checks that `plan` fits `model`: every rule with a config (unless `optional`) and every
+ * override names at least one point, and something is quantized. A plan written for another
+ * architecture fails here, naming the pattern and the model, instead of leaving it float.
+ */
+export function checkPlan(model: Module, plan: QuantPlan, points = quantPoints(model)): void {
+  const what = model.constructor.name;
+  for (const rule of plan.rules) {
+    if (rule.config === null || rule.optional) continue;
+    if (!points.some((p) => matches(rule.pattern, p))) {
+      throw new ValueError(`quantization plan: pattern '${String(rule.pattern)}' matches no point of ${what} (points: ${points.slice(0, 6).map((p) => p.name).join(', ')}, …)`);
+    }
+  }
+  for (const name of Object.keys(plan.overrides ?? {})) {
+    if (!points.some((p) => p.name === name)) throw new ValueError(`quantization plan: override '${name}' is not a point of ${what}`);
+  }
+  if (!points.some((p) => resolvePoint(plan, p) !== null)) throw new ValueError(`quantization plan quantizes no point of ${what}`);
+}
+
 const plans = new WeakMap<Module, QuantPlan>();
 
 /** The plan `quantize` applied to `model`, or null. */
@@ -139,21 +194,23 @@ export function planOf(model: Module): QuantPlan | null {
 
 /**
  * Applies `plan` to `model` IN PLACE and returns it: every conv with a quantized point becomes a
- * QuantConv2d and every ResBlock with a skip/out point a QuantResBlock (same parameter tensors,
- * same float keys). The model trains end to end: gradients reach float weights and bounds.
+ * QuantConv2d (same parameter tensors, same float keys) and residual blocks take their skip/out
+ * quantizers as children. The model trains end to end: gradients reach float weights and bounds.
  * Activation quantizers start at their 'constant' values; run calibrate() to apply other inits.
+ * Throws (see checkPlan) when the plan does not fit the model.
  */
 export function quantize<M extends Module>(model: M, plan: QuantPlan): M {
   if (plans.has(model)) throw new ValueError('quantize: model is already quantized');
-  const resolved = resolvePlan(model, plan).filter((r) => r.config !== null);
-  const wrapped = new Map<string, QuantConv2d | QuantResBlock>();
-  const host = (path: string): QuantConv2d | QuantResBlock => {
+  const points = quantPoints(model);
+  checkPlan(model, plan, points);
+  const resolved = points.map((point) => ({ point, config: resolvePoint(plan, point) })).filter((r) => r.config !== null);
+  const wrapped = new Map<string, QuantConv2d>();
+  const conv = (path: string): QuantConv2d => {
     let h = wrapped.get(path);
     if (h) return h;
     const m = model.getSubmodule(path);
     if (m instanceof Conv2d || m instanceof ConvTranspose2d) h = new QuantConv2d(m);
-    else if (m instanceof ResBlock) h = new QuantResBlock(m);
-    else if (m instanceof QuantConv2d || m instanceof QuantResBlock) h = m;
+    else if (m instanceof QuantConv2d) h = m;
     else throw new ValueError(`quantize: cannot quantize module '${path}' (${m.constructor.name})`);
     if (h !== m) model.setSubmodule(path, h);
     wrapped.set(path, h);
@@ -162,24 +219,19 @@ export function quantize<M extends Module>(model: M, plan: QuantPlan): M {
   // Quantizer parameters live where the model's weights live (a model moved to webgpu first).
   const backend = model.parameters()[0]?.backend.name;
   for (const { point, config } of resolved) {
-    const h = host(point.module);
     const c = config!;
-    if (h instanceof QuantConv2d) {
-      if (point.slot === 'weight') h.attach('quant_weight', new WeightQuantizer(c as WeightQuantSpec, backend));
-      else {
-        const name = point.slot === 'input' ? 'quant_input' : 'quant_output';
-        h.attach(name, new ActivationQuantizer(c as ActivationQuantSpec, point.channels, backend));
-      }
+    if (point.slot === 'skip' || point.slot === 'out') {
+      (model.getSubmodule(point.module) as ResidualBlockBase).attachQuantizer(point.slot, new ActivationQuantizer(c as ActivationQuantSpec, point.channels, backend));
+    } else if (point.slot === 'weight') {
+      conv(point.module).attach('quant_weight', new WeightQuantizer(c as WeightQuantSpec, backend));
     } else {
-      h.attach(point.slot === 'skip' ? 'quant_skip' : 'quant_out', new ActivationQuantizer(c as ActivationQuantSpec, point.channels, backend));
+      conv(point.module).attach(point.slot === 'input' ? 'quant_input' : 'quant_output', new ActivationQuantizer(c as ActivationQuantSpec, point.channels, backend));
     }
   }
-  for (const h of wrapped.values()) {
-    if (h instanceof QuantConv2d) h.quantizeBias = plan.quantizeBias ?? false;
-  }
+  for (const h of wrapped.values()) h.quantizeBias = plan.quantizeBias ?? false;
   if (plan.outputClip) {
-    const out = quantPoints(model).find((p) => p.slot === 'output');
-    if (out) (host(out.module) as QuantConv2d).outputClip = plan.outputClip;
+    const out = points.find((p) => p.slot === 'output');
+    if (out) conv(out.module).outputClip = plan.outputClip;
   }
   plans.set(model, plan);
   return model;
@@ -206,18 +258,39 @@ export function quantizedPointNames(model: Module): string[] {
 /** Presets of ALGORITHMS §2. */
 export type PresetName = 'pams' | 'ddtb' | 'odm';
 
+/**
+ * Where a preset puts its quantizers (ALGORITHMS §2). 'code', as PAMS's and DDTB's released code:
+ * each residual block's skip input, body output, and the input of every body conv except the
+ * block's first (whose input stays float, colorjam/PAMS issue 14), plus every body conv weight.
+ * 'all', as ODM and AdaBM: the input and weight of every body conv, skips float. Models without
+ * residual blocks (FSRCNN, ESPCN) get the same points under both.
+ */
+export type Placement = 'code' | 'all';
+
 /** Options of presetPlan. */
 export interface PresetOptions {
+  /** Default: 'code' for PAMS and DDTB, 'all' for ODM. */
+  placement?: Placement;
   /** First and last compute convs: 'float' (default) or quantized at 8 bits. */
   firstLast?: 'float' | '8bit';
+  /**
+   * DDTB bound initialisation: 'percentile' (default: 1st/99th percentile of the first
+   * calibration batch at every bit width) or 'code' (the released code: percentile at 2 bits,
+   * ±10 otherwise).
+   */
+  ddtbInit?: 'percentile' | 'code';
+}
+
+/** The placement a preset uses when none is asked for. */
+export function defaultPlacement(preset: PresetName): Placement {
+  return preset === 'odm' ? 'all' : 'code';
 }
 
 /**
- * The PAMS, DDTB or ODM placement at `bits` for EDSR-style names (`body.<i>` ResBlocks with
- * `body.<i>.body.{0,2}` convs). PAMS: Q2 on skip, post-ReLU (conv2 input) and body output, conv1
- * input float, W-maxabs on both convs, bounds from mean-max calibration. DDTB: same points, Q1'
- * with 1st/99th percentile init, W-pct. ODM: input and weights of every block conv, Q1 with
- * mean-percentile init, W-WCC. Head, body-end conv, upsampler, tail and MeanShifts stay float.
+ * The PAMS, DDTB or ODM quantizers at `bits` (ALGORITHMS §3) on a placement, for any model family
+ * (the body is the model's `quantBody()`). PAMS: Q2 with bounds from mean-max calibration, W-maxabs.
+ * DDTB: Q1' with 1st/99th percentile init, W-pct. ODM: Q1 with mean-percentile init and ties
+ * counted inside, W-WCC. Head, body-end conv, upsampler, tail and MeanShifts stay float.
  */
 export function presetPlan(preset: PresetName, bits: number, options: PresetOptions = {}): QuantPlan {
   const rules: QuantRule[] = [];
@@ -228,17 +301,21 @@ export function presetPlan(preset: PresetName, bits: number, options: PresetOpti
       act = { kind: 'symmetric', bits, init: { mode: 'mean-max' } };
       weight = { method: 'maxabs', bits };
       break;
-    case 'ddtb':
-      act = { kind: 'zero', bits, init: { mode: 'percentile', p: 0.01 } };
+    case 'ddtb': {
+      const code = options.ddtbInit === 'code' && bits !== 2;
+      act = { kind: 'zero', bits, init: code ? { mode: 'constant', lo: -10, hi: 10 } : { mode: 'percentile', p: 0.01 } };
       weight = { method: 'percentile', bits };
       break;
+    }
     case 'odm':
-      act = { kind: 'affine', bits, init: { mode: 'mean-percentile', p: 0.01 } };
+      act = { kind: 'affine', bits, init: { mode: 'mean-percentile', p: 0.01 }, ties: 'inside' };
       weight = { method: 'wcc', bits };
       break;
     default:
       throw new ValueError(`presetPlan: unknown preset '${String(preset)}'`);
   }
+  const placement = options.placement ?? defaultPlacement(preset);
+  if (placement !== 'code' && placement !== 'all') throw new ValueError(`presetPlan: placement must be 'code' or 'all', got '${String(placement)}'`);
   if (options.firstLast === '8bit') {
     // 8-bit edges are calibrated from min/max: 256 levels cover the full range with little error.
     const act8: ActivationQuantSpec = { kind: preset === 'pams' ? 'symmetric' : 'affine', bits: 8, init: { mode: 'minmax' } };
@@ -247,16 +324,13 @@ export function presetPlan(preset: PresetName, bits: number, options: PresetOpti
       rules.push({ pattern: `${edge}:input`, config: act8 }, { pattern: `${edge}:weight`, config: w8 });
     }
   }
-  if (preset === 'odm') {
-    rules.push({ pattern: 'body.*.body.*.input', config: act }, { pattern: 'body.*.body.*.weight', config: weight });
-  } else {
+  if (placement === 'code') {
     rules.push(
-      { pattern: 'body.*.skip', config: act },
-      { pattern: 'body.*.body.2.input', config: act },
-      { pattern: 'body.*.out', config: act },
-      { pattern: 'body.*.body.0.weight', config: weight },
-      { pattern: 'body.*.body.2.weight', config: weight },
+      { pattern: '**.skip', config: act, optional: true },
+      { pattern: '**.out', config: act, optional: true },
+      { pattern: '@block-first:input', config: null, optional: true },
     );
   }
+  rules.push({ pattern: '@body:input', config: act }, { pattern: '@body:weight', config: weight });
   return { rules };
 }
