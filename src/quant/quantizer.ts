@@ -35,6 +35,8 @@ export interface ActivationQuantSpec {
   perChannel?: boolean;
   /** Default: 'constant' (lo 0, hi 1, alpha 1) until calibrated. */
   init?: ActivationInit;
+  /** Gradient at x exactly on a bound: 'split' (default, PAMS/DDTB) ½ / ½ to x and bound, 'inside' all to x (ODM). */
+  ties?: 'split' | 'inside';
 }
 
 /** W-maxabs (PAMS; per channel for PTQ), W-pct (DDTB) or W-WCC with learnable γ (ODM). */
@@ -46,6 +48,8 @@ export interface WeightQuantSpec {
   bits: number;
   /** Per output channel (maxabs only). */
   perChannel?: boolean;
+  /** Gradient of a weight exactly at ±u (wcc only): 'split' (default) ½ / ½ to W and γ, 'inside' all to W (ODM). */
+  ties?: 'split' | 'inside';
 }
 
 function checkBits(bits: number): void {
@@ -61,6 +65,7 @@ export class ActivationQuantizer extends Module {
   readonly kind: ActivationKind;
   readonly perChannel: boolean;
   readonly init: ActivationInit;
+  readonly ties: 'split' | 'inside';
   private bitsValue: number;
   /** When false the quantizer is the identity. */
   enabled = true;
@@ -79,6 +84,7 @@ export class ActivationQuantizer extends Module {
     this.bitsValue = spec.bits;
     this.perChannel = spec.perChannel ?? false;
     this.init = spec.init ?? { mode: 'constant' };
+    this.ties = spec.ties ?? 'split';
     const shape = this.perChannel ? [channels] : [];
     const c: { lo?: number; hi?: number; alpha?: number } = this.init.mode === 'constant' ? this.init : {};
     if (this.kind === 'symmetric') this.registerParameter('alpha', full(shape, c.alpha ?? 1, { backend }));
@@ -99,7 +105,7 @@ export class ActivationQuantizer extends Module {
 
   /** The configuration this quantizer was built from (with its current bits). */
   get spec(): ActivationQuantSpec {
-    return { kind: this.kind, bits: this.bits, perChannel: this.perChannel, init: this.init };
+    return { kind: this.kind, bits: this.bits, perChannel: this.perChannel, init: this.init, ties: this.ties };
   }
 
   /** Lower bound (affine, zero). */
@@ -134,7 +140,7 @@ export class ActivationQuantizer extends Module {
       return x;
     }
     if (!this.enabled) return x;
-    const options = this.perChannel ? { axis: 1 } : {};
+    const options = this.perChannel ? { axis: 1, ties: this.ties } : { ties: this.ties };
     switch (this.kind) {
       case 'affine': return fakeQuantAffine(x, this.lo, this.hi, this.bits, options);
       case 'zero': return fakeQuantZero(x, this.lo, this.hi, this.bits, options);
@@ -226,6 +232,7 @@ function tensorOn(like: Tensor, values: ArrayLike<number>, shape: readonly numbe
 export class WeightQuantizer extends Module {
   readonly method: WeightMethod;
   readonly perChannel: boolean;
+  readonly ties: 'split' | 'inside';
   private bitsValue: number;
   /** When false the quantizer is the identity. */
   enabled = true;
@@ -237,6 +244,8 @@ export class WeightQuantizer extends Module {
     this.method = spec.method;
     this.bitsValue = spec.bits;
     this.perChannel = spec.perChannel ?? false;
+    this.ties = spec.ties ?? 'split';
+    if (spec.ties && this.method !== 'wcc') throw new ValueError(`weight quantizer '${this.method}' has no ties option`);
     if (this.perChannel && this.method !== 'maxabs') throw new ValueError(`weight quantizer '${this.method}' has no per-channel variant`);
     if (this.method === 'wcc') this.registerParameter('gamma', full([], 1, { backend }));
   }
@@ -252,7 +261,8 @@ export class WeightQuantizer extends Module {
 
   /** The configuration this quantizer was built from (with its current bits). */
   get spec(): WeightQuantSpec {
-    return { method: this.method, bits: this.bits, perChannel: this.perChannel };
+    const ties = this.method === 'wcc' ? { ties: this.ties } : {}; // the others refuse the option
+    return { method: this.method, bits: this.bits, perChannel: this.perChannel, ...ties };
   }
 
   /** WCC's learnable clipping scale. */
@@ -271,7 +281,7 @@ export class WeightQuantizer extends Module {
     switch (this.method) {
       case 'maxabs': return quantizeWeightMaxAbs(w, this.bits, { perChannel: this.perChannel });
       case 'percentile': return quantizeWeightPercentile(w, this.bits);
-      case 'wcc': return quantizeWeightWcc(w, this.gamma, this.bits);
+      case 'wcc': return quantizeWeightWcc(w, this.gamma, this.bits, { ties: this.ties });
     }
   }
 }

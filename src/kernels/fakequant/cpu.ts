@@ -6,6 +6,26 @@ import type { FloatArray } from '../../tensor/dtype.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { roundHalfEven } from '../elementwise/cpu.js';
 
+/**
+ * Who receives the clamp's gradient at an exact tie x = bound (docs/ALGORITHMS.md §0): 'split'
+ * gives ½ to x and ½ to the bound (PyTorch's minimum/maximum, PAMS/DDTB code), 'inside' all to x
+ * (torch.clamp, ODM). The forward is the same either way.
+ */
+export type FakeQuantTies = 'split' | 'inside';
+
+/**
+ * FakeQuantParams plus the tie rule of the backward (absent: 'split'). The backends pass their
+ * params through untouched, so the rule rides along without widening the Backend interface.
+ */
+export interface FakeQuantKernelParams extends FakeQuantParams {
+  readonly ties?: FakeQuantTies;
+}
+
+/** The share of the gradient at a tie that goes to the bound (x gets the rest). */
+export function tieShare(p: FakeQuantKernelParams): number {
+  return p.ties === 'inside' ? 0 : 0.5;
+}
+
 /** How elements map to bound groups: group of flat index i = ⌊i / inner⌋ mod groups. */
 export interface GroupLayout {
   readonly groups: number;
@@ -82,13 +102,13 @@ export function fakeQuantCpu(x: FloatArray, shape: readonly number[], lo: FloatA
 }
 
 /**
- * Straight-through gradients: [gx, glo, ghi]. The clamp is differentiated like PyTorch's
- * maximum/minimum (a tie x = bound splits the gradient ½ / ½); round() passes gradients unchanged,
- * which leaves the bound terms ±(y − c)/(u − l) (Q1, Q1') or (y − c)/a (Q2). Bound gradients are
+ * Straight-through gradients: [gx, glo, ghi]. The clamp is differentiated exactly, a tie x = bound
+ * shared by `p.ties` (default 'split': ½ / ½ like PyTorch's maximum/minimum); round() passes
+ * gradients unchanged, which leaves the bound terms ±(y − c)/(u − l) (Q1, Q1') or (y − c)/a (Q2). Bound gradients are
  * summed in float64 per group. In symmetric mode glo is zeros and ghi is d/da.
  */
 export function fakeQuantBackwardCpu(
-  gy: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams,
+  gy: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantKernelParams,
 ): [FloatArray, FloatArray, FloatArray] {
   const f = x instanceof Float32Array ? Math.fround : identity;
   const { groups, inner } = groupLayout(shape, p.axis);
@@ -97,16 +117,17 @@ export function fakeQuantBackwardCpu(
   const gx = like(x, x.length);
   const sumLo = new Float64Array(groups);
   const sumHi = new Float64Array(groups);
+  const tie = tieShare(p);
   for (let i = 0; i < x.length; i++) {
     const g = Math.floor(i / inner) % groups;
     const { l, u, scale } = consts[g];
     const v = x[i];
     const c = clampValue(v, l, u);
     const y = quantize(c, l, scale, levels, p.mode, f);
-    // Shares of the clamp's gradient: to x inside, to a bound past it, half each at a tie.
-    const below = v < l ? 1 : v === l ? 0.5 : 0;
-    const above = v > u ? 1 : v === u ? 0.5 : 0;
-    const inside = v > l && v < u ? 1 : v === l || v === u ? 0.5 : 0;
+    // Shares of the clamp's gradient: to x inside, to a bound past it, `tie` to the bound at a tie.
+    const below = v < l ? 1 : v === l ? tie : 0;
+    const above = v > u ? 1 : v === u ? tie : 0;
+    const inside = v > l && v < u ? 1 : v === l || v === u ? 1 - tie : 0;
     gx[i] = inside === 0 ? 0 : gy[i] * inside; // +0 where clipped, not gy · 0 = −0
     if (p.mode === 'symmetric') {
       sumHi[g] += gy[i] * (above - below + (y - c) / u);

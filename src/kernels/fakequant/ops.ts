@@ -3,7 +3,7 @@
 // Bounds are tensors on the device, so learnable bounds never need a readback. Bounds must
 // satisfy hi > lo (a > 0 for Q2); that is not checked, because checking would read the values
 // back: degenerate bounds give NaN/±inf exactly like the PyTorch formulas.
-import type { FakeQuantMode, FakeQuantParams } from '../../tensor/backend.js';
+import type { FakeQuantMode } from '../../tensor/backend.js';
 import { BackendError, DTypeError, ShapeError, ValueError } from '../../tensor/errors.js';
 import { fmt, normalizeAxis } from '../../tensor/shape.js';
 import { type Tensor, emit, tensor, wrap } from '../../tensor/tensor.js';
@@ -12,15 +12,27 @@ import { isFloat } from '../../tensor/dtype.js';
 import { abs, add, ge, gt, le, mul, neg, sub, where } from '../elementwise/ops.js';
 import { max, min, sum } from '../reduce/ops.js';
 import { expand, reshape } from '../movement/ops.js';
+import type { FakeQuantKernelParams, FakeQuantTies } from './cpu.js';
+
+export type { FakeQuantTies } from './cpu.js';
 
 /** Options of the fake-quantizers. */
 export interface FakeQuantOptions {
   /** Per-channel quantization along this axis: bounds then hold x.shape[axis] values. Default: per tensor. */
   axis?: number;
+  /**
+   * Gradient at an exact tie x = bound (x = ±α for Q2), docs/ALGORITHMS.md §0: 'split' (default)
+   * ½ to x and ½ to the bound, as PyTorch's minimum/maximum clamp; 'inside' all to x, as torch.clamp.
+   */
+  ties?: FakeQuantTies;
 }
 
 function checkBits(bits: number, what: string): void {
   if (!Number.isInteger(bits) || bits < 2 || bits > 8) throw new ValueError(`${what}: bits must be an integer in 2…8, got ${bits}`);
+}
+
+function checkTies(ties: FakeQuantTies, what: string): void {
+  if (ties !== 'split' && ties !== 'inside') throw new ValueError(`${what}: ties must be 'split' or 'inside', got '${String(ties)}'`);
 }
 
 /**
@@ -50,13 +62,15 @@ function kernelBound(b: Tensor, groups: number): Tensor {
 
 function fakeQuant(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi: Tensor, bits: number, options: FakeQuantOptions): Tensor {
   checkBits(bits, what);
+  const ties = options.ties ?? 'split';
+  checkTies(ties, what);
   if (!isFloat(x.dtype)) throw new DTypeError(`${what}: x must be float32 or float64, got ${x.dtype}`);
   const axis = options.axis === undefined ? null : normalizeAxis(options.axis, x.rank, `${what} axis`);
   const bounds = mode === 'symmetric' ? [hi] : [lo, hi];
   bounds.forEach((b, k) => checkBound(x, b, axis, mode === 'symmetric' ? 'alpha' : ['lo', 'hi'][k], what));
   // One group when every bound is a single value, else C groups (single values are expanded).
   const perChannel = axis !== null && bounds.some((b) => b.size > 1);
-  const p: FakeQuantParams = { bits, mode, axis: perChannel ? axis : null };
+  const p: FakeQuantKernelParams = { bits, mode, axis: perChannel ? axis : null, ties };
   const groups = perChannel ? x.shape[axis] : 1;
   const kLo = mode === 'symmetric' ? null : kernelBound(lo, groups);
   const kHi = kernelBound(hi, groups);
@@ -222,16 +236,26 @@ export function quantizeWeightPercentile(w: Tensor, bits: number): Tensor {
   return y;
 }
 
+/** Options of {@link quantizeWeightWcc}. */
+export interface WccOptions {
+  /**
+   * Weights exactly at ±u, as {@link FakeQuantOptions.ties}: 'split' (default) ½ of their
+   * gradient to W and ½ to ±u (so to γ); 'inside' all to W, as ODM's torch.clamp.
+   */
+  ties?: FakeQuantTies;
+}
+
 /**
  * W-WCC (ODM): u = p99(|W|) (detached) · γ and Q1 on [−u, u]; the learnable scalar γ receives
  * its gradient through u.
  */
-export function quantizeWeightWcc(w: Tensor, gamma: Tensor, bits: number): Tensor {
+export function quantizeWeightWcc(w: Tensor, gamma: Tensor, bits: number, options: WccOptions = {}): Tensor {
   checkBits(bits, 'quantizeWeightWcc');
+  checkTies(options.ties ?? 'split', 'quantizeWeightWcc');
   if (gamma.size !== 1) throw new ShapeError(`quantizeWeightWcc: gamma ${fmt(gamma.shape)} is not one value`);
   const magnitude = abs(w.detach());
   const p = quantile(magnitude, 0.99);
   magnitude.dispose();
   const u = mul(p, gamma);
-  return fakeQuantAffine(w, neg(u), u, bits);
+  return fakeQuantAffine(w, neg(u), u, bits, { ties: options.ties });
 }

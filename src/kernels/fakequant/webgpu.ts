@@ -14,7 +14,7 @@ import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
 import { reduceWebgpu } from '../reduce/webgpu.js';
 import { fillWebgpu } from '../elementwise/webgpu.js';
-import { groupLayout, levelsOf } from './cpu.js';
+import { type FakeQuantKernelParams, groupLayout, levelsOf, tieShare } from './cpu.js';
 
 const buf = (t: KernelTensor) => t.data as GPUBuffer;
 
@@ -106,15 +106,19 @@ ${MAIN_1D.replace('u.n', 'P.n')}
 }
 
 /**
- * Straight-through gradients [gx, glo, ghi] (float32). The clamp is differentiated like PyTorch's
- * maximum/minimum (½ each at a tie x = bound); bound gradients are summed per group on the device.
+ * Straight-through gradients [gx, glo, ghi] (float32). The clamp is differentiated exactly, a tie
+ * x = bound shared by `p.ties` as on the CPU; bound gradients are summed per group on the device.
  * In symmetric mode glo is zeros and ghi is d/da.
  */
 export function fakeQuantBackwardWebgpu(
-  engine: Engine, gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams,
+  engine: Engine, gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantKernelParams,
 ): [GPUBuffer, GPUBuffer, GPUBuffer] {
   const n = sizeOf(x.shape);
   const symmetric = p.mode === 'symmetric';
+  // The tie rule is a pipeline constant (one shader per mode and rule): at a tie x = bound the
+  // bound gets `tieBound` of the gradient and x gets `tieX` (WGSL float literals).
+  const ties = tieShare(p) === 0 ? 'inside' : 'split';
+  const [tieBound, tieX] = ties === 'inside' ? ['0.0', '1.0'] : ['0.5', '0.5'];
   const gx = engine.allocate(n, 'fakeQuantBackward');
   const contribHi = engine.allocate(n, 'fakeQuantBackward');
   const contribLo = symmetric ? null : engine.allocate(n, 'fakeQuantBackward');
@@ -129,7 +133,7 @@ export function fakeQuantBackwardWebgpu(
   chi[i] = g * (above + k);`;
   engine.run({
     name: `fakeQuantBackward_${p.mode}`,
-    key: `fakeQuantBackward:${p.mode}`,
+    key: `fakeQuantBackward:${p.mode}:${ties}`,
     source: () => /* wgsl */ `
 @group(0) @binding(0) var<storage, read> gys: array<f32>;
 @group(0) @binding(1) var<storage, read> xs: array<f32>;
@@ -149,11 +153,11 @@ ${MAIN_1D.replace('u.n', 'P.n')}
   let g = gys[i];
   let c = clampToBounds(x, l, u);
   let y = quantize(c, l, u);
-  // Shares of the clamp's gradient: x inside the range, a bound past it, ½ each at a tie
-  // (as torch.maximum / torch.minimum split ties). A NaN x compares false everywhere: 0.
-  let below = select(select(0.0, 0.5, x == l), 1.0, x < l);
-  let above = select(select(0.0, 0.5, x == u), 1.0, x > u);
-  let inside = select(select(0.0, 0.5, x == l || x == u), 1.0, x > l && x < u);
+  // Shares of the clamp's gradient: x inside the range, a bound past it, ${tieBound} / ${tieX} to
+  // bound / x at a tie. A NaN x compares false everywhere: 0.
+  let below = select(select(0.0, ${tieBound}, x == l), 1.0, x < l);
+  let above = select(select(0.0, ${tieBound}, x == u), 1.0, x > u);
+  let inside = select(select(0.0, ${tieX}, x == l || x == u), 1.0, x > l && x < u);
   gx[i] = select(g * inside, 0.0, inside == 0.0); // +0 where clipped, not g · 0 = −0${boundTerms}
 }`,
     inputs: [buf(gy), buf(x), buf(lo), buf(hi)],
