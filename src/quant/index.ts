@@ -1,7 +1,7 @@
 // Quantization: quantizer modules, plans and presets, calibration, static PTQ, costs, file I/O.
 export {
   ActivationQuantizer, WeightQuantizer, type ActivationKind, type ActivationInit, type ActivationQuantSpec,
-  type WeightMethod, type WeightQuantSpec,
+  type WeightMethod, type WeightQuantSpec, type MismatchMode,
 } from './quantizer.js';
 export { QuantConv2d } from './layers.js';
 export { traceConvs, type ConvCall } from './trace.js';
@@ -17,3 +17,6 @@ export {
   saveQuantized, loadQuantized, quantizedFromTensorFile, isQuantizedMetadata, planToJson, planFromJson, QUANT_PLAN_KEY,
   type ArchitectureMetadata, type LoadedQuantized,
 } from './io.js';
+export { DynamicGate, gateQuantize } from './gate.js';
+export { cooperativeBackward, type CooperativeOptions, type CooperativeInputs, type CooperativeGate, type CooperativeGranularity } from './odm.js';
+export { prepareQat, chooseDynamic, attentionLayerOf, type QatMethod, type QatOptions, type QatSetup, type QatTraining } from './qat.js';

@@ -5,11 +5,15 @@ import { noGrad } from '../tensor/autograd.js';
 import { keep } from '../tensor/memory.js';
 import { type Tensor, full, tensor } from '../tensor/tensor.js';
 import {
-  clone, fakeQuantAffine, fakeQuantSymmetric, fakeQuantZero, quantizeWeightMaxAbs, quantizeWeightPercentile,
-  quantizeWeightWcc,
+  add, clamp, clone, fakeQuantAffine, fakeQuantSymmetric, fakeQuantZero, mul, quantizeWeightMaxAbs, quantizeWeightPercentile,
+  quantizeWeightWcc, reshape, slice, sqrt, sub, sum,
 } from '../ops.js';
 import { Module } from '../nn/module.js';
+import type { DynamicGate } from './gate.js';
 import { type ChannelStats, absorb, emptyStats } from './stats.js';
+
+/** ODM mismatch variants (ALGORITHMS §3). */
+export type MismatchMode = 'ste' | 'detached-target' | 'clip-distance';
 
 /** Q1 affine with the grid at lo (ODM), Q1' with the grid at 0 (DDTB), Q2 symmetric (PAMS). */
 export type ActivationKind = 'affine' | 'zero' | 'symmetric';
@@ -50,6 +54,8 @@ export interface WeightQuantSpec {
   perChannel?: boolean;
   /** Gradient of a weight exactly at ±u (wcc only): 'split' (default) ½ / ½ to W and γ, 'inside' all to W (ODM). */
   ties?: 'split' | 'inside';
+  /** The statistic γ scales (wcc only): 'p99' of |W| (default) or 'max'. */
+  wccBase?: 'p99' | 'max';
 }
 
 function checkBits(bits: number): void {
@@ -69,6 +75,8 @@ export class ActivationQuantizer extends Module {
   private bitsValue: number;
   /** When false the quantizer is the identity. */
   enabled = true;
+  /** With a gate: 'on' (per-sample bounds), 'warmup' (gate runs for its regulariser, bounds static) or 'off'. */
+  gateMode: 'off' | 'warmup' | 'on' = 'on';
   /** While true (during calibrate()) forward records its input and returns it unchanged. */
   observing = false;
   /** Per-batch extrema seen by calibration (DDTB picks dynamic quantizers by their variance). */
@@ -134,18 +142,81 @@ export class ActivationQuantizer extends Module {
     return this;
   }
 
+  /** DDTB's dynamic gate, if attached. */
+  get gate(): DynamicGate | null {
+    return (this.namedChildren().find(([k]) => k === 'gate')?.[1] as DynamicGate | undefined) ?? null;
+  }
+
+  /** Attaches a DDTB gate (Q1' per-tensor quantizers only); its keys are `<point>.gate.*`. */
+  attachGate(gate: DynamicGate): void {
+    if (this.kind !== 'zero' || this.perChannel) throw new ValueError(`a dynamic gate needs a per-tensor 'zero' (Q1') quantizer, not '${this.kind}'${this.perChannel ? ' per channel' : ''}`);
+    if (this.gate) throw new ValueError('quantizer already has a gate');
+    this.registerModule('gate', gate);
+  }
+
+  /**
+   * ODM's mismatch of this input, M = ‖X − Q(X)‖₂ with the bounds detached, recorded on each
+   * forward while set (see takeMismatches): 'ste' differentiates Q straight-through (so only
+   * clipped elements pass gradient), 'detached-target' treats Q(X) as a constant, and
+   * 'clip-distance' measures ‖X − clamp(X, l, u)‖ (clipping error only).
+   */
+  mismatch: MismatchMode | null = null;
+  private mismatches: Tensor[] = [];
+
+  /** The mismatch terms recorded since the last call (a shared block records one per use). */
+  takeMismatches(): Tensor[] {
+    const out = this.mismatches;
+    this.mismatches = [];
+    return out;
+  }
+
   override forward(x: Tensor): Tensor {
     if (this.observing) {
       this.pending.push(keep(noGrad(() => clone(x))));
       return x;
     }
     if (!this.enabled) return x;
+    const gate = this.gate;
+    if (gate && this.gateMode !== 'off') {
+      const scales = gate.call(x);
+      if (this.gateMode === 'on') {
+        // Per-sample bounds U_n = s_n0·u, L_n = s_n1·l, quantized along the batch axis.
+        const n = x.shape[0];
+        const s = reshape(scales, [n, 2]);
+        const hi = mul(reshape(slice(s, [null, [0, 1]]), [n]), this.hi);
+        const lo = mul(reshape(slice(s, [null, [1, 2]]), [n]), this.lo);
+        return fakeQuantZero(x, lo, hi, this.bits, { axis: 0, ties: this.ties });
+      }
+    }
+    if (this.mismatch) this.mismatches.push(this.mismatchOf(x));
+    return this.quantizeWith(x, this.bounds());
+  }
+
+  private quantizeWith(x: Tensor, bounds: Tensor[]): Tensor {
     const options = this.perChannel ? { axis: 1, ties: this.ties } : { ties: this.ties };
     switch (this.kind) {
-      case 'affine': return fakeQuantAffine(x, this.lo, this.hi, this.bits, options);
-      case 'zero': return fakeQuantZero(x, this.lo, this.hi, this.bits, options);
-      case 'symmetric': return fakeQuantSymmetric(x, this.alpha, this.bits, options);
+      case 'affine': return fakeQuantAffine(x, bounds[0], bounds[1], this.bits, options);
+      case 'zero': return fakeQuantZero(x, bounds[0], bounds[1], this.bits, options);
+      case 'symmetric': return fakeQuantSymmetric(x, bounds[0], this.bits, options);
     }
+  }
+
+  private mismatchOf(x: Tensor): Tensor {
+    const bounds = this.bounds().map((b) => b.detach());
+    let target: Tensor;
+    switch (this.mismatch!) {
+      case 'ste': target = this.quantizeWith(x, bounds); break;
+      case 'detached-target': target = this.quantizeWith(x, bounds).detach(); break;
+      case 'clip-distance': {
+        const shape = this.perChannel ? [this.channels, ...Array<number>(x.rank - 2).fill(1)] : [];
+        const [lo, hi] = this.kind === 'symmetric' ? [mul(bounds[0], -1), bounds[0]] : bounds;
+        target = clamp(x, reshape(lo, shape), reshape(hi, shape));
+        break;
+      }
+    }
+    const d = sub(x, target);
+    // The ε keeps the gradient finite (0, not 0/0) when nothing is clipped.
+    return sqrt(add(sum(mul(d, d)), 1e-12));
   }
 
   /** Reads the inputs recorded since the last call into the running statistics (calibration). */
@@ -233,6 +304,7 @@ export class WeightQuantizer extends Module {
   readonly method: WeightMethod;
   readonly perChannel: boolean;
   readonly ties: 'split' | 'inside';
+  readonly wccBase: 'p99' | 'max';
   private bitsValue: number;
   /** When false the quantizer is the identity. */
   enabled = true;
@@ -245,7 +317,9 @@ export class WeightQuantizer extends Module {
     this.bitsValue = spec.bits;
     this.perChannel = spec.perChannel ?? false;
     this.ties = spec.ties ?? 'split';
+    this.wccBase = spec.wccBase ?? 'p99';
     if (spec.ties && this.method !== 'wcc') throw new ValueError(`weight quantizer '${this.method}' has no ties option`);
+    if (spec.wccBase && this.method !== 'wcc') throw new ValueError(`weight quantizer '${this.method}' has no wccBase option`);
     if (this.perChannel && this.method !== 'maxabs') throw new ValueError(`weight quantizer '${this.method}' has no per-channel variant`);
     if (this.method === 'wcc') this.registerParameter('gamma', full([], 1, { backend }));
   }
@@ -261,7 +335,7 @@ export class WeightQuantizer extends Module {
 
   /** The configuration this quantizer was built from (with its current bits). */
   get spec(): WeightQuantSpec {
-    const ties = this.method === 'wcc' ? { ties: this.ties } : {}; // the others refuse the option
+    const ties = this.method === 'wcc' ? { ties: this.ties, wccBase: this.wccBase } : {}; // the others refuse these options
     return { method: this.method, bits: this.bits, perChannel: this.perChannel, ...ties };
   }
 
@@ -281,7 +355,7 @@ export class WeightQuantizer extends Module {
     switch (this.method) {
       case 'maxabs': return quantizeWeightMaxAbs(w, this.bits, { perChannel: this.perChannel });
       case 'percentile': return quantizeWeightPercentile(w, this.bits);
-      case 'wcc': return quantizeWeightWcc(w, this.gamma, this.bits, { ties: this.ties });
+      case 'wcc': return quantizeWeightWcc(w, this.gamma, this.bits, { ties: this.ties, base: this.wccBase });
     }
   }
 }

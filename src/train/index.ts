@@ -1,6 +1,7 @@
 // Training: the Trainer loop, schedules, distillation losses, checkpoints and validation.
 export {
   Trainer, train, TrainingDivergedError, type TrainerOptions, type TrainProgress, type TrainResult, type DistillationOptions,
+  type LossContext, type LossTerm, type BackwardContext,
 } from './trainer.js';
 export { CosineLR, ConstantLR, createSchedule, type Schedule, type ScheduleSpec, type CosineLROptions, type LrGroups } from './schedule.js';
 export { attentionMap, attentionTransferLoss } from './losses.js';

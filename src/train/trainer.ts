@@ -30,6 +30,36 @@ export interface DistillationOptions {
   attentionWeight?: number;
   /** Submodule whose output is the compared feature map, in both networks (default 'body'). */
   attentionLayer?: string;
+  /**
+   * Compare the layer's 'output' (default) or its first 'input': PAMS compares body(x) + x, the
+   * features after EDSR's global skip, which is the input of 'tail'.
+   */
+  attentionFeature?: 'output' | 'input';
+}
+
+/** What lossTerms sees of one iteration. */
+export interface LossContext {
+  model: Module;
+  batch: TrainingBatch;
+  /** The model's output on batch.lr. */
+  sr: Tensor;
+  /** 1-based iteration being computed. */
+  iteration: number;
+}
+
+/** A loss term: weight·value joins the loss (weight 0: reported only, or used by a backward hook). */
+export interface LossTerm {
+  value: Tensor;
+  weight: number;
+}
+
+/** What a backward hook gets: the losses of the iteration and the parameters the optimizer updates. */
+export interface BackwardContext {
+  /** Pixel loss + distillation + weighted terms. */
+  loss: Tensor;
+  pixel: Tensor;
+  terms: Record<string, Tensor>;
+  parameters: Tensor[];
 }
 
 /** One iteration's report to onProgress. */
@@ -40,8 +70,8 @@ export interface TrainProgress {
   iterations: number;
   /** Total loss of this iteration. */
   loss: number;
-  /** The pixel loss alone, and the distillation terms when on. */
-  parts: { pixel: number; kd?: number; at?: number };
+  /** The pixel loss alone, the distillation terms (kd, at) when on, loss terms and backward-hook readings by name. */
+  parts: { pixel: number } & Record<string, number>;
   /** Learning rate of the first parameter group during this iteration. */
   lr: number;
   /** Global L2 norm of the gradients before clipping. */
@@ -100,6 +130,16 @@ export interface TrainerOptions {
    * data in tests), whose tensors the trainer then owns. `iteration` is the 1-based step.
    */
   onBatch?: (batch: TrainingBatch, iteration: number) => TrainingBatch | void;
+  /** Called before each iteration (1-based), e.g. to switch a method's phase; resume calls it with the resumed count. */
+  onIterationStart?: (iteration: number) => void;
+  /** Loss terms beyond pixel and distillation, by name (ODM's mismatch, DDTB's gate regulariser). */
+  lossTerms?: (ctx: LossContext) => Record<string, LossTerm>;
+  /**
+   * Replaces `loss.backward()`: it must leave the gradients of the optimizer's parameters set
+   * (ODM's cooperative step builds them from two backward passes). Runs inside the step's tidy();
+   * the scalar tensors it returns are reported in `parts` by name.
+   */
+  backward?: (ctx: BackwardContext) => Record<string, Tensor> | void;
 }
 
 /** How a run ended. */
@@ -212,6 +252,7 @@ export class Trainer {
         if (o.checkpointPath) await this.saveCheckpoint();
         return { iteration: this.iteration, status: 'aborted', losses, validation };
       }
+      o.onIterationStart?.(this.iteration + 1);
       const lr = this.optimizer.paramGroups[0].lr;
       const step = await this.step();
       losses.push(step.loss);
@@ -245,14 +286,15 @@ export class Trainer {
     let batch = original;
     try {
       batch = o.onBatch?.(original, this.iteration + 1) ?? original;
-      const readings = tidy(() => this.forwardBackward(batch));
-      const values = await Promise.all(readings.map(async (t) => (await t.data())[0]));
-      readings.forEach((t) => t.dispose());
-      const [loss, gradNorm, ...rest] = values;
-      const parts: TrainProgress['parts'] = { pixel: rest[0] };
-      let k = 1;
-      if ((o.distill?.outputWeight ?? 0) > 0) parts.kd = rest[k++];
-      if ((o.distill?.attentionWeight ?? 0) > 0) parts.at = rest[k++];
+      const { names, tensors } = tidy(() => {
+        const r = this.forwardBackward(batch);
+        return { names: r.names, tensors: r.tensors };
+      });
+      const values = await Promise.all(tensors.map(async (t) => (await t.data())[0]));
+      tensors.forEach((t) => t.dispose());
+      const [loss, gradNorm, pixel, ...rest] = values;
+      const parts: TrainProgress['parts'] = { pixel };
+      names.forEach((n, i) => (parts[n] = rest[i]));
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         this.optimizer.zeroGrad();
         const where = o.checkpointPath && this.lastCheckpoint !== null
@@ -284,8 +326,8 @@ export class Trainer {
     return { ...batch, lr, hr };
   }
 
-  /** Loss, backward, and one-element tensors to read: [total, grad norm, pixel, kd?, at?]. */
-  private forwardBackward(batch: TrainingBatch): Tensor[] {
+  /** Loss, backward, and one-element tensors to read: [total, grad norm, pixel, ...named parts]. */
+  private forwardBackward(batch: TrainingBatch): { tensors: Tensor[]; names: string[] } {
     const o = this.options;
     const d = o.distill;
     const atWeight = d?.attentionWeight ?? 0;
@@ -294,30 +336,46 @@ export class Trainer {
     const removers: (() => void)[] = [];
     if (d && atWeight > 0) {
       const layer = d.attentionLayer ?? 'body';
-      removers.push(this.model.getSubmodule(layer).registerForwardHook((_m, _i, out) => void (features.student = out)));
-      removers.push(d.teacher.getSubmodule(layer).registerForwardHook((_m, _i, out) => void (features.teacher = out)));
+      const pick = d.attentionFeature === 'input' ? (inputs: readonly Tensor[]) => inputs[0] : (_: readonly Tensor[], out: Tensor) => out;
+      removers.push(this.model.getSubmodule(layer).registerForwardHook((_m, i, out) => void (features.student = pick(i, out))));
+      removers.push(d.teacher.getSubmodule(layer).registerForwardHook((_m, i, out) => void (features.teacher = pick(i, out))));
     }
     try {
       const sr = this.model.call(batch.lr);
       const pixel = (o.loss ?? 'l1') === 'mse' ? mseLoss(sr, batch.hr) : l1Loss(sr, batch.hr);
       let loss = pixel;
-      const extra: Tensor[] = [];
+      const named: [string, Tensor][] = [];
       if (d && (kdWeight > 0 || atWeight > 0)) {
         const teacherSr = noGrad(() => d.teacher.call(batch.lr));
         if (kdWeight > 0) {
           const kd = l1Loss(sr, teacherSr);
-          extra.push(kd);
+          named.push(['kd', kd]);
           loss = add(loss, mul(kd, kdWeight));
         }
         if (atWeight > 0) {
-          if (!features.student || !features.teacher) throw new ValueError(`distillation: layer '${d.attentionLayer ?? 'body'}' produced no output`);
+          if (!features.student || !features.teacher) throw new ValueError(`distillation: layer '${d.attentionLayer ?? 'body'}' produced no ${d.attentionFeature ?? 'output'}`);
           const at = attentionTransferLoss(features.student, features.teacher);
-          extra.push(at);
+          named.push(['at', at]);
           loss = add(loss, mul(at, atWeight));
         }
       }
-      loss.backward();
-      return [loss.detach(), this.gradNorm(), pixel.detach(), ...extra.map((t) => t.detach())];
+      const terms: Record<string, Tensor> = {};
+      for (const [name, term] of Object.entries(o.lossTerms?.({ model: this.model, batch, sr, iteration: this.iteration + 1 }) ?? {})) {
+        terms[name] = term.value;
+        named.push([name, term.value]);
+        if (term.weight !== 0) loss = add(loss, mul(term.value, term.weight));
+      }
+      if (o.backward) {
+        const parameters = this.optimizer.paramGroups.flatMap((g) => g.params);
+        const readings = o.backward({ loss, pixel, terms, parameters }) ?? {};
+        named.push(...Object.entries(readings));
+      } else {
+        loss.backward();
+      }
+      return {
+        tensors: [loss.detach(), this.gradNorm(), pixel.detach(), ...named.map(([, t]) => t.detach())],
+        names: named.map(([n]) => n),
+      };
     } finally {
       removers.forEach((r) => r());
     }

@@ -243,19 +243,24 @@ export interface WccOptions {
    * gradient to W and ½ to ±u (so to γ); 'inside' all to W, as ODM's torch.clamp.
    */
   ties?: FakeQuantTies;
+  /** The clipping statistic γ corrects: 'p99' of |W| (default) or 'max' |W| (ODM Fig. 3's global policy). */
+  base?: 'p99' | 'max';
 }
 
 /**
- * W-WCC (ODM): u = p99(|W|) (detached) · γ and Q1 on [−u, u]; the learnable scalar γ receives
- * its gradient through u.
+ * W-WCC (ODM): u = p99(|W|) (or max |W|, detached) · γ and Q1 on [−u, u]; the learnable scalar
+ * γ receives its gradient through u.
  */
 export function quantizeWeightWcc(w: Tensor, gamma: Tensor, bits: number, options: WccOptions = {}): Tensor {
   checkBits(bits, 'quantizeWeightWcc');
   checkTies(options.ties ?? 'split', 'quantizeWeightWcc');
   if (gamma.size !== 1) throw new ShapeError(`quantizeWeightWcc: gamma ${fmt(gamma.shape)} is not one value`);
+  const base = options.base ?? 'p99';
+  if (base !== 'p99' && base !== 'max') throw new ValueError(`quantizeWeightWcc: base must be 'p99' or 'max', got '${String(base)}'`);
+  // u stays alive: the output's gradient rule needs it (callers' tidy() scopes free it).
   const magnitude = abs(w.detach());
-  const p = quantile(magnitude, 0.99);
+  const stat = base === 'max' ? max(magnitude) : quantile(magnitude, 0.99);
   magnitude.dispose();
-  const u = mul(p, gamma);
+  const u = mul(stat, gamma);
   return fakeQuantAffine(w, neg(u), u, bits, { ties: options.ties });
 }
