@@ -302,3 +302,22 @@ describeShared('TrainingSampler', () => {
     expect(() => five.restore({ ...five.state(), order: [0, 1, 2, 3, 3] })).toThrow(ValueError);
   });
 });
+
+describeShared('held-out splits', () => {
+  const general = sharedPath('data/train/General100');
+  const holdout = /^im_(09[1-9]|100)\./;
+
+  it('TrainingSampler leaves out the excluded names; loadPairs takes only the included ones', async () => {
+    const all = await TrainingSampler.create({ folders: general, scale: 4, patch: 8, batch: 1 });
+    const train = await TrainingSampler.create({ folders: general, scale: 4, patch: 8, batch: 1, exclude: holdout });
+    const names = (files: readonly string[]) => files.map((f) => f.split('/').pop()!);
+    expect(all.files.length - train.files.length).toBe(10);
+    expect(names(train.files).some((n) => holdout.test(n))).toBe(false);
+    const held: string[] = [];
+    for await (const pair of loadPairs(general, 4, { include: holdout })) held.push(pair.name);
+    expect(held).toEqual(Array.from({ length: 10 }, (_, i) => `im_${String(91 + i).padStart(3, '0')}`));
+    await expect(async () => {
+      for await (const _ of loadPairs(general, 4, { include: /^nothing$/ })) void _;
+    }).rejects.toThrow(/no image name matches/);
+  });
+});

@@ -72,19 +72,27 @@ export interface LoadPairsOptions {
    * modification time. Without it, LR images are regenerated on every pass.
    */
   cacheDir?: string;
+  /** Only the images whose file name (without folder) matches, e.g. a held-out split. */
+  include?: RegExp;
 }
 
 /**
  * Where the HR images are and where (if anywhere) the data set's own LR images are: `HR/` with
  * `LR_bicubic/X{s}/<name>x{s}.png` (the Set5 layout), `HR/` alone, or a plain folder of PNGs.
  */
-async function pairLayout(folder: string, scale: number): Promise<{ hrFiles: string[]; lrDir: string | null }> {
+async function pairLayout(folder: string, scale: number, include?: RegExp): Promise<{ hrFiles: string[]; lrDir: string | null }> {
   const { fs, path } = await node();
   if (!(await isDirectory(fs, folder))) throw new ValueError(`${folder}: no such folder`);
   const hrDir = path.join(folder, 'HR');
-  if (!(await isDirectory(fs, hrDir))) return { hrFiles: await listPngs(folder), lrDir: null };
+  const hasHr = await isDirectory(fs, hrDir);
+  let hrFiles = await listPngs(hasHr ? hrDir : folder);
+  if (include) {
+    hrFiles = hrFiles.filter((f) => include.test(path.basename(f)));
+    if (hrFiles.length === 0) throw new FormatError(`${folder}: no image name matches ${String(include)}`);
+  }
+  if (!hasHr) return { hrFiles, lrDir: null };
   const lrDir = path.join(folder, 'LR_bicubic', `X${scale}`);
-  return { hrFiles: await listPngs(hrDir), lrDir: (await isDirectory(fs, lrDir)) ? lrDir : null };
+  return { hrFiles, lrDir: (await isDirectory(fs, lrDir)) ? lrDir : null };
 }
 
 /** The data set's own LR image, checked to be exactly HR/scale. */
@@ -136,7 +144,7 @@ async function generatedLr(hr: Image, hrFile: string, scale: number, cacheDir: s
 export async function* loadPairs(folder: string, scale: number, options: LoadPairsOptions = {}): AsyncGenerator<ImagePair> {
   checkScale(scale, 'loadPairs');
   const { path } = await node();
-  const { hrFiles, lrDir } = await pairLayout(folder, scale);
+  const { hrFiles, lrDir } = await pairLayout(folder, scale, options.include);
   for (const hrFile of hrFiles) {
     const name = stem(path, hrFile);
     const full = await readImage(hrFile);
@@ -175,6 +183,8 @@ export interface TrainingSamplerOptions {
   cacheSize?: number;
   /** Backend of the batch tensors; defaults to the active backend. */
   backend?: string;
+  /** Leaves out the images whose file name (without folder) matches: a held-out validation split. */
+  exclude?: RegExp;
 }
 
 /** One batch: LR crops [B, C, p, p] and the matching HR crops [B, C, p·s, p·s]. */
@@ -257,7 +267,7 @@ export class TrainingSampler {
   readonly files: readonly string[];
   /** Files left out because their mod-cropped HR is smaller than one HR patch. */
   readonly skipped: readonly string[];
-  private readonly options: Required<Omit<TrainingSamplerOptions, 'backend' | 'folders' | 'seed'>> & { backend?: string };
+  private readonly options: Required<Omit<TrainingSamplerOptions, 'backend' | 'folders' | 'seed' | 'exclude'>> & { backend?: string };
   private readonly rng: Random;
   private epoch = 0;
   private cursor = 0;
@@ -300,7 +310,8 @@ export class TrainingSampler {
     const folders = typeof options.folders === 'string' ? [options.folders] : [...options.folders];
     if (folders.length === 0) throw new ValueError('TrainingSampler: no folders given');
     const { fs } = await node();
-    const all = (await Promise.all(folders.map((f) => listPngs(f)))).flat();
+    const { path } = await node();
+    const all = (await Promise.all(folders.map((f) => listPngs(f)))).flat().filter((f) => !options.exclude?.test(path.basename(f)));
     const need = options.patch * options.scale;
     const usable: string[] = [];
     const skipped: string[] = [];

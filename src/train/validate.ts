@@ -21,6 +21,8 @@ export interface ValidationOptions {
   backend?: string;
   /** Border pixels left out (default: the scale). */
   shave?: number;
+  /** Only the images whose file name matches (a held-out split of a training folder). */
+  include?: RegExp;
 }
 
 /** Mean PSNR over the set and the number of images. */
@@ -43,7 +45,7 @@ export async function validatePsnr(model: Module, options: ValidationOptions): P
   let total = 0;
   let images = 0;
   try {
-    for await (const { hr, lr } of loadPairs(options.folder, scale)) {
+    for await (const { hr, lr } of loadPairs(options.folder, scale, { include: options.include })) {
       const color = splitAlpha(lr).color;
       const hrColor = splitAlpha(hr).color;
       const x = colors === 3 ? imageToTensor(grayToRgb(color), { range, backend }) : imageToTensor(color, { range, mode: 'y', backend });
