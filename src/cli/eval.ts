@@ -1,6 +1,6 @@
 // `srq eval`: PSNR/SSIM of a model (or the bicubic baseline) on an SR data set, by the protocol of
 // ALGORITHMS §7 (Y channel, borders shaved by the scale, uint8 SR output).
-import { type Image, grayToRgb, psnr, splitAlpha, ssim, useBackend } from '../index.js';
+import { type CostReport, type Image, grayToRgb, psnr, splitAlpha, ssim, useBackend } from '../index.js';
 import { loadPairs } from '../image/dataset.js';
 import { type CliIO, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
 import { loadUpscaler, zooScale } from './model.js';
@@ -9,8 +9,10 @@ import { loadUpscaler, zooScale } from './model.js';
 export const EVAL_USAGE = `Usage: srq eval --model <bicubic|zoo id|weights.safetensors> --data <folder> [--scale <s>] [options]
 
 Measures PSNR and SSIM (Y channel, borders shaved) of the model's upscaled LR against the HR.
-For a quantized model (saved by saveQuantized) it also prints BitOPs (Σ MACs·b_w·b_a, float
-layers at 32·32) for each LR image, in units of 10^9.
+For a quantized model (saved by saveQuantized) it also prints BitOPs for each LR image, in units
+of 10^9, in three conventions (ALGORITHMS §6): raw = Σ MACs·b_w·b_a with float layers at 32·32
+(the per-image column), raw/64, and refqsr = Σ 2·MACs·(b_w/32)·(b_a/32) over the residual body
+only (the RefQSR/CADyQ unit); and FAB, parameters and storage.
 The folder holds HR/ and LR_bicubic/X<s>/<name>x<s>.png (Set5 layout), only HR/, or plain PNGs
 (LR is then made with MATLAB-exact bicubic).
 
@@ -41,9 +43,15 @@ interface Row {
   psnr: number;
   ssim: number;
   ms: number;
-  /** BitOPs at this image's LR size (quantized models only). */
+  /** Raw BitOPs at this image's LR size (quantized models only). */
   bitops?: number;
+  /** Raw/64 and refqsr BitOPs at this image's LR size. */
+  bitops64?: number;
+  bitopsRefqsr?: number;
 }
+
+/** Size-independent figures of a quantized model. */
+type CostSummary = Pick<CostReport, 'fab' | 'params' | 'weightParams' | 'biasParams' | 'otherParams' | 'storageBits' | 'biasBits' | 'otherBits'>;
 
 /** The colour part, RGB if the other image of the pair is RGB (a gray HR against an RGB model's output). */
 function comparable(img: Image, other: Image): Image {
@@ -54,11 +62,13 @@ function comparable(img: Image, other: Image): Image {
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 
 function tableRow(name: string, p: string, s: string, ms: string, gbitops?: string): string {
-  const extra = gbitops === undefined ? '' : ` ${gbitops.padStart(10)}`;
+  const extra = gbitops === undefined ? '' : ` ${gbitops.padStart(11)}`;
   return `${name.padEnd(16)} ${p.padStart(7)} ${s.padStart(7)} ${ms.padStart(8)}${extra}\n`;
 }
 
 const giga = (v: number | undefined) => (v === undefined ? undefined : (v / 1e9).toFixed(2));
+/** Units of 10^9 with two decimals, or three significant digits below 1 (refqsr figures are small). */
+const gigaFine = (v: number) => (v >= 1e9 ? (v / 1e9).toFixed(2) : (v / 1e9).toPrecision(3));
 
 /** Runs `srq eval`; returns the exit code. */
 export async function evalCommand(argv: readonly string[], io: CliIO): Promise<number> {
@@ -77,13 +87,14 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
 
   const upscaler = await loadUpscaler(spec, scale);
   const rows: Row[] = [];
-  let costSummary: { fab: number; params: number; storageBits: number } | undefined;
+  let costSummary: CostSummary | undefined;
+  let residualBody = false;
   try {
     for await (const { name, hr, lr } of loadPairs(data, scale)) {
       // The header waits for the first image, so a bad folder prints nothing but the error.
       if (!json && rows.length === 0) {
         io.stdout(`${upscaler.label} ×${scale} on ${data} (${backend.name} backend, shave ${shave})\n`);
-        io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', upscaler.cost ? 'GBitOPs' : undefined));
+        io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', upscaler.cost ? 'raw GBitOPs' : undefined));
       }
       const start = performance.now();
       const sr = await upscaler.upscale(lr);
@@ -92,8 +103,10 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
       const row: Row = { name, psnr: psnr(a, b, { shave }), ssim: ssim(a, b, { shave }), ms };
       if (upscaler.cost) {
         const cost = upscaler.cost(lr.height, lr.width);
-        row.bitops = cost.bitops;
-        costSummary = { fab: cost.fab, params: cost.params, storageBits: cost.storageBits };
+        Object.assign(row, { bitops: cost.bitops, bitops64: cost.bitops64, bitopsRefqsr: cost.bitopsRefqsr });
+        const { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits } = cost;
+        costSummary = { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits };
+        residualBody = cost.layers.some((l) => l.residualBody);
       }
       rows.push(row);
       if (!json) io.stdout(tableRow(name, row.psnr.toFixed(2), row.ssim.toFixed(4), row.ms.toFixed(0), giga(row.bitops)));
@@ -102,16 +115,23 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
     upscaler.dispose();
   }
   const summary = { psnr: mean(rows.map((r) => r.psnr)), ssim: mean(rows.map((r) => r.ssim)), ms: mean(rows.map((r) => r.ms)) };
-  const meanBitops = costSummary ? mean(rows.map((r) => r.bitops ?? 0)) : undefined;
+  const meanOf = (f: (r: Row) => number | undefined) => (costSummary ? mean(rows.map((r) => f(r) ?? 0)) : undefined);
+  const meanBitops = meanOf((r) => r.bitops);
+  const meanRefqsr = meanOf((r) => r.bitopsRefqsr);
   if (json) {
-    const cost = costSummary ? { bitops: meanBitops, bitops64: meanBitops! / 64, ...costSummary } : undefined;
+    // Same field names as CostReport: bitops is raw, bitops64 raw/64, bitopsRefqsr the refqsr convention.
+    const cost = costSummary ? { bitops: meanBitops, bitops64: meanBitops! / 64, bitopsRefqsr: meanRefqsr, ...costSummary } : undefined;
     const result = { model: upscaler.label, data, scale, shave, backend: backend.name, images: rows, mean: summary, ...(cost ? { cost } : {}) };
     io.stdout(`${JSON.stringify(result, null, 2)}\n`);
   } else {
     io.stdout(tableRow(`mean (${rows.length})`, summary.psnr.toFixed(2), summary.ssim.toFixed(4), summary.ms.toFixed(0), giga(meanBitops)));
     if (costSummary) {
-      io.stdout(`BitOPs: mean ${giga(meanBitops)}e9 raw (${giga(meanBitops! / 64)}e9 /64), FAB ${costSummary.fab.toFixed(2)} bits, `
-        + `${costSummary.params} parameters, ${(costSummary.storageBits / 8 / 1024).toFixed(1)} KiB of weights\n`);
+      const c = costSummary;
+      const refqsr = residualBody ? `refqsr ${gigaFine(meanRefqsr!)}` : 'refqsr n/a (no residual body)';
+      const kib = (bits: number) => (bits / 8 / 1024).toFixed(1);
+      io.stdout(`BitOPs (mean per image, 10^9): raw ${gigaFine(meanBitops!)}, raw/64 ${gigaFine(meanBitops! / 64)}, ${refqsr}; FAB ${c.fab.toFixed(2)} bits\n`);
+      io.stdout(`${c.params} parameters (${c.weightParams} conv weights, ${c.biasParams} biases, ${c.otherParams} PReLU/BN/other); `
+        + `${kib(c.storageBits)} KiB of weights at their bit-widths + ${kib(c.biasBits + c.otherBits)} KiB of float biases and other parameters\n`);
     }
   }
   return 0;
