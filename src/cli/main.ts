@@ -5,6 +5,7 @@ import { type CliIO, UsageError } from './args.js';
 import { EVAL_USAGE, evalCommand } from './eval.js';
 import { UPSCALE_USAGE, upscaleCommand } from './upscale.js';
 import { TRAIN_USAGE, trainCommand } from './train.js';
+import { QUANTIZE_USAGE, quantizeCommand } from './quantize.js';
 
 /** Usage text of `srq`. */
 export const USAGE = `Usage: srq <command> [options]
@@ -13,17 +14,20 @@ Commands:
   eval       PSNR/SSIM of a model or the bicubic baseline on an SR data set
   upscale    upscale one PNG with a model
   train      train a model on folders of HR images (checkpoints, resume)
+  quantize   quantization-aware training of a model with PAMS, DDTB or ODM
 
 Run 'srq <command> --help' for a command's options.
 
 ${EVAL_USAGE}
 ${UPSCALE_USAGE}
-${TRAIN_USAGE}`;
+${TRAIN_USAGE}
+${QUANTIZE_USAGE}`;
 
 const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<number>> = {
   eval: evalCommand,
   upscale: upscaleCommand,
   train: trainCommand,
+  quantize: quantizeCommand,
 };
 
 /** The process's own streams. */
@@ -55,9 +59,9 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
       io.stdout(USAGE);
       return 0;
     }
-    if (command === undefined) throw new UsageError("missing command (eval, upscale or train; see 'srq --help')");
+    if (command === undefined) throw new UsageError("missing command (eval, upscale, train or quantize; see 'srq --help')");
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command '${command}' (expected eval, upscale or train; see 'srq --help')`);
+    if (!run) throw new UsageError(`unknown command '${command}' (expected eval, upscale, train or quantize; see 'srq --help')`);
     return await run(rest, io);
   } catch (error) {
     io.stderr(`srq: ${oneLine(error)}\n`);

@@ -69,22 +69,39 @@ export function zooScale(spec: string): number | undefined {
   return typeof scale === 'number' ? scale : undefined;
 }
 
+/** A network `--model` names, built with its weights (eval mode). */
+export interface LoadedModel {
+  /** For messages: the zoo id or the file name. */
+  label: string;
+  built: ModelFromMetadata;
+  /** Whether the file was saved by saveQuantized (the model is quantized, with its plan). */
+  quantized: boolean;
+}
+
 /**
- * The upscaler `--model` asks for: 'bicubic', a zoo model ('fsrcnn-x3'), or a safetensors file
- * whose metadata names the network (`model`, `config`). An architecture name without trained
- * weights is a usage error that lists the zoo.
+ * The network `spec` names: a zoo model ('fsrcnn-x3') or a safetensors file whose metadata names
+ * the network (`model`, `config`; `quant_plan` if quantized). An architecture name without
+ * trained weights is a usage error that lists the zoo.
  */
-export async function loadUpscaler(spec: string, scale: number): Promise<Upscaler> {
-  if (spec === 'bicubic') return bicubic(scale);
-  if (existsSync(spec) && statSync(spec).isFile()) return loadNetwork(spec, scale);
+export async function loadModel(spec: string): Promise<LoadedModel> {
+  if (existsSync(spec) && statSync(spec).isFile()) return loadNetwork(spec);
   if (/\.safetensors$/i.test(spec) || spec.includes('/')) throw new FormatError(`${spec}: no such file`);
   const zoo = ZOO.map((e) => e.id).join(', ');
-  if (zooEntry(spec)) return fromModel(spec, await loadPretrained(spec), scale);
+  if (zooEntry(spec)) return { label: spec, built: await loadPretrained(spec), quantized: false };
   if (isArchitectureName(spec)) throw new UsageError(`no pretrained weights for '${spec}' (the zoo has: ${zoo}; or pass a .safetensors file)`);
   throw new UsageError(`unknown model '${spec}' (expected bicubic, a zoo model (${zoo}) or a .safetensors file)`);
 }
 
-async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
+/**
+ * The upscaler `--model` asks for: 'bicubic', or a network as loadModel reads it.
+ */
+export async function loadUpscaler(spec: string, scale: number): Promise<Upscaler> {
+  if (spec === 'bicubic') return bicubic(scale);
+  const { label, built, quantized } = await loadModel(spec);
+  return fromModel(label, built, scale, quantized);
+}
+
+async function loadNetwork(file: string): Promise<LoadedModel> {
   const { tensors, metadata } = await loadSafetensors(file);
   const dispose = () => Object.values(tensors).forEach((t) => t.dispose());
   let built: ModelFromMetadata | undefined;
@@ -95,9 +112,6 @@ async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
       built = isQuantizedMetadata(metadata) ? quantizedFromTensorFile({ tensors, metadata }) : modelFromMetadata(metadata);
     } catch (e) {
       throw new FormatError(`${file}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    if (built.scale !== scale) {
-      throw new UsageError(`${basename(file)} is a ×${built.scale} model, but --scale is ${scale}`);
     }
     if (!isQuantizedMetadata(metadata)) {
       const weights = Object.fromEntries(Object.entries(tensors).filter(([k]) => !NOT_WEIGHTS.test(k)));
@@ -110,7 +124,7 @@ async function loadNetwork(file: string, scale: number): Promise<Upscaler> {
     // loadStateDict shares the storage it needs, so the file's tensor objects can go.
     dispose();
   }
-  return fromModel(basename(file), built!, scale, isQuantizedMetadata(metadata));
+  return { label: basename(file), built: built!, quantized: isQuantizedMetadata(metadata) };
 }
 
 /** An Upscaler around a built network; `quantized` adds its BitOPs cost. */

@@ -5,10 +5,31 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  type ModelConfig, type ScheduleSpec, type TrainProgress, Random, Trainer, TrainingSampler, disposeCheckpoint, loadCheckpoint,
-  loadSafetensors, manualSeed, modelFromMetadata, saveSafetensors, useBackend, validatePsnr,
+  type ModelFromMetadata, type ScheduleSpec, type TrainProgress, type TrainResult, type TrainerOptions, Random, Trainer,
+  TrainingSampler, disposeCheckpoint, loadCheckpoint, loadSafetensors, manualSeed, modelFromMetadata, saveSafetensors, useBackend,
+  validatePsnr,
 } from '../index.js';
 import { type CliIO, type Parsed, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
+
+/** Options of the training loop, shared by `srq train` and `srq quantize` (help text). */
+export const LOOP_USAGE = `  --data <folders>     training folders of PNGs (comma-separated or repeated)
+  --val <folder>       validation set: Y-PSNR every --val-every iterations and at the end
+  --iters <n>          total iterations (a resumed run continues up to n)
+  --batch <b>          crops per batch (default 16)
+  --patch <p>          LR crop side (default 48)
+  --lr <lr>            Adam learning rate (default 1e-4)
+  --schedule <kind>    constant (default), cosine, or step
+  --step-size <n>      step schedule: iterations between decays (default iters/2)
+  --gamma <g>          step schedule: decay factor (default 0.5)
+  --out <dir>          output folder
+  --backend <b>        cpu or webgpu (default: $SRQ_BACKEND, else cpu)
+  --resume             continue from <out>/checkpoint.safetensors
+  --seed <n>           seed of the crops (and of fresh weights) (default 0)
+  --save-every <n>     iterations between checkpoints (default 1000)
+  --val-every <n>      iterations between validations (default 1000)
+  --log-every <n>      iterations between log lines (default 10)
+  -h, --help           this text
+`;
 
 /** Usage text of `srq train`. */
 export const TRAIN_USAGE = `Usage: srq train --model <name> --scale <s> --data <folder> --iters <n> --out <dir> [options]
@@ -22,34 +43,15 @@ Options:
   --model <name>       edsr, edsr-baseline, srresnet, carn, carn-m, fsrcnn or espcn
   --config <k=v>       a constructor argument (repeatable), e.g. --config n_resblocks=2
   --scale <s>          upscaling factor
-  --data <folders>     training folders of PNGs (comma-separated or repeated)
-  --val <folder>       validation set (e.g. Set5): Y-PSNR every --val-every iterations
-  --iters <n>          total iterations (a resumed run continues up to n)
-  --batch <b>          crops per batch (default 16)
-  --patch <p>          LR crop side (default 48)
-  --lr <lr>            Adam learning rate (default 1e-4)
-  --schedule <kind>    constant (default), cosine, or step
-  --step-size <n>      step schedule: iterations between decays (default iters/2)
-  --gamma <g>          step schedule: decay factor (default 0.5)
   --loss <l1|mse>      pixel loss (default l1)
   --clip <norm>        clip gradients to this global L2 norm
-  --out <dir>          output folder
-  --backend <b>        cpu or webgpu (default: $SRQ_BACKEND, else cpu)
-  --resume             continue from <out>/checkpoint.safetensors
   --init <file>        start from the weights of a model.safetensors (fine-tuning, e.g. FSRCNN
                        ×2 from ×3); tensors whose shape differs keep their fresh initialisation.
                        Ignored with --resume, whose checkpoint holds the weights
-  --seed <n>           seed of weights and crops (default 0)
-  --save-every <n>     iterations between checkpoints (default 1000)
-  --val-every <n>      iterations between validations (default 1000)
-  --log-every <n>      iterations between log lines (default 10)
-  -h, --help           this text
-`;
+${LOOP_USAGE}`;
 
-const OPTIONS = {
-  model: { type: 'string' },
-  config: { type: 'string', multiple: true },
-  scale: { type: 'string' },
+/** parseArgs options of the training loop (see LOOP_USAGE). */
+export const LOOP_OPTIONS = {
   data: { type: 'string', multiple: true },
   val: { type: 'string' },
   iters: { type: 'string' },
@@ -59,12 +61,9 @@ const OPTIONS = {
   schedule: { type: 'string' },
   'step-size': { type: 'string' },
   gamma: { type: 'string' },
-  loss: { type: 'string' },
-  clip: { type: 'string' },
   out: { type: 'string' },
   backend: { type: 'string' },
   resume: { type: 'boolean' },
-  init: { type: 'string' },
   seed: { type: 'string' },
   'save-every': { type: 'string' },
   'val-every': { type: 'string' },
@@ -72,17 +71,29 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** A positive number option (e.g. --lr 2e-4). */
-function numberOption(parsed: Parsed, name: string, fallback?: number): number | undefined {
+const OPTIONS = {
+  ...LOOP_OPTIONS,
+  model: { type: 'string' },
+  config: { type: 'string', multiple: true },
+  scale: { type: 'string' },
+  loss: { type: 'string' },
+  clip: { type: 'string' },
+  init: { type: 'string' },
+} as const;
+
+/** A positive number option (e.g. --lr 2e-4); `min0` also allows 0. */
+export function numberOption(parsed: Parsed, name: string, command: string, fallback?: number, min0 = false): number | undefined {
   const value = parsed.values[name];
   if (value === undefined) return fallback;
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
-  if (!(n > 0) || !Number.isFinite(n)) throw new UsageError(`train: --${name} must be a positive number, got '${String(value)}'`);
+  if (!(n > 0 || (min0 && n === 0)) || !Number.isFinite(n)) {
+    throw new UsageError(`${command}: --${name} must be a ${min0 ? 'non-negative' : 'positive'} number, got '${String(value)}'`);
+  }
   return n;
 }
 
 /** The strings of a repeatable option (parseArgs gives an array). */
-function list(parsed: Parsed, name: string): string[] {
+export function list(parsed: Parsed, name: string): string[] {
   const value = (parsed.values as Record<string, unknown>)[name];
   return Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : [];
 }
@@ -99,15 +110,65 @@ function parseConfig(pairs: string[]): Record<string, unknown> {
   return config;
 }
 
-function scheduleOption(parsed: Parsed, iterations: number): ScheduleSpec {
+function scheduleOption(parsed: Parsed, iterations: number, command: string): ScheduleSpec {
   const kind = parsed.values.schedule ?? 'constant';
   if (kind === 'constant') return { type: 'constant' };
   if (kind === 'cosine') return { type: 'cosine' };
   if (kind === 'step') {
-    const stepSize = integerOption(parsed, 'step-size', 'train', 1, Math.max(1, Math.floor(iterations / 2)));
-    return { type: 'step', stepSize, gamma: numberOption(parsed, 'gamma', 0.5) };
+    const stepSize = integerOption(parsed, 'step-size', command, 1, Math.max(1, Math.floor(iterations / 2)));
+    return { type: 'step', stepSize, gamma: numberOption(parsed, 'gamma', command, 0.5) };
   }
-  throw new UsageError(`train: --schedule must be constant, cosine or step, got '${String(kind)}'`);
+  throw new UsageError(`${command}: --schedule must be constant, cosine or step, got '${String(kind)}'`);
+}
+
+/** The training loop's settings, read from LOOP_OPTIONS. */
+export interface LoopSettings {
+  folders: string[];
+  valFolder?: string;
+  iterations: number;
+  batch: number;
+  patch: number;
+  lr: number;
+  schedule: ScheduleSpec;
+  out: string;
+  checkpointPath: string;
+  resume: boolean;
+  seed: number;
+  saveEvery: number;
+  valEvery: number;
+  logEvery: number;
+}
+
+/** Reads LOOP_OPTIONS (usage errors name `command`); --resume needs <out>/checkpoint.safetensors. */
+export function loopSettings(parsed: Parsed, command: string): LoopSettings {
+  const folders = list(parsed, 'data').flatMap((d) => d.split(',')).map((d) => d.trim()).filter((d) => d !== '');
+  if (folders.length === 0) throw new UsageError(`${command}: missing --data`);
+  const iterations = integerOption(parsed, 'iters', command, 1);
+  const out = requiredString(parsed, 'out', command);
+  const checkpointPath = join(out, 'checkpoint.safetensors');
+  const resume = parsed.values.resume === true;
+  if (resume && !existsSync(checkpointPath)) throw new UsageError(`${command}: --resume, but ${checkpointPath} does not exist`);
+  return {
+    folders, iterations, out, checkpointPath, resume,
+    valFolder: typeof parsed.values.val === 'string' ? parsed.values.val : undefined,
+    batch: integerOption(parsed, 'batch', command, 1, 16),
+    patch: integerOption(parsed, 'patch', command, 1, 48),
+    lr: numberOption(parsed, 'lr', command, 1e-4)!,
+    schedule: scheduleOption(parsed, iterations, command),
+    seed: integerOption(parsed, 'seed', command, 0, 0),
+    saveEvery: integerOption(parsed, 'save-every', command, 1, 1000),
+    valEvery: integerOption(parsed, 'val-every', command, 1, 1000),
+    logEvery: integerOption(parsed, 'log-every', command, 1, 10),
+  };
+}
+
+/** What a network is fed: its scale, pixel range and colour channels. */
+export type Feeding = Pick<ModelFromMetadata, 'scale' | 'range' | 'colors'>;
+
+/** Random crops for `net` (luma for Y models) with the loop's patch and batch, seeded by `seed`. */
+export function cropSampler(loop: LoopSettings, net: Feeding, backend: string, seed: number): Promise<TrainingSampler> {
+  const { folders, patch, batch } = loop;
+  return TrainingSampler.create({ folders, scale: net.scale, patch, batch, seed, range: net.range, mode: net.colors === 1 ? 'y' : 'rgb', backend });
 }
 
 /** One redrawn terminal line: bar, iteration, loss, lr, speed. */
@@ -119,6 +180,81 @@ function progressBar(p: TrainProgress, psnr: number | undefined): string {
     + `  lr ${p.lr.toExponential(2)}  ${p.itPerSec.toFixed(2)} it/s${val}\x1b[K`;
 }
 
+/** A training loop run by a command. */
+export interface LoopRun {
+  /** The command's arguments, logged in the start line. */
+  argv: readonly string[];
+  io: CliIO;
+  loop: LoopSettings;
+  net: Feeding;
+  backend: string;
+  /** The Trainer's options other than those the loop sets (iterations, lr, schedule, sampler, checkpoints, validation, signal, progress). */
+  trainer: Omit<TrainerOptions, 'iterations' | 'lr' | 'schedule' | 'sampler' | 'backend' | 'checkpointPath' | 'checkpointEvery'
+    | 'validate' | 'validateEvery' | 'signal' | 'onProgress'>;
+}
+
+/**
+ * Runs a Trainer the way `srq train` does: crops seeded by --seed, a progress bar (TTY) or JSON
+ * lines on stderr, `log.jsonl` (one `start` line per run or resume; progress lines with the
+ * loss parts beyond the pixel loss, e.g. a QAT method's readings), validation, checkpoints every
+ * --save-every iterations and on Ctrl-C/SIGTERM, and exact --resume. Resolves to the result, or
+ * null when interrupted (the checkpoint is saved and the message printed: exit with 130).
+ */
+export async function runLoop(run: LoopRun): Promise<TrainResult | null> {
+  const { io, loop, net, backend } = run;
+  const { iterations, logEvery, checkpointPath, valFolder } = loop;
+  await mkdir(loop.out, { recursive: true });
+  const sampler = await cropSampler(loop, net, backend, loop.seed);
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint);
+  const logFile = join(loop.out, 'log.jsonl');
+  let pending = Promise.resolve();
+  let lastPsnr: number | undefined;
+  try {
+    const trainer = await Trainer.create({
+      ...run.trainer, sampler, iterations, lr: loop.lr, schedule: loop.schedule, backend,
+      checkpointPath, checkpointEvery: loop.saveEvery, signal: controller.signal,
+      validate: valFolder ? (m) => validatePsnr(m, { folder: valFolder, ...net, backend }) : undefined,
+      validateEvery: loop.valEvery,
+      onProgress: (p) => {
+        if (p.validation) lastPsnr = p.validation.psnr;
+        const logged = p.iteration % logEvery === 0 || p.iteration === iterations || p.validation !== undefined || p.iteration === 1;
+        if (io.stderrIsTTY) io.stderr(progressBar(p, lastPsnr));
+        if (!logged) return;
+        const { pixel: _pixel, ...readings } = p.parts;
+        const line = JSON.stringify({
+          iteration: p.iteration, loss: p.loss, ...readings, lr: p.lr, gradNorm: p.gradNorm, itPerSec: Number(p.itPerSec.toFixed(3)),
+          elapsed: Number(p.elapsed.toFixed(1)),
+          ...(p.validation ? { valPsnr: p.validation.psnr } : {}), ...(p.checkpoint ? { checkpoint: true } : {}),
+        });
+        if (!io.stderrIsTTY) io.stderr(`${line}\n`);
+        pending = pending.then(() => appendFile(logFile, `${line}\n`));
+      },
+    });
+    if (loop.resume) await trainer.resume(checkpointPath);
+    // One line per (re)start: the model cards sum the segments' elapsed times into a wall time.
+    const start = { event: 'start', time: new Date().toISOString(), iteration: trainer.iteration, backend, argv: [...run.argv] };
+    pending = pending.then(() => appendFile(logFile, `${JSON.stringify(start)}\n`));
+    const started = performance.now();
+    const result = await trainer.run();
+    await pending;
+    if (io.stderrIsTTY) io.stderr('\n');
+    if (result.status === 'aborted') {
+      // The steps since the last progress line count towards the wall time too.
+      const stop = { event: 'stop', iteration: result.iteration, elapsed: Number(((performance.now() - started) / 1000).toFixed(1)) };
+      await appendFile(logFile, `${JSON.stringify(stop)}\n`);
+      io.stderr(`srq: interrupted at iteration ${result.iteration}; checkpoint saved to ${checkpointPath} (continue with --resume)\n`);
+      return null;
+    }
+    return result;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigint);
+  }
+}
+
 /** Runs `srq train`; returns the exit code (130 when interrupted). */
 export async function trainCommand(argv: readonly string[], io: CliIO): Promise<number> {
   const parsed = parseCommand(argv, OPTIONS, false);
@@ -128,27 +264,12 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
   }
   const name = requiredString(parsed, 'model', 'train');
   const scale = integerOption(parsed, 'scale', 'train', 1);
-  const folders = list(parsed, 'data').flatMap((d) => d.split(',')).map((d) => d.trim()).filter((d) => d !== '');
-  if (folders.length === 0) throw new UsageError('train: missing --data');
-  const iterations = integerOption(parsed, 'iters', 'train', 1);
-  const out = requiredString(parsed, 'out', 'train');
-  const batch = integerOption(parsed, 'batch', 'train', 1, 16);
-  const patch = integerOption(parsed, 'patch', 'train', 1, 48);
-  const lr = numberOption(parsed, 'lr', 1e-4)!;
-  const seed = integerOption(parsed, 'seed', 'train', 0, 0);
-  const saveEvery = integerOption(parsed, 'save-every', 'train', 1, 1000);
-  const valEvery = integerOption(parsed, 'val-every', 'train', 1, 1000);
-  const logEvery = integerOption(parsed, 'log-every', 'train', 1, 10);
-  const clip = numberOption(parsed, 'clip');
+  const loop = loopSettings(parsed, 'train');
+  const clip = numberOption(parsed, 'clip', 'train');
   const loss = parsed.values.loss ?? 'l1';
   if (loss !== 'l1' && loss !== 'mse') throw new UsageError(`train: --loss must be l1 or mse, got '${String(loss)}'`);
-  const schedule = scheduleOption(parsed, iterations);
-  const valFolder = typeof parsed.values.val === 'string' ? parsed.values.val : undefined;
   const metadata = { model: name, config: JSON.stringify({ ...parseConfig(list(parsed, 'config')), scale }) };
-
-  const checkpointPath = join(out, 'checkpoint.safetensors');
-  const resume = parsed.values.resume === true;
-  if (resume && !existsSync(checkpointPath)) throw new UsageError(`train: --resume, but ${checkpointPath} does not exist`);
+  const { seed, resume, checkpointPath, out } = loop;
   const backend = (await useBackend(backendOption(parsed, 'train'), { log: (line) => io.stderr(`${line}\n`) })).name;
 
   manualSeed(seed);
@@ -158,7 +279,7 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
   } catch (e) {
     throw new UsageError(`train: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const { model, range, colors } = built;
+  const { model } = built;
   if (resume) {
     // The checkpoint must be of this very network, or its weights would not fit (or worse, would).
     const ckpt = await loadCheckpoint(checkpointPath, { backend: 'cpu' });
@@ -185,58 +306,18 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
       Object.values(file.tensors).forEach((t) => t.dispose());
     }
   }
-  await mkdir(out, { recursive: true });
-  const sampler = await TrainingSampler.create({ folders, scale, patch, batch, seed, range, mode: colors === 1 ? 'y' : 'rgb', backend });
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once('SIGINT', onSigint);
-  process.once('SIGTERM', onSigint);
-  const logFile = join(out, 'log.jsonl');
-  let pending = Promise.resolve();
-  let lastPsnr: number | undefined;
   try {
-    const trainer = await Trainer.create({
-      model, sampler, iterations, lr, schedule, loss, clipGradNorm: clip, backend,
-      checkpointPath, checkpointEvery: saveEvery, checkpointMetadata: metadata, signal: controller.signal,
-      validate: valFolder ? (m) => validatePsnr(m, { folder: valFolder, scale, range, colors, backend }) : undefined,
-      validateEvery: valEvery,
-      onProgress: (p) => {
-        if (p.validation) lastPsnr = p.validation.psnr;
-        const logged = p.iteration % logEvery === 0 || p.iteration === iterations || p.validation !== undefined || p.iteration === 1;
-        if (io.stderrIsTTY) io.stderr(progressBar(p, lastPsnr));
-        if (!logged) return;
-        const line = JSON.stringify({
-          iteration: p.iteration, loss: p.loss, lr: p.lr, gradNorm: p.gradNorm, itPerSec: Number(p.itPerSec.toFixed(3)),
-          elapsed: Number(p.elapsed.toFixed(1)),
-          ...(p.validation ? { valPsnr: p.validation.psnr } : {}), ...(p.checkpoint ? { checkpoint: true } : {}),
-        });
-        if (!io.stderrIsTTY) io.stderr(`${line}\n`);
-        pending = pending.then(() => appendFile(logFile, `${line}\n`));
-      },
+    const result = await runLoop({
+      argv, io, loop, net: built, backend,
+      trainer: { model, loss, clipGradNorm: clip, checkpointMetadata: metadata },
     });
-    if (resume) await trainer.resume(checkpointPath);
-    // One line per (re)start: the model cards sum the segments' elapsed times into a wall time.
-    const start = { event: 'start', time: new Date().toISOString(), iteration: trainer.iteration, backend, argv: [...argv] };
-    pending = pending.then(() => appendFile(logFile, `${JSON.stringify(start)}\n`));
-    const started = performance.now();
-    const result = await trainer.run();
-    await pending;
-    if (io.stderrIsTTY) io.stderr('\n');
-    if (result.status === 'aborted') {
-      // The steps since the last progress line count towards the wall time too.
-      const stop = { event: 'stop', iteration: result.iteration, elapsed: Number(((performance.now() - started) / 1000).toFixed(1)) };
-      await appendFile(logFile, `${JSON.stringify(stop)}\n`);
-      io.stderr(`srq: interrupted at iteration ${result.iteration}; checkpoint saved to ${checkpointPath} (continue with --resume)\n`);
-      return 130;
-    }
+    if (!result) return 130;
     const modelPath = join(out, 'model.safetensors');
     await saveSafetensors(modelPath, model.stateDict(), metadata);
     const val = result.validation ? `, validation Y-PSNR ${result.validation.psnr.toFixed(2)} dB` : '';
     io.stdout(`trained ${name} ×${scale} for ${result.iteration} iterations on ${backend}${val}; wrote ${modelPath}\n`);
     return 0;
   } finally {
-    process.removeListener('SIGINT', onSigint);
-    process.removeListener('SIGTERM', onSigint);
     model.dispose();
   }
 }

@@ -1,6 +1,7 @@
 // One safetensors file per quantized model: float weights and quantizer parameters under their
 // state-dict keys; metadata `model` + `config` (as any checkpoint, so modelFromMetadata rebuilds
-// the float network) and `quant_plan` (the plan as JSON, RegExp patterns encoded).
+// the float network), `quant_plan` (the plan as JSON, RegExp patterns encoded), `quant_bits` and,
+// for DDTB, `quant_gates` (which quantizers carry a dynamic gate, its width and mode).
 import { FormatError, ValueError } from '../tensor/errors.js';
 import { Random } from '../tensor/random.js';
 import type { Module } from '../nn/module.js';
@@ -8,6 +9,7 @@ import { type ModelFromMetadata, modelFromMetadata } from '../models/from-metada
 import { type SafetensorsLoadOptions, type TensorFile, loadSafetensors, saveSafetensors } from '../io/tensors.js';
 import { type QuantPlan, planOf, quantize } from './plan.js';
 import { ActivationQuantizer } from './quantizer.js';
+import { DynamicGate } from './gate.js';
 
 /** Metadata key holding the plan. */
 export const QUANT_PLAN_KEY = 'quant_plan';
@@ -42,10 +44,12 @@ export function planFromJson(json: string): QuantPlan {
 export async function saveQuantized(path: string, model: Module, arch: ArchitectureMetadata): Promise<void> {
   const plan = planOf(model);
   if (!plan) throw new ValueError('saveQuantized: model was not quantized with quantize()');
-  const bits = Object.fromEntries(model.namedModules().filter(([, m]) => m instanceof ActivationQuantizer)
-    .map(([k, m]) => [k, (m as ActivationQuantizer).bits]));
+  const acts = model.namedModules().filter((e): e is [string, ActivationQuantizer] => e[1] instanceof ActivationQuantizer);
+  const bits = Object.fromEntries(acts.map(([k, m]) => [k, m.bits]));
+  const gates = Object.fromEntries(acts.filter(([, m]) => m.gate).map(([k, m]) => [k, { hidden: m.gate!.hidden, mode: m.gateMode }]));
   await saveSafetensors(path, model.stateDict(), {
     model: arch.model, config: JSON.stringify(arch.config), [QUANT_PLAN_KEY]: planToJson(plan), quant_bits: JSON.stringify(bits),
+    ...(Object.keys(gates).length ? { quant_gates: JSON.stringify(gates) } : {}),
   });
 }
 
@@ -72,6 +76,13 @@ export function quantizedFromTensorFile(file: TensorFile): LoadedQuantized {
   const built = modelFromMetadata(metadata, { rng: new Random(0) });
   try {
     quantize(built.model, plan);
+    // DDTB's gates are not part of the plan: re-attach them (their weights come with the tensors).
+    const gates = metadata.quant_gates ? (JSON.parse(metadata.quant_gates) as Record<string, { hidden: number; mode: ActivationQuantizer['gateMode'] }>) : {};
+    for (const [k, g] of Object.entries(gates)) {
+      const q = built.model.getSubmodule(k) as ActivationQuantizer;
+      q.attachGate(new DynamicGate(q.channels, g.hidden, new Random(0)));
+      q.gateMode = g.mode;
+    }
     built.model.loadStateDict(tensors);
     // Run-time bit-widths (they may have been switched after quantize()).
     const bits = metadata.quant_bits ? (JSON.parse(metadata.quant_bits) as Record<string, number>) : {};
