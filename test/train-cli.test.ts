@@ -31,6 +31,9 @@ it('srq train --help and usage errors', async () => {
   const noCheckpoint = await srq(['train', '--model', 'fsrcnn', '--scale', '3', '--data', dir, '--iters', '1', '--out', dir, '--resume']);
   expect(noCheckpoint.code).toBe(2);
   expect(noCheckpoint.stderr).toContain('does not exist');
+  const badHoldout = await srq(['train', '--model', 'fsrcnn', '--scale', '3', '--data', dir, '--iters', '1', '--out', dir, '--holdout', 'im_(']);
+  expect(badHoldout.code).toBe(2);
+  expect(badHoldout.stderr).toContain("--holdout 'im_(' is not a regular expression");
 });
 
 describeShared('srq train end to end', () => {

@@ -247,6 +247,8 @@ export interface QuantCard {
   seed: number;
   data: string[];
   val: string;
+  /** Image names held out of --data and validated alone (--holdout), if any. */
+  holdout?: string;
   validationPsnr?: number;
   /** Calibration batches, their sampler's seed, and the seconds of model loading + calibration (last run). */
   calibration: { batches: number; seed: number; seconds: number };
@@ -367,7 +369,7 @@ export async function quantizeCommand(argv: readonly string[], io: CliIO): Promi
       model: { source: spec, name: net.name, config, scale: net.scale },
       settings: setup.settings,
       iterations: result.iteration, batch: loop.batch, patch: loop.patch, lr: loop.lr, schedule: loop.schedule, seed: loop.seed,
-      data: loop.folders, val: valFolder, validationPsnr: result.validation?.psnr,
+      data: loop.folders, val: valFolder, holdout: loop.holdout?.source, validationPsnr: result.validation?.psnr,
       calibration: { batches: calibBatches, seed: calibrationSeed(loop.seed), seconds: calibrationSeconds },
       backend, wallTimeSeconds: Number(runs.reduce((s, r) => s + r.seconds, 0).toFixed(1)),
       commands: runs.map((r) => shellLine(['srq', 'quantize', ...r.argv])),

@@ -14,6 +14,8 @@ import { type CliIO, type Parsed, UsageError, backendOption, integerOption, pars
 /** Options of the training loop, shared by `srq train` and `srq quantize` (help text). */
 export const LOOP_USAGE = `  --data <folders>     training folders of PNGs (comma-separated or repeated)
   --val <folder>       validation set: Y-PSNR every --val-every iterations and at the end
+  --holdout <regex>    image names (e.g. '^im_(09[1-9]|100)\.png$') left out of --data and, with
+                       --val, the only images validated: a split held out for tuning
   --iters <n>          total iterations (a resumed run continues up to n)
   --batch <b>          crops per batch (default 16)
   --patch <p>          LR crop side (default 48)
@@ -54,6 +56,7 @@ ${LOOP_USAGE}`;
 export const LOOP_OPTIONS = {
   data: { type: 'string', multiple: true },
   val: { type: 'string' },
+  holdout: { type: 'string' },
   iters: { type: 'string' },
   batch: { type: 'string' },
   patch: { type: 'string' },
@@ -125,6 +128,8 @@ function scheduleOption(parsed: Parsed, iterations: number, command: string): Sc
 export interface LoopSettings {
   folders: string[];
   valFolder?: string;
+  /** Image names left out of training and, in valFolder, the only ones validated. */
+  holdout?: RegExp;
   iterations: number;
   batch: number;
   patch: number;
@@ -148,8 +153,16 @@ export function loopSettings(parsed: Parsed, command: string): LoopSettings {
   const checkpointPath = join(out, 'checkpoint.safetensors');
   const resume = parsed.values.resume === true;
   if (resume && !existsSync(checkpointPath)) throw new UsageError(`${command}: --resume, but ${checkpointPath} does not exist`);
+  let holdout: RegExp | undefined;
+  if (typeof parsed.values.holdout === 'string') {
+    try {
+      holdout = new RegExp(parsed.values.holdout);
+    } catch (e) {
+      throw new UsageError(`${command}: --holdout '${parsed.values.holdout}' is not a regular expression (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
   return {
-    folders, iterations, out, checkpointPath, resume,
+    folders, iterations, out, checkpointPath, resume, holdout,
     valFolder: typeof parsed.values.val === 'string' ? parsed.values.val : undefined,
     batch: integerOption(parsed, 'batch', command, 1, 16),
     patch: integerOption(parsed, 'patch', command, 1, 48),
@@ -167,8 +180,8 @@ export type Feeding = Pick<ModelFromMetadata, 'scale' | 'range' | 'colors'>;
 
 /** Random crops for `net` (luma for Y models) with the loop's patch and batch, seeded by `seed`. */
 export function cropSampler(loop: LoopSettings, net: Feeding, backend: string, seed: number): Promise<TrainingSampler> {
-  const { folders, patch, batch } = loop;
-  return TrainingSampler.create({ folders, scale: net.scale, patch, batch, seed, range: net.range, mode: net.colors === 1 ? 'y' : 'rgb', backend });
+  const { folders, patch, batch, holdout } = loop;
+  return TrainingSampler.create({ folders, scale: net.scale, patch, batch, seed, range: net.range, mode: net.colors === 1 ? 'y' : 'rgb', backend, exclude: holdout });
 }
 
 /** One redrawn terminal line: bar, iteration, loss, lr, speed. */
@@ -216,7 +229,7 @@ export async function runLoop(run: LoopRun): Promise<TrainResult | null> {
     const trainer = await Trainer.create({
       ...run.trainer, sampler, iterations, lr: loop.lr, schedule: loop.schedule, backend,
       checkpointPath, checkpointEvery: loop.saveEvery, signal: controller.signal,
-      validate: valFolder ? (m) => validatePsnr(m, { folder: valFolder, ...net, backend }) : undefined,
+      validate: valFolder ? (m) => validatePsnr(m, { folder: valFolder, ...net, backend, include: loop.holdout }) : undefined,
       validateEvery: loop.valEvery,
       onProgress: (p) => {
         if (p.validation) lastPsnr = p.validation.psnr;
