@@ -12,9 +12,17 @@
  * is not implemented on the webgpu backend yet", or "passes now: raise its level"), so raising a
  * level once a kernel lands is a one-word change. A fixture whose op has no entry fails.
  *
- * The outcome goes to `window.__results` (see {@link BrowserResults}); the server transpiles this
- * file on the fly, so it must stay self-contained (type-only imports, the library is loaded
- * dynamically from the URL below).
+ * The work is a list of items (each fixture file, each GPU-vs-CPU check, the zoo check), dealt
+ * round-robin into `?parts=n` parts (part k runs items k, k+n, k+2n, …; default one part). The
+ * page runs the parts one after the other on one device, from part `?from=k` (default 0), and
+ * leaves each part's outcome on `window.__parts[k]` as soon as it is done, so that the runner can
+ * give every part its own time budget (cold shader compiles on SwiftShader take seconds each) and
+ * restart a fresh page from the next part if one runs out of time.
+ *
+ * The outcome goes to `window.__parts` and, once every part is done, combined to
+ * `window.__results` (see {@link BrowserResults}); the server transpiles this file on the fly, so
+ * it must stay self-contained (type-only imports, the library is loaded dynamically from the URL
+ * below).
  */
 import type * as Srq from '../../src/index.js';
 
@@ -45,8 +53,23 @@ export interface BrowserResults {
   /** Checks beyond their level, with what happened (not counted as failures). */
   pending: { name: string; message: string }[];
   checks: CheckResult[];
-  /** Wall time of the whole run in the page. */
+  /** Wall time in the page: of this part (the first part on a page includes loading the library
+   * and acquiring WebGPU), or of the whole page in the combined results. */
   ms: number;
+  /** Which part of how many this is (the first part run on the page, in the combined results). */
+  part: number;
+  parts: number;
+  /** Work items in the whole slice, and how many of them ran here (0 when setup failed). */
+  items: { total: number; run: number };
+}
+
+/** Where the page leaves its outcome. */
+export interface ResultsWindow {
+  /** Each part's results, as soon as the part is done. */
+  __parts?: BrowserResults[];
+  /** All parts run on the page combined, once they are done (also set by page.html when this
+   * script cannot load). */
+  __results?: BrowserResults;
 }
 
 const FORWARD_TOL = 1e-4;
@@ -58,6 +81,9 @@ const query = new URLSearchParams(location.search);
 const LIB_URL = new URL(query.get('lib') ?? '../../dist/index.js', import.meta.url).href;
 /** The folder of op fixtures; the server answers the folder URL with a JSON list of file names. */
 const FIXTURES_URL = new URL(query.get('fixtures') ?? '/fixtures/ops/', location.href).href;
+/** The work items are dealt into PARTS parts; this page runs parts FROM, FROM + 1, …, PARTS − 1. */
+const PARTS = Number(query.get('parts') ?? '1');
+const FROM = Number(query.get('from') ?? '0');
 
 // ---------------------------------------------------------------------------------------------
 // The fixture op table: metadata `op` → our public op and its expected level on webgpu. Keep the
@@ -509,28 +535,50 @@ async function describeAdapter(backend: unknown): Promise<string> {
   return info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unnamed adapter' : 'no adapter';
 }
 
-async function main(): Promise<BrowserResults> {
-  const t0 = performance.now();
+/** What the parts share: the library on webgpu, and the work items. */
+interface Prepared {
+  lib: Lib;
+  adapter: string;
+  items: ((runner: Runner) => Promise<void>)[];
+  /** Failures every part reports (e.g. no fixtures at all). */
+  problems: { name: string; message: string }[];
+}
+
+async function prepare(): Promise<Prepared> {
+  log(`loading ${LIB_URL}`);
+  const lib = (await import(LIB_URL)) as Lib;
+  const backend = await lib.useBackend('webgpu', { require: true });
+  lib.setBackend('cpu'); // every tensor names its backend; cpu stays the default
+  const adapter = await describeAdapter(backend);
+  log(`adapter: ${adapter}`);
+
+  const ops = fixtureOps(lib);
+  const files = await listFixtures();
+  log(`${files.length} fixture files under ${FIXTURES_URL}`);
+  const problems = files.length === 0 ? [{ name: 'fixtures', message: `no fixture files under ${FIXTURES_URL}` }] : [];
+  const items: Prepared['items'] = [
+    ...files.map((file) => (runner: Runner) => runFixture(lib, runner, ops, file)),
+    ...CROSS_CHECKS.map((check, k) => (runner: Runner) => runCrossCheck(lib, runner, check, k + 1)),
+    (runner: Runner) => runZooCheck(lib, runner),
+  ];
+  return { lib, adapter, items, problems };
+}
+
+/** Runs part `part` (items part, part + PARTS, …); `t0` is when its clock started. */
+async function runPart(prepared: Prepared | Error, part: number, t0: number): Promise<BrowserResults> {
   const runner = new Runner();
   const results: BrowserResults = {
     adapter: '', userAgent: navigator.userAgent, passed: 0, failed: [], pending: [], checks: runner.checks, ms: 0,
+    part, parts: PARTS, items: { total: 0, run: 0 },
   };
   try {
-    log(`loading ${LIB_URL}`);
-    const lib = (await import(LIB_URL)) as Lib;
-    const backend = await lib.useBackend('webgpu', { require: true });
-    lib.setBackend('cpu'); // every tensor names its backend; cpu stays the default
-    results.adapter = await describeAdapter(backend);
-    log(`adapter: ${results.adapter}`);
-
-    const ops = fixtureOps(lib);
-    const files = await listFixtures();
-    log(`${files.length} fixture files under ${FIXTURES_URL}`);
-    if (files.length === 0) results.failed.push({ name: 'fixtures', message: `no fixture files under ${FIXTURES_URL}` });
-    for (const file of files) await runFixture(lib, runner, ops, file);
-    for (const [k, check] of CROSS_CHECKS.entries()) await runCrossCheck(lib, runner, check, k + 1);
-    await runZooCheck(lib, runner);
-    lib.shutdown();
+    if (prepared instanceof Error) throw prepared;
+    results.adapter = prepared.adapter;
+    results.failed.push(...prepared.problems);
+    const mine = prepared.items.filter((_, k) => k % PARTS === part);
+    results.items = { total: prepared.items.length, run: mine.length };
+    log(`part ${part + 1} of ${PARTS}: ${mine.length} of ${prepared.items.length} work items`);
+    for (const item of mine) await item(runner);
   } catch (e) {
     results.failed.push({ name: 'setup', message: errorText(e) });
     log(`setup failed: ${errorText(e)}`);
@@ -541,8 +589,51 @@ async function main(): Promise<BrowserResults> {
     else results.pending.push({ name: c.name, message: c.message ?? '' });
   }
   results.ms = Math.round(performance.now() - t0);
-  log(`done in ${results.ms} ms: ${results.passed} passed, ${results.failed.length} failed, ${results.pending.length} pending`);
+  log(`part ${part + 1} of ${PARTS} done in ${results.ms} ms: ${results.passed} passed, ` +
+    `${results.failed.length} failed, ${results.pending.length} pending`);
   return results;
 }
 
-(window as unknown as { __results?: BrowserResults }).__results = await main();
+/** The parts run on this page as one result. */
+function combine(parts: BrowserResults[], ms: number): BrowserResults {
+  return {
+    adapter: parts[0]?.adapter ?? '',
+    userAgent: navigator.userAgent,
+    passed: parts.reduce((n, r) => n + r.passed, 0),
+    failed: parts.flatMap((r) => r.failed),
+    pending: parts.flatMap((r) => r.pending),
+    checks: parts.flatMap((r) => r.checks),
+    ms,
+    part: FROM,
+    parts: PARTS,
+    items: { total: parts[0]?.items.total ?? 0, run: parts.reduce((n, r) => n + r.items.run, 0) },
+  };
+}
+
+async function main(): Promise<void> {
+  const w = window as unknown as ResultsWindow;
+  const t0 = performance.now();
+  w.__parts = [];
+  let prepared: Prepared | Error;
+  if (!(Number.isInteger(PARTS) && PARTS >= 1 && Number.isInteger(FROM) && FROM >= 0 && FROM < PARTS)) {
+    prepared = new Error(`bad ?parts=${query.get('parts')}&from=${query.get('from')}: want integers 0 ≤ from < parts`);
+    w.__results = await runPart(prepared, FROM, t0);
+    return;
+  }
+  try {
+    prepared = await prepare();
+  } catch (e) {
+    prepared = e instanceof Error ? e : new Error(String(e));
+  }
+  let start = t0;
+  for (let part = FROM; part < PARTS; part++) {
+    w.__parts[part] = await runPart(prepared, part, start);
+    start = performance.now();
+  }
+  if (!(prepared instanceof Error)) prepared.lib.shutdown();
+  const all = combine(w.__parts.slice(FROM), Math.round(performance.now() - t0));
+  log(`done in ${all.ms} ms: ${all.passed} passed, ${all.failed.length} failed, ${all.pending.length} pending`);
+  w.__results = all;
+}
+
+await main();
