@@ -37,7 +37,16 @@ export interface FakeQuantParams {
   readonly bits: number;
   readonly mode: FakeQuantMode;
   readonly axis: number | null;
+  /** Who gets the gradient at an exact tie x = bound in the backward (absent: 'split'). */
+  readonly ties?: FakeQuantTies;
 }
+
+/**
+ * Who receives the clamp's gradient at an exact tie x = bound (docs/ALGORITHMS.md §0): 'split'
+ * gives ½ to x and ½ to the bound (PyTorch's minimum/maximum, PAMS/DDTB code), 'inside' all to x
+ * (torch.clamp, ODM). The forward is the same either way.
+ */
+export type FakeQuantTies = 'split' | 'inside';
 
 /** conv2d geometry; `stride` and `padding` are [height, width]. */
 export interface Conv2dParams {

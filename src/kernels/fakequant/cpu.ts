@@ -6,23 +6,8 @@ import type { FloatArray } from '../../tensor/dtype.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { roundHalfEven } from '../elementwise/cpu.js';
 
-/**
- * Who receives the clamp's gradient at an exact tie x = bound (docs/ALGORITHMS.md §0): 'split'
- * gives ½ to x and ½ to the bound (PyTorch's minimum/maximum, PAMS/DDTB code), 'inside' all to x
- * (torch.clamp, ODM). The forward is the same either way.
- */
-export type FakeQuantTies = 'split' | 'inside';
-
-/**
- * FakeQuantParams plus the tie rule of the backward (absent: 'split'). The backends pass their
- * params through untouched, so the rule rides along without widening the Backend interface.
- */
-export interface FakeQuantKernelParams extends FakeQuantParams {
-  readonly ties?: FakeQuantTies;
-}
-
 /** The share of the gradient at a tie that goes to the bound (x gets the rest). */
-export function tieShare(p: FakeQuantKernelParams): number {
+export function tieShare(p: FakeQuantParams): number {
   return p.ties === 'inside' ? 0 : 0.5;
 }
 
@@ -108,7 +93,7 @@ export function fakeQuantCpu(x: FloatArray, shape: readonly number[], lo: FloatA
  * summed in float64 per group. In symmetric mode glo is zeros and ghi is d/da.
  */
 export function fakeQuantBackwardCpu(
-  gy: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantKernelParams,
+  gy: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams,
 ): [FloatArray, FloatArray, FloatArray] {
   const f = x instanceof Float32Array ? Math.fround : identity;
   const { groups, inner } = groupLayout(shape, p.axis);

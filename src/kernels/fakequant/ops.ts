@@ -3,7 +3,7 @@
 // Bounds are tensors on the device, so learnable bounds never need a readback. Bounds must
 // satisfy hi > lo (a > 0 for Q2); that is not checked, because checking would read the values
 // back: degenerate bounds give NaN/±inf exactly like the PyTorch formulas.
-import type { FakeQuantMode } from '../../tensor/backend.js';
+import type { FakeQuantMode, FakeQuantParams, FakeQuantTies } from '../../tensor/backend.js';
 import { BackendError, DTypeError, ShapeError, ValueError } from '../../tensor/errors.js';
 import { fmt, normalizeAxis } from '../../tensor/shape.js';
 import { type Tensor, emit, tensor, wrap } from '../../tensor/tensor.js';
@@ -12,9 +12,8 @@ import { isFloat } from '../../tensor/dtype.js';
 import { abs, add, ge, gt, le, mul, neg, sub, where } from '../elementwise/ops.js';
 import { max, min, sum } from '../reduce/ops.js';
 import { expand, reshape } from '../movement/ops.js';
-import type { FakeQuantKernelParams, FakeQuantTies } from './cpu.js';
 
-export type { FakeQuantTies } from './cpu.js';
+export type { FakeQuantTies } from '../../tensor/backend.js';
 
 /** Options of the fake-quantizers. */
 export interface FakeQuantOptions {
@@ -70,7 +69,7 @@ function fakeQuant(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi:
   bounds.forEach((b, k) => checkBound(x, b, axis, mode === 'symmetric' ? 'alpha' : ['lo', 'hi'][k], what));
   // One group when every bound is a single value, else C groups (single values are expanded).
   const perChannel = axis !== null && bounds.some((b) => b.size > 1);
-  const p: FakeQuantKernelParams = { bits, mode, axis: perChannel ? axis : null, ties };
+  const p: FakeQuantParams = { bits, mode, axis: perChannel ? axis : null, ties };
   const groups = perChannel ? x.shape[axis] : 1;
   const kLo = mode === 'symmetric' ? null : kernelBound(lo, groups);
   const kHi = kernelBound(hi, groups);

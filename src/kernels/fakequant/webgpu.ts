@@ -14,7 +14,7 @@ import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
 import { reduceWebgpu } from '../reduce/webgpu.js';
 import { fillWebgpu } from '../elementwise/webgpu.js';
-import { type FakeQuantKernelParams, groupLayout, levelsOf, tieShare } from './cpu.js';
+import { groupLayout, levelsOf, tieShare } from './cpu.js';
 
 const buf = (t: KernelTensor) => t.data as GPUBuffer;
 
@@ -111,7 +111,7 @@ ${MAIN_1D.replace('u.n', 'P.n')}
  * In symmetric mode glo is zeros and ghi is d/da.
  */
 export function fakeQuantBackwardWebgpu(
-  engine: Engine, gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantKernelParams,
+  engine: Engine, gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams,
 ): [GPUBuffer, GPUBuffer, GPUBuffer] {
   const n = sizeOf(x.shape);
   const symmetric = p.mode === 'symmetric';
