@@ -279,6 +279,8 @@ export interface PresetOptions {
    * ±10 otherwise).
    */
   ddtbInit?: 'percentile' | 'code';
+  /** ODM's weight clipping statistic (see WeightQuantSpec.wccBase; default 'p99'). */
+  wccBase?: 'p99' | 'max';
 }
 
 /** The placement a preset uses when none is asked for. */
@@ -309,7 +311,7 @@ export function presetPlan(preset: PresetName, bits: number, options: PresetOpti
     }
     case 'odm':
       act = { kind: 'affine', bits, init: { mode: 'mean-percentile', p: 0.01 }, ties: 'inside' };
-      weight = { method: 'wcc', bits };
+      weight = { method: 'wcc', bits, ...(options.wccBase ? { wccBase: options.wccBase } : {}) };
       break;
     default:
       throw new ValueError(`presetPlan: unknown preset '${String(preset)}'`);

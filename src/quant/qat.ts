@@ -102,13 +102,9 @@ export async function prepareQat(model: Module, options: QatOptions): Promise<Qa
   if ((method === 'pams' || method === 'ddtb') && !options.teacher && (options.attentionWeight ?? 1000) > 0) {
     throw new ValueError(`${method}: attention transfer needs a full-precision teacher (options.teacher)`);
   }
-  const plan = presetPlan(method, bits, { placement: options.placement, ddtbInit: options.ddtbInit });
   const wcc = options.wcc ?? true;
   const wccBase = options.wccBase ?? 'p99';
-  if (method === 'odm') {
-    // The weight rule is the last; its config carries the WCC statistic.
-    for (const rule of plan.rules) if (rule.config && 'method' in rule.config && rule.config.method === 'wcc') rule.config = { ...rule.config, wccBase };
-  }
+  const plan = presetPlan(method, bits, { placement: options.placement, ddtbInit: options.ddtbInit, ...(method === 'odm' ? { wccBase } : {}) });
   quantize(model, plan);
   const qs = quantizers(model);
   if (method === 'odm' && !wcc) for (const [, q] of qs) if (q instanceof WeightQuantizer) q.freeze();
