@@ -18,7 +18,7 @@ import { EDSR } from '../models/edsr.js';
 import type { BackwardContext, DistillationOptions, LossContext, LossTerm } from '../train/trainer.js';
 import { calibrate } from './calibrate.js';
 import { DynamicGate } from './gate.js';
-import { type Placement, type PresetName, type QuantPlan, presetPlan, quantize, quantizers } from './plan.js';
+import { type Placement, type PresetName, type QuantPlan, defaultPlacement, presetPlan, quantize, quantizers } from './plan.js';
 import { ActivationQuantizer, type MismatchMode, WeightQuantizer } from './quantizer.js';
 import { type CooperativeGate, type CooperativeGranularity, cooperativeBackward } from './odm.js';
 
@@ -136,7 +136,7 @@ export async function prepareQat(model: Module, options: QatOptions): Promise<Qa
     ];
   };
   const training: QatTraining = { paramGroups };
-  const settings: Record<string, unknown> = { method, bits, placement: options.placement ?? (method === 'odm' ? 'all' : 'code'), boundLrScale: boundScale };
+  const settings: Record<string, unknown> = { method, bits, placement: options.placement ?? defaultPlacement(method), boundLrScale: boundScale };
 
   if (method === 'pams' || method === 'ddtb') {
     const attentionWeight = options.attentionWeight ?? 1000;
