@@ -1,5 +1,6 @@
 // PNG decode/encode: bit-exact round trips per colour type, the header's true channel count,
-// palette/tRNS/low-bit/16-bit inputs, and FormatError for truncated or damaged files.
+// palette/tRNS/low-bit/16-bit inputs, FormatError for truncated or damaged files, and the pixel
+// limit, decided from the header before anything is inflated.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +9,10 @@ import fc from 'fast-check';
 import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
-  type Channels, FormatError, ShapeError, createImage, decodePng, encodePng, readPng, writePng,
+  type Channels, FileError, FormatError, ImageTooLargeError, ShapeError, ValueError, createImage, decodePng, encodePng,
+  readPng, writePng,
 } from '../src/index.js';
+import { DEFAULT_MAX_PIXELS } from '../src/image/png.js';
 import { describeShared, sharedPath } from './support/shared.js';
 
 // ---- a tiny PNG writer for inputs pngjs cannot make (palette, tRNS, 1-bit) ----
@@ -211,5 +214,86 @@ describe('damaged PNGs raise FormatError', () => {
     const bytes = await sample();
     const padded = new Uint8Array([...bytes, 0, 0, 0]);
     await expect(decodePng(padded)).rejects.toThrow(FormatError);
+  });
+});
+
+describe('the pixel limit (maxPixels)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'srq-png-limit-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /**
+   * 126 bytes that claim a 30000×30000 RGB image: signature, an IHDR with a correct CRC, an IDAT
+   * holding the first row only (a decoder that believed the header would want 2.7 GB for the
+   * pixels, 3.6 GB as RGBA), IEND.
+   */
+  function bombPng(side = 30000): Uint8Array {
+    const ihdr = new Uint8Array(13);
+    const view = new DataView(ihdr.buffer);
+    view.setUint32(0, side);
+    view.setUint32(4, side);
+    ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no filter, no interlace
+    return Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', ihdr), chunk('IDAT', deflateSync(new Uint8Array(1 + 3 * side))), chunk('IEND', new Uint8Array(0)),
+    ]);
+  }
+
+  it('a tiny file claiming 30000×30000 fails at once, without allocating the image', async () => {
+    const bytes = bombPng();
+    expect(bytes.length).toBeLessThan(200);
+    expect(crc32(bytes.subarray(12, 29))).toBe(new DataView(bytes.buffer, bytes.byteOffset).getUint32(29)); // a valid IHDR
+    const before = process.memoryUsage();
+    const start = performance.now();
+    const err = await decodePng(bytes).catch((e: unknown) => e);
+    const ms = performance.now() - start;
+    const after = process.memoryUsage();
+    expect(err).toBeInstanceOf(ImageTooLargeError);
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err).toMatchObject({ width: 30000, height: 30000, maxPixels: DEFAULT_MAX_PIXELS, file: undefined });
+    expect((err as Error).message).toBe('PNG data: image is 30000×30000 (900 MP), above the limit of 100 MP (raise maxPixels to decode it)');
+    expect(ms).toBeLessThan(1000);
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(64 << 20);
+    expect(after.rss - before.rss).toBeLessThan(256 << 20);
+  });
+
+  it('readPng names the file; decodePng the name it is given', async () => {
+    const file = join(dir, 'bomb.png');
+    writeFileSync(file, bombPng());
+    const start = performance.now();
+    const err = await readPng(file).catch((e: unknown) => e);
+    expect(performance.now() - start).toBeLessThan(1000);
+    expect(err).toBeInstanceOf(ImageTooLargeError);
+    expect((err as ImageTooLargeError).file).toBe(file);
+    expect((err as Error).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: image is 30000×30000`));
+    await expect(decodePng(bombPng(), { name: 'upload.png' })).rejects.toThrow(/^upload\.png: image is 30000×30000 \(900 MP\)/);
+  });
+
+  it('maxPixels is an option of decodePng and readPng: at the limit decodes, one pixel over is refused', async () => {
+    const img = createImage(4, 3, 3, Uint8Array.from({ length: 36 }, (_, i) => i * 7));
+    const bytes = await encodePng(img);
+    expect(await decodePng(bytes, { maxPixels: 12 })).toEqual(img);
+    await expect(decodePng(bytes, { maxPixels: 11 })).rejects.toThrow(ImageTooLargeError);
+    await expect(decodePng(bytes, { maxPixels: 11 })).rejects.toThrow(
+      'PNG data: image is 4×3 (12 pixels), above the limit of 11 pixels (raise maxPixels to decode it)',
+    );
+    const file = join(dir, 'small.png');
+    writeFileSync(file, bytes);
+    expect(await readPng(file, { maxPixels: Infinity })).toEqual(img);
+    await expect(readPng(file, { maxPixels: 11 })).rejects.toMatchObject({ width: 4, height: 3, maxPixels: 11, file });
+    // The default lets ordinary large images through: 10000 × 10000 is exactly the limit.
+    expect(DEFAULT_MAX_PIXELS).toBe(10000 * 10000);
+  });
+
+  it('a bad maxPixels is a ValueError', async () => {
+    const bytes = await encodePng(createImage(2, 2, 1));
+    for (const maxPixels of [0, -5, Number.NaN, '100' as unknown as number]) {
+      await expect(decodePng(bytes, { maxPixels }), String(maxPixels)).rejects.toThrow(ValueError);
+    }
+  });
+
+  it('a directory given as a PNG is a FileError naming it', async () => {
+    const err = await readPng(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FileError);
+    expect(err).toMatchObject({ path: dir, message: `${dir}: is a directory, not a PNG file` });
   });
 });

@@ -1,5 +1,8 @@
 // The srq command line: dispatch, help, and the error policy — every failure is one line on
 // stderr, exit code 2 for a bad command line and 1 for anything that went wrong while running.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { shutdown } from '../index.js';
 import { type CliIO, UsageError } from './args.js';
 import { EVAL_USAGE, evalCommand } from './eval.js';
@@ -16,7 +19,7 @@ Commands:
   train      train a model on folders of HR images (checkpoints, resume)
   quantize   quantization-aware training of a model with PAMS, DDTB or ODM
 
-Run 'srq <command> --help' for a command's options.
+Run 'srq <command> --help' for a command's options; 'srq --version' prints the version.
 
 ${EVAL_USAGE}
 ${UPSCALE_USAGE}
@@ -29,6 +32,25 @@ const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<n
   train: trainCommand,
   quantize: quantizeCommand,
 };
+
+/**
+ * The package's version, from the nearest package.json above this module that has a name and a
+ * version: the repository's from src/cli/ (tsx), the package's own from dist/ or dist/cli/ (built,
+ * installed or not).
+ */
+export function packageVersion(from: string | URL = import.meta.url): string {
+  let dir = dirname(fileURLToPath(from));
+  for (;;) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (typeof pkg.name === 'string' && typeof pkg.version === 'string') return pkg.version;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json with a version above ${fileURLToPath(from)}`);
+    dir = parent;
+  }
+}
 
 /** The process's own streams. */
 export function processIO(): CliIO {
@@ -57,6 +79,10 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
     const [command, ...rest] = argv;
     if (command === '--help' || command === '-h' || command === 'help') {
       io.stdout(USAGE);
+      return 0;
+    }
+    if (command === '--version' || command === '-v') {
+      io.stdout(`${packageVersion()}\n`);
       return 0;
     }
     if (command === undefined) throw new UsageError("missing command (eval, upscale, train or quantize; see 'srq --help')");

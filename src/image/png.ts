@@ -4,7 +4,7 @@
  * decode with imageFromBitmap() (dom.ts) instead.
  */
 import type { PNG as PngClass, PNGWithMetadata } from 'pngjs';
-import { BackendError, FormatError, SrqError } from '../tensor/errors.js';
+import { BackendError, FormatError, ImageTooLargeError, SrqError, ValueError } from '../tensor/errors.js';
 import { type Channels, type Image, checkImage, createImage, hasAlpha } from './image.js';
 
 /** Options of decodePng/readPng. */
@@ -13,9 +13,57 @@ export interface DecodePngOptions {
   sixteenBit?: 'convert' | 'reject';
   /** Name used in error messages (readPng passes the path). */
   name?: string;
+  /**
+   * Largest image accepted, in pixels (width × height; default DEFAULT_MAX_PIXELS, 100 MP).
+   * Checked against the header before anything is inflated: a bigger image throws
+   * ImageTooLargeError at once. `Infinity` lifts the limit.
+   */
+  maxPixels?: number;
 }
 
+/** The default pixel limit of decodePng/readPng: 100 MP (10000 × 10000; about 400 MB as RGBA). */
+export const DEFAULT_MAX_PIXELS = 100_000_000;
+
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+function checkMaxPixels(maxPixels: unknown): number {
+  if (typeof maxPixels !== 'number' || !(maxPixels >= 1)) {
+    throw new ValueError(`decodePng: maxPixels must be a number ≥ 1 (or Infinity), got ${String(maxPixels)}`);
+  }
+  return maxPixels;
+}
+
+/** A pixel count for messages: '900 MP', '2.1 MP', '0.25 MP', or '12 pixels' for tiny ones. */
+function pixelCount(pixels: number): string {
+  if (pixels === Infinity) return 'unlimited';
+  if (pixels < 10_000) return `${pixels} pixels`;
+  const mp = pixels / 1e6;
+  return `${mp >= 10 ? Math.round(mp) : Number(mp.toPrecision(2))} MP`;
+}
+
+/**
+ * Refuses an image larger than `maxPixels` from the size in its IHDR chunk (always the first
+ * chunk), before the decoder allocates or inflates anything. A damaged or missing IHDR is left
+ * to the decoder, which reports it.
+ */
+function checkHeaderSize(bytes: Uint8Array, maxPixels: number, name: string, file: string | undefined): void {
+  if (bytes.length < 8 + 8 + 13) return;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const isIhdr = view.getUint32(8) === 13 && String.fromCharCode(...bytes.subarray(12, 16)) === 'IHDR';
+  if (!isIhdr) return;
+  const width = view.getUint32(16);
+  const height = view.getUint32(20);
+  const pixels = width * height;
+  if (pixels <= maxPixels) return;
+  throw new ImageTooLargeError(
+    `${name}: image is ${width}×${height} (${pixelCount(pixels)}), above the limit of ${pixelCount(maxPixels)} ` +
+      `(raise maxPixels to decode it)`,
+    width,
+    height,
+    maxPixels,
+    file,
+  );
+}
 
 type PngModule = { PNG: typeof PngClass };
 
@@ -45,14 +93,18 @@ function toBuffer(bytes: Uint8Array): Buffer {
 /**
  * Decodes PNG bytes to an 8-bit Image with the file's own channel count: gray 1, gray+alpha 2,
  * RGB 3, RGBA 4; palette images expand to RGB (RGBA with a tRNS chunk), and a tRNS colour key
- * on gray/RGB adds an alpha channel. Malformed, truncated or CRC-damaged data throws FormatError.
+ * on gray/RGB adds an alpha channel. Malformed, truncated or CRC-damaged data throws FormatError;
+ * an image above `maxPixels` (default 100 MP) throws ImageTooLargeError, decided from the header
+ * before anything is inflated.
  */
 export async function decodePng(data: Uint8Array | ArrayBuffer, options: DecodePngOptions = {}): Promise<Image> {
   const { sixteenBit = 'convert', name = 'PNG data' } = options;
+  const maxPixels = checkMaxPixels(options.maxPixels ?? DEFAULT_MAX_PIXELS);
   const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
   if (bytes.length < 8 || PNG_SIGNATURE.some((b, i) => bytes[i] !== b)) {
     throw new FormatError(`${name}: not a PNG file (bad signature)`);
   }
+  checkHeaderSize(bytes, maxPixels, name, options.name);
   const { PNG } = await loadPngjs();
   let png: PNGWithMetadata;
   try {
@@ -138,15 +190,21 @@ export async function encodePng(img: Image): Promise<Uint8Array> {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
-/** Reads a PNG file (Node only); errors name the path. */
+/**
+ * Reads a PNG file (Node only); errors name the path: a directory is a FileError, a damaged file
+ * a FormatError, one above `maxPixels` an ImageTooLargeError (from its header, at once).
+ */
 export async function readPng(path: string, options: Omit<DecodePngOptions, 'name'> = {}): Promise<Image> {
-  const { readFile } = await import('node:fs/promises');
-  return decodePng(await readFile(path), { ...options, name: path });
+  const { readInputFile } = await import('../io/files.js');
+  return decodePng(await readInputFile(path, 'PNG file'), { ...options, name: path });
 }
 
-/** Writes an image as a PNG file (Node only). */
+/**
+ * Writes an image as a PNG file (Node only), atomically: to a temporary file in the same folder,
+ * then renamed, so a failure never leaves a partial file at `path`.
+ */
 export async function writePng(path: string, img: Image): Promise<void> {
-  const { writeFile } = await import('node:fs/promises');
+  const { writeFileAtomic } = await import('../io/files.js');
   let bytes: Uint8Array;
   try {
     bytes = await encodePng(img);
@@ -154,5 +212,5 @@ export async function writePng(path: string, img: Image): Promise<void> {
     if (e instanceof SrqError) throw e;
     throw new FormatError(`${path}: cannot encode PNG (${e instanceof Error ? e.message : String(e)})`);
   }
-  await writeFile(path, bytes);
+  await writeFileAtomic(path, bytes);
 }

@@ -2,8 +2,8 @@
  * Node-only file helpers around the browser-safe safetensors codec. Kept in their own module so
  * browser bundles never import `node:fs`.
  */
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { SrqError } from '../tensor/errors.js';
+import { readInputFile, writeFileAtomic } from './files.js';
 import {
   parseSafetensors,
   serializeSafetensors,
@@ -20,9 +20,12 @@ function withPath(path: string, e: unknown): unknown {
   return wrapped;
 }
 
-/** Reads and validates a safetensors file; malformed files throw `FormatError` naming `path`. */
+/**
+ * Reads and validates a safetensors file; malformed files (and files of another format) throw
+ * `FormatError` naming `path`, a directory a `FileError` naming it.
+ */
 export async function readSafetensorsFile(path: string): Promise<SafetensorsContents> {
-  const bytes = await readFile(path);
+  const bytes = await readInputFile(path, 'safetensors file');
   try {
     return parseSafetensors(bytes);
   } catch (e) {
@@ -45,12 +48,5 @@ export async function writeSafetensorsFile(
   } catch (e) {
     throw withPath(path, e);
   }
-  const tmp = `${path}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2)}.tmp`;
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(path, bytes);
 }

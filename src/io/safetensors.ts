@@ -230,13 +230,48 @@ function checkBoolBytes(where: string, data: Uint8Array, ErrorClass: typeof Form
   if (bad >= 0) throw new ErrorClass(`${where}: BOOL element ${bad} is ${data[bad]}, not 0 or 1`);
 }
 
+/** Leading bytes of formats people hand over by mistake, and what to call them. */
+const OTHER_FORMATS: [magic: number[], kind: string][] = [
+  [[0x89, 0x50, 0x4e, 0x47], 'a PNG image'],
+  [[0xff, 0xd8, 0xff], 'a JPEG image'],
+  [[0x50, 0x4b, 0x03, 0x04], 'a zip archive (a PyTorch .pt/.pth checkpoint?)'],
+  [[0x89, 0x48, 0x44, 0x46], 'an HDF5 file (Keras .h5?)'],
+  [[0x1f, 0x8b], 'gzip data'],
+  ...[2, 3, 4, 5].map((protocol): [number[], string] => [[0x80, protocol], 'a Python pickle (a PyTorch checkpoint?)']),
+  [[0x7b], 'JSON (a card or config, not weights?)'],
+];
+
+/** What the bytes look like, if they are a well-known other format. */
+function sniffFormat(bytes: Uint8Array): string | undefined {
+  return OTHER_FORMATS.find(([magic]) => bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b))?.[1];
+}
+
 /**
- * Parses and strictly validates a safetensors file; every malformation throws `FormatError`.
- * Returned arrays are fresh copies, so they do not keep `bytes` alive.
+ * The header as an object. When its framing is wrong and the header does not even start like
+ * one (`{` after the length), the file is not a truncated or damaged safetensors file but some
+ * other file: the error says so, and what it looks like.
+ */
+function readHeader(bytes: Uint8Array): { header: Record<string, unknown>; dataStart: number } {
+  try {
+    const { text, dataStart } = readHeaderText(bytes);
+    return { header: parseHeaderJson(text), dataStart };
+  } catch (e) {
+    if (!(e instanceof FormatError) || (bytes.length > 8 && bytes[8] === 0x7b)) throw e;
+    const kind = sniffFormat(bytes);
+    const detail = e.message.replace(/^safetensors( header)?: /, '');
+    const error = new FormatError(`not a safetensors file${kind ? `: it looks like ${kind}` : ''} (${detail})`);
+    error.cause = e;
+    throw error;
+  }
+}
+
+/**
+ * Parses and strictly validates a safetensors file; every malformation throws `FormatError`
+ * (starting 'not a safetensors file' for a file of another format). Returned arrays are fresh
+ * copies, so they do not keep `bytes` alive.
  */
 export function parseSafetensors(bytes: Uint8Array): SafetensorsContents {
-  const { text, dataStart } = readHeaderText(bytes);
-  const header = parseHeaderJson(text);
+  const { header, dataStart } = readHeader(bytes);
   const buffer = bytes.subarray(dataStart);
   const metadata = parseMetadata(header[METADATA_KEY]);
   const entries = Object.entries(header)

@@ -23,3 +23,36 @@ export class FormatError extends SrqError {}
 
 /** A state dict does not match a module's parameters. */
 export class StateDictError extends SrqError {}
+
+/**
+ * A path is not what was asked for: a directory where a file belongs, an output that would
+ * overwrite an input, …. The message starts with the path; `path` holds it.
+ */
+export class FileError extends SrqError {
+  constructor(
+    message: string,
+    /** The path the error is about. */
+    readonly path: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * An image is larger than the decoder's pixel limit (`maxPixels`), refused from its header
+ * before any pixel data is inflated. A FormatError, so callers that skip bad files skip it too.
+ */
+export class ImageTooLargeError extends FormatError {
+  constructor(
+    message: string,
+    /** Width and height the header claims. */
+    readonly width: number,
+    readonly height: number,
+    /** The limit in pixels that refused it. */
+    readonly maxPixels: number,
+    /** The file's path (or the name given to the decoder), when known. */
+    readonly file?: string,
+  ) {
+    super(message);
+  }
+}
