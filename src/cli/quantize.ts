@@ -3,13 +3,14 @@
 // for every method — through srq train's loop (progress, log.jsonl, checkpoints, Ctrl-C, exact
 // --resume, validation). Writes <out>/model.safetensors (saveQuantized: `srq eval --model` and
 // loadQuantized read it), <out>/card.json and <out>/README.md (settings, costs, test-set scores).
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
   type CooperativeGate, type CooperativeGranularity, type MismatchMode, type Module, type Placement, type QatMethod,
   type QatOptions, type ScheduleSpec, type Tensor, defaultPlacement, disposeCheckpoint, loadCheckpoint, manualSeed, modelCost, prepareQat, saveQuantized, useBackend,
 } from '../index.js';
+import { writeFileAtomic } from '../io/files.js';
 import { type CliIO, type Parsed, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
 import { evalCommand } from './eval.js';
 import { type LoadedModel, loadModel } from './model.js';
@@ -378,8 +379,8 @@ export async function quantizeCommand(argv: readonly string[], io: CliIO): Promi
       eval: noEval ? null : evals,
       ...(noEval ? { evalNote: '--no-eval' } : sets.length === 0 ? { evalNote: `none of ${TEST_SETS.join(', ')} in ${setsDir}` } : {}),
     };
-    await writeFile(join(loop.out, 'card.json'), `${JSON.stringify(card, null, 2)}\n`);
-    await writeFile(join(loop.out, 'README.md'), cardReadme(card));
+    await writeFileAtomic(join(loop.out, 'card.json'), `${JSON.stringify(card, null, 2)}\n`);
+    await writeFileAtomic(join(loop.out, 'README.md'), cardReadme(card));
 
     const val = result.validation ? `, validation Y-PSNR ${result.validation.psnr.toFixed(2)} dB` : '';
     io.stdout(`quantized ${student.label} ×${net.scale} with ${method} at ${qat.bits} bits (placement ${placement}) for ${result.iteration} iterations on ${backend}${val}; wrote ${modelPath}\n`);
