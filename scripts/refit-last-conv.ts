@@ -16,8 +16,8 @@
  */
 import { join } from 'node:path';
 import {
-  CHECKPOINT_FORMAT, ConvLeastSquares, type Conv2d, type Module, type Sequential, type Tensor, grayToRgb, imageToTensor, imageToY,
-  loadCheckpoint, loadPairs, loadSafetensors, modelFromMetadata, mseLoss, noGrad, saveSafetensors, splitAlpha, tensor, validatePsnr,
+  CHECKPOINT_FORMAT, ConvLeastSquares, type Conv2d, type Module, type Sequential, type Tensor, Upscaler, grayToRgb,
+  loadCheckpoint, loadPairs, loadSafetensors, modelFromMetadata, mseLoss, noGrad, saveSafetensors, splitAlpha, validatePsnr,
 } from '../src/index.js';
 
 const SHARED = '../shared/data';
@@ -47,15 +47,19 @@ async function run(): Promise<number> {
     weights = checkpoint.model;
     metadata = { model: String(checkpoint.extra.model), config: String(checkpoint.extra.config) };
   }
-  const { model, name, scale } = modelFromMetadata(metadata);
+  const built = modelFromMetadata(metadata);
+  const { model, name, scale, range, colors } = built;
   if (name !== 'espcn') throw new Error(`${input}: refit-last-conv handles ESPCN (conv + PixelShuffle last), not ${name}`);
   model.loadStateDict(weights);
+  // The inference protocol (the network's colours and range) in one place: inputs are what the
+  // Upscaler feeds the network, and the targets what it should give back (the HR's luma).
+  const upscaler = Upscaler.fromModel(built);
 
   const first = model.child('first_part');
   const lastPart = model.child('last_part') as Sequential;
   const last = lastPart.at(0) as Conv2d;
   const set5 = join(SHARED, 'Set5');
-  const validate = async () => (await validatePsnr(model, { folder: set5, scale, range: 1, colors: 1 })).psnr.toFixed(4);
+  const validate = async () => (await validatePsnr(model, { folder: set5, scale, range, colors })).psnr.toFixed(4);
   console.error(`Set5 validation before: ${await validate()} dB`);
 
   const fit = new ConvLeastSquares(last, { pixelShuffle: scale });
@@ -64,10 +68,9 @@ async function run(): Promise<number> {
   for (const folder of data) {
     for await (const pair of loadPairs(folder, scale)) {
       const [hr, lr] = [pair.hr, pair.lr].map((image) => grayToRgb(splitAlpha(image).color));
-      const x = imageToTensor(lr, { mode: 'y', range: 1 });
+      const x = upscaler.networkInput(lr);
       const features = noGrad(() => first.call(x));
-      const luma = imageToY(hr);
-      const target = tensor(Float32Array.from(luma, (v) => v / 255), [1, 1, hr.height, hr.width]);
+      const target = upscaler.networkInput(hr);
       await fit.accumulate(features, target, psnrWeighted ? 1 / (await meanSquaredError(lastPart, features, target)) : 1);
       [x, features, target].forEach((t) => t.dispose());
       if (++images % 20 === 0) console.error(`${images} images, ${fit.samples.toLocaleString('en')} positions, ${Math.round((Date.now() - started) / 1000)} s`);

@@ -7,11 +7,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  type Image, createImage, encodePng, imresize, imresizeTensor, loadSafetensors, modcrop, modelFromMetadata, psnr, readPng,
-  splitAlpha, writePng,
+  type Image, Upscaler, createImage, createModel, encodePng, imresize, imresizeTensor, loadSafetensors, modcrop, modelFromMetadata, psnr,
+  readPng, splitAlpha, writePng,
 } from '../src/index.js';
 import { main } from '../src/cli/main.js';
-import { upscaleLuma } from '../src/cli/model.js';
 import { ZOO } from '../src/models/zoo.js';
 import { describeShared, hasShared, sharedPath } from './support/shared.js';
 
@@ -141,10 +140,13 @@ describeShared('srq eval on Set5', () => {
   });
 
   it('the Y path (Y by the model, Cb/Cr by bicubic, back to RGB) loses nothing measurable', async () => {
-    // A "network" that is float bicubic on Y: the result must score as plain uint8 bicubic does.
+    // A "network" that is float bicubic on Y (an onPatch hook standing in for the model on every
+    // patch): the result must score as plain uint8 bicubic does.
     const hr = modcrop(await readPng(sharedPath('data/Set5/HR/butterfly.png')), 3);
     const lr = await readPng(sharedPath('data/Set5/LR_bicubic/X3/butterflyx3.png'));
-    const sr = await upscaleLuma(lr, 3, 1, (x) => imresizeTensor(x, 3).finally(() => x.dispose()));
+    const upscaler = Upscaler.fromModel(createModel('fsrcnn', { scale: 3 }), { range: 1, colors: 1, owned: true });
+    const sr = await upscaler.upscale(lr, { onPatch: ({ patch }) => imresizeTensor(patch, 3) });
+    upscaler.dispose();
     expect([sr.width, sr.height, sr.channels]).toEqual([hr.width, hr.height, 3]);
     const bicubic = psnr(imresize(lr, 3), hr, { shave: 3 });
     expect(Math.abs(psnr(sr, hr, { shave: 3 }) - bicubic)).toBeLessThan(0.05);

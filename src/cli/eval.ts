@@ -1,6 +1,6 @@
 // `srq eval`: PSNR/SSIM of a model (or the bicubic baseline) on an SR data set, by the protocol of
 // ALGORITHMS §7 (Y channel, borders shaved by the scale, uint8 SR output).
-import { type CostReport, type Image, grayToRgb, psnr, splitAlpha, ssim, useBackend } from '../index.js';
+import { type CostReport, type Image, grayToRgb, modelCost, psnr, splitAlpha, ssim, useBackend } from '../index.js';
 import { loadPairs } from '../image/dataset.js';
 import { type CliIO, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
 import { loadUpscaler, zooScale } from './model.js';
@@ -86,6 +86,8 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
   const backend = await useBackend(backendOption(parsed, 'eval'), { log: (line) => io.stderr(`${line}\n`) });
 
   const upscaler = await loadUpscaler(spec, scale);
+  // BitOPs and related costs at an LR size, for quantized networks.
+  const costAt = upscaler.quantized && upscaler.model ? (h: number, w: number) => modelCost(upscaler.model!, h, w) : undefined;
   const rows: Row[] = [];
   let costSummary: CostSummary | undefined;
   let residualBody = false;
@@ -94,15 +96,15 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
       // The header waits for the first image, so a bad folder prints nothing but the error.
       if (!json && rows.length === 0) {
         io.stdout(`${upscaler.label} ×${scale} on ${data} (${backend.name} backend, shave ${shave})\n`);
-        io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', upscaler.cost ? 'raw GBitOPs' : undefined));
+        io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', costAt ? 'raw GBitOPs' : undefined));
       }
       const start = performance.now();
       const sr = await upscaler.upscale(lr);
       const ms = performance.now() - start;
       const [a, b] = [comparable(sr, hr), comparable(hr, sr)];
       const row: Row = { name, psnr: psnr(a, b, { shave }), ssim: ssim(a, b, { shave }), ms };
-      if (upscaler.cost) {
-        const cost = upscaler.cost(lr.height, lr.width);
+      if (costAt) {
+        const cost = costAt(lr.height, lr.width);
         Object.assign(row, { bitops: cost.bitops, bitops64: cost.bitops64, bitopsRefqsr: cost.bitopsRefqsr });
         const { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits } = cost;
         costSummary = { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits };

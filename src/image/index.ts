@@ -40,7 +40,14 @@ export {
 export { type MetricOptions, psnr, ssim } from './metrics.js';
 export { type DecodePngOptions, decodePng, encodePng, readPng, writePng } from './png.js';
 export { type ImageDataLike, type BitmapLike, imageFromImageData, imageToImageData, imageFromBitmap } from './dom.js';
-export { upscaleTiled, type UpscaleTiledOptions, type TileProgressInfo } from './tile.js';
+export {
+  upscaleTiled, upscaleTiledPlanes, AbortError, throwIfAborted, yieldToEventLoop, type UpscaleTiledOptions, type TileProgressInfo,
+  type TiledPlanes, type PatchInfo, type PatchHook,
+} from './tile.js';
+export {
+  Upscaler, loadSRModel, readImageInput, type UpscaleInput, type UpscaleOptions, type ModelFeeding, type FromModelOptions,
+  type LoadedSRModel, type LoadSRModelOptions, type NetworkPlanes,
+} from './upscale.js';
 export {
   loadPairs, TrainingSampler, type ImagePair, type LoadPairsOptions, type TrainingSamplerOptions, type TrainingBatch,
   type CropInfo, type TrainingSamplerState,

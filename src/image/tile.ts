@@ -1,18 +1,66 @@
 // Tiled inference: runs an SR model over an image too large for one pass, patch by patch, and
-// stitches the patches' centres into one output.
+// stitches the patches' centres into one output on the host: each patch's output is read back
+// once and copied into a host array, and nothing goes back to the device.
 //
 // Scheme, per axis of length L with patch p = min(P, L): patch origins step by P − 2o from 0 and
 // the last one is moved back to L − p, so every patch is p long (one shape, one set of
 // pipelines). Neighbouring patches overlap by at least 2o; the seam sits in the middle of each
 // overlap, so every patch keeps only pixels at least o away from its interior edges (its edges
 // on the image border are kept whole, where the model pads exactly as it would untiled).
+//
+// Between patches the loop yields to the event loop (a macrotask, not a microtask), so timers,
+// UI events and an AbortSignal fired by either get their turn even on the synchronous CPU
+// backend: a run stops within one patch of an abort.
 import { allocArray, type TypedArray } from '../tensor/dtype.js';
-import { ShapeError, ValueError } from '../tensor/errors.js';
+import { ShapeError, SrqError, ValueError } from '../tensor/errors.js';
 import { tidy } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
 import { fmt } from '../tensor/shape.js';
-import { type Tensor, tensor } from '../tensor/tensor.js';
+import { Tensor, tensor } from '../tensor/tensor.js';
 import { concat, slice } from '../ops.js';
+
+/**
+ * A run stopped by its AbortSignal (aborted without a reason of its own; a signal aborted with a
+ * reason rejects with that reason, as `fetch` does). `name` is 'AbortError', like the DOM's, so
+ * `e.name === 'AbortError'` checks work for both; `cause` holds the signal's reason.
+ */
+export class AbortError extends SrqError {}
+
+/** Throws if `signal` is aborted: its own reason, or an AbortError when it has the default one. */
+export function throwIfAborted(signal: AbortSignal | undefined, what = 'aborted'): void {
+  if (!signal?.aborted) return;
+  const reason: unknown = signal.reason;
+  if (reason === undefined || (reason instanceof Error && reason.name === 'AbortError' && !(reason instanceof SrqError))) {
+    const error = new AbortError(what);
+    if (reason !== undefined) error.cause = reason;
+    throw error;
+  }
+  throw reason;
+}
+
+type Scheduler = { yield?: () => Promise<void> };
+
+/**
+ * Resolves on a later turn of the event loop (setImmediate in Node, `scheduler.yield` or a
+ * MessageChannel in browsers and workers, else setTimeout 0), so pending timers and events run
+ * first. Long synchronous work (CPU kernels) awaits it between steps to stay cancellable.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (fn: () => void) => unknown; scheduler?: Scheduler; MessageChannel?: typeof MessageChannel };
+  if (typeof g.setImmediate === 'function') return new Promise((resolve) => void g.setImmediate!(resolve));
+  if (typeof g.scheduler?.yield === 'function') return g.scheduler.yield();
+  if (typeof g.MessageChannel === 'function') {
+    const channel = new g.MessageChannel();
+    return new Promise((resolve) => {
+      channel.port1.onmessage = () => {
+        channel.port1.close();
+        resolve();
+      };
+      channel.port2.postMessage(null);
+    });
+  }
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 /** Where the last batch's patches sit, passed to `onProgress`. */
 export interface TileProgressInfo {
@@ -26,7 +74,45 @@ export interface TileProgressInfo {
   total: number;
 }
 
-/** Options of `upscaleTiled`. */
+/**
+ * One patch about to run, as `onPatch` sees it. Positions and sizes are in input (LR) pixels; the
+ * patch's output must be [1, C', height·scale, width·scale].
+ */
+export interface PatchInfo {
+  /**
+   * The input patch [1, C, height, width] on the input's backend, exactly as the model would get
+   * it. It belongs to the tiler and is freed after the patch (do not dispose or keep it).
+   */
+  patch: Tensor;
+  /** Row-major index of the patch, 0 … total − 1. */
+  index: number;
+  /** Patches in the whole image. */
+  total: number;
+  /** Grid row and column of the patch. */
+  row: number;
+  col: number;
+  /** Left and top edge of the patch in the input. */
+  x: number;
+  y: number;
+  /** Size of the patch (every patch of one run has the same size). */
+  width: number;
+  height: number;
+  /** The run's upscaling factor. */
+  scale: number;
+  /** The default run: the model on a tensor, without gradient history, intermediates freed. */
+  forward: (x: Tensor) => Tensor;
+}
+
+/**
+ * Chooses how one patch runs. Return nothing to let the default run follow (after, say, setting
+ * per-patch bit-widths on the model), or return the patch's output yourself (from `forward` of a
+ * modified input, another model, …): the returned tensor then belongs to the tiler, which reads it
+ * back once and disposes it. May be async (e.g. to read the patch's values first); its synchronous
+ * part runs without gradient history, anything after an `await` should use `forward` or noGrad.
+ */
+export type PatchHook = (info: PatchInfo) => Tensor | void | undefined | null | Promise<Tensor | void | undefined | null>;
+
+/** Options of `upscaleTiled` and `upscaleTiledPlanes`. */
 export interface UpscaleTiledOptions {
   /** The model's upscaling factor s: a p×p patch must come back (p·s)×(p·s). */
   scale: number;
@@ -34,12 +120,25 @@ export interface UpscaleTiledOptions {
   patch: number;
   /** Context o in input pixels that each patch keeps around the part it contributes; P > 2o. */
   overlap: number;
-  /** Patches per forward pass, concatenated along N (default 1). */
+  /** Patches per forward pass, concatenated along N (default 1; must be 1 with `onPatch`). */
   batch?: number;
   /** Called after each batch with the fraction of patches done, in (0, 1]. */
   onProgress?: (fraction: number, info: TileProgressInfo) => void;
-  /** Checked before each batch; an abort throws `signal.reason`. */
+  /**
+   * Checked before each batch (after a yield to the event loop); an abort rejects with the
+   * signal's reason, or an AbortError when it was aborted without one.
+   */
   signal?: AbortSignal;
+  /** Called before each patch runs, to choose how it runs (see PatchHook). */
+  onPatch?: PatchHook;
+}
+
+/** Output planes on the host: `data[(c·height + y)·width + x]`, the model's values unrounded. */
+export interface TiledPlanes {
+  channels: number;
+  height: number;
+  width: number;
+  data: TypedArray;
 }
 
 /** One patch along one axis: its origin and the input range [keepStart, keepEnd) it contributes. */
@@ -86,30 +185,14 @@ function validate(input: Tensor, options: UpscaleTiledOptions): void {
   if (options.patch <= 2 * options.overlap) {
     throw new ValueError(`upscaleTiled: patch ${options.patch} must exceed 2 × overlap (${2 * options.overlap})`);
   }
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw signal.reason ?? new DOMException('aborted', 'AbortError');
-}
-
-/** Runs the model on the batch's patches, without gradient history; only the output survives. */
-function runBatch(model: (x: Tensor) => Tensor, input: Tensor, tiles: readonly Tile[], ph: number, pw: number): Tensor {
-  return tidy(() => noGrad(() => {
-    const patches = tiles.map((t) => slice(input, [null, null, [t.y.start, t.y.start + ph], [t.x.start, t.x.start + pw]]));
-    return model(concat(patches, 0));
-  }));
-}
-
-/** The output geometry, fixed by the first batch. */
-interface Output {
-  channels: number;
-  height: number;
-  width: number;
-  data: TypedArray;
+  if (options.onPatch && (options.batch ?? 1) !== 1) {
+    throw new ValueError(`upscaleTiled: onPatch runs one patch at a time, so batch must be 1, got ${options.batch}`);
+  }
 }
 
 /** Checks a batch's output against the shape `scale` promises; on the first batch, allocates the output. */
-function checkBatchOutput(y: Tensor, n: number, ph: number, pw: number, scale: number, input: Tensor, out: Output | null): Output {
+function checkBatchOutput(y: unknown, n: number, ph: number, pw: number, scale: number, input: Tensor, out: TiledPlanes | null): TiledPlanes {
+  if (!(y instanceof Tensor)) throw new ValueError(`upscaleTiled: a patch's output must be a Tensor, got ${String(y)}`);
   const channels = out?.channels ?? y.shape[1];
   const expected = [n, channels, ph * scale, pw * scale];
   if (y.rank !== 4 || y.shape.some((d, i) => d !== expected[i])) {
@@ -124,8 +207,8 @@ function checkBatchOutput(y: Tensor, n: number, ph: number, pw: number, scale: n
   return { channels, height, width, data: allocArray(y.dtype, channels * height * width) };
 }
 
-/** Copies each patch's kept region from the batch output `y` into the output image. */
-function stitch(out: Output, y: TypedArray, tiles: readonly Tile[], ph: number, pw: number, scale: number): void {
+/** Copies each patch's kept region from the batch output `y` into the output planes. */
+function stitch(out: TiledPlanes, y: TypedArray, tiles: readonly Tile[], ph: number, pw: number, scale: number): void {
   const sh = ph * scale;
   const sw = pw * scale;
   tiles.forEach((t, b) => {
@@ -145,34 +228,70 @@ function stitch(out: Output, y: TypedArray, tiles: readonly Tile[], ph: number, 
 }
 
 /**
- * Upscales a [1, C, H, W] image with `model` in overlapping P×P patches, so memory stays bounded
- * by one batch of patches plus the output; returns [1, C', H·s, W·s] on the input's backend.
+ * Upscales a [1, C, H, W] image with `model` in overlapping P×P patches and stitches the result on
+ * the host: [C', H·s, W·s] planes in a typed array of the model's output dtype. Each batch output
+ * is read back once; device memory stays bounded by the input plus one batch of patches. Yields to
+ * the event loop between batches (see the top of the file) and calls `onPatch` before each patch.
  */
-export async function upscaleTiled(model: (x: Tensor) => Tensor, input: Tensor, options: UpscaleTiledOptions): Promise<Tensor> {
+export async function upscaleTiledPlanes(model: (x: Tensor) => Tensor, input: Tensor, options: UpscaleTiledOptions): Promise<TiledPlanes> {
   validate(input, options);
-  const { scale, patch, overlap, batch = 1, onProgress, signal } = options;
-  const ph = Math.min(patch, input.shape[2]);
-  const pw = Math.min(patch, input.shape[3]);
-  const rowSpans = spans(input.shape[2], ph, overlap);
-  const colSpans = spans(input.shape[3], pw, overlap);
-  const tiles = rowSpans.flatMap((y, row) => colSpans.map((x, col) => ({ row, col, y, x })));
-  let out: Output | null = null;
+  const { scale, patch, overlap, batch = 1, onProgress, signal, onPatch } = options;
+  const [height, width] = input.shape.slice(2);
+  const ph = Math.min(patch, height);
+  const pw = Math.min(patch, width);
+  const rowSpans = spans(height, ph, overlap);
+  const colSpans = spans(width, pw, overlap);
+  const tiles: Tile[] = rowSpans.flatMap((y, row) => colSpans.map((x, col) => ({ row, col, y, x })));
+  // A patch covering the whole image is the image itself: no copy.
+  const whole = ph === height && pw === width;
+  const cut = (t: Tile) => (whole ? input : noGrad(() => slice(input, [null, null, [t.y.start, t.y.start + ph], [t.x.start, t.x.start + pw]])));
+  const forward = (x: Tensor) => tidy(() => noGrad(() => model(x)));
+  let out: TiledPlanes | null = null;
   for (let first = 0; first < tiles.length; first += batch) {
+    if (first > 0) await yieldToEventLoop();
     throwIfAborted(signal);
     const group = tiles.slice(first, first + batch);
-    const y = runBatch(model, input, group, ph, pw);
+    // Tensors this batch owns, freed once its output has been read (never the caller's input).
+    const owned = new Set<Tensor>();
     try {
+      let y: Tensor;
+      if (onPatch) {
+        const t = group[0];
+        const x = cut(t);
+        owned.add(x);
+        const info: PatchInfo = {
+          patch: x, index: first, total: tiles.length, row: t.row, col: t.col, x: t.x.start, y: t.y.start, width: pw, height: ph, scale, forward,
+        };
+        const custom = await noGrad(() => onPatch(info));
+        y = custom ?? forward(x);
+      } else if (group.length === 1) {
+        const x = cut(group[0]);
+        owned.add(x);
+        y = forward(x);
+      } else {
+        y = tidy(() => noGrad(() => model(concat(group.map(cut), 0))));
+      }
+      owned.add(y);
       out = checkBatchOutput(y, group.length, ph, pw, scale, input, out);
       stitch(out, await y.data(), group, ph, pw, scale);
     } finally {
-      // The batch output is ours to free, unless a model handed back the caller's own image.
-      if (y !== input) y.dispose();
+      owned.delete(input);
+      for (const t of owned) t.dispose();
     }
     const done = first + group.length;
     const last = group[group.length - 1];
     onProgress?.(done / tiles.length, { row: last.row, col: last.col, done, total: tiles.length });
   }
   // The loop runs at least once: every valid image has one patch.
-  const result = out!;
-  return tensor(result.data, [1, result.channels, result.height, result.width], { backend: input.backend.name });
+  return out!;
+}
+
+/**
+ * upscaleTiledPlanes, returned as a [1, C', H·s, W·s] tensor on the input's backend (one upload of
+ * the stitched output). To end with an image, use upscaleTiledPlanes or the Upscaler, which keep
+ * the output on the host.
+ */
+export async function upscaleTiled(model: (x: Tensor) => Tensor, input: Tensor, options: UpscaleTiledOptions): Promise<Tensor> {
+  const out = await upscaleTiledPlanes(model, input, options);
+  return tensor(out.data, [1, out.channels, out.height, out.width], { backend: input.backend.name });
 }

@@ -1,12 +1,10 @@
 // Validation during training: mean Y-PSNR of the model on an SR evaluation set (Set5), with the
 // evaluation protocol's pairs, shave and uint8 output (ALGORITHMS §7).
 import type { Module } from '../nn/module.js';
-import { noGrad } from '../tensor/autograd.js';
-import { tidy } from '../tensor/memory.js';
 import { type Image, grayToRgb, imageToY, splitAlpha, toUint8 } from '../image/image.js';
-import { imageToTensor, tensorToImage } from '../image/convert.js';
 import { loadPairs } from '../image/dataset.js';
 import { psnr } from '../image/metrics.js';
+import { Upscaler } from '../image/upscale.js';
 
 /** Options of validatePsnr. */
 export interface ValidationOptions {
@@ -32,38 +30,28 @@ export interface ValidationResult {
 }
 
 /**
- * Mean Y-PSNR of `model` on the set, run in eval mode (restored afterwards). RGB networks are
- * measured exactly as `srq eval` does. Y networks are measured on Y alone: their output rounded
- * to uint8 against the HR's unrounded luma (eval instead rebuilds RGB with bicubic chroma, which
- * moves Y-PSNR by a few hundredths of a dB; training only needs the trend).
+ * Mean Y-PSNR of `model` on the set, run through the Upscaler in eval mode (restored afterwards).
+ * RGB networks are measured exactly as `srq eval` does. Y networks are measured on Y alone: their
+ * output (Upscaler.upscalePlanes) rounded to uint8 against the HR's unrounded luma, with gray
+ * images fed as the luma of their RGB (eval instead rebuilds RGB with bicubic chroma, which moves
+ * Y-PSNR by a few hundredths of a dB; training only needs the trend).
  */
 export async function validatePsnr(model: Module, options: ValidationOptions): Promise<ValidationResult> {
   const { scale, range, colors, backend } = options;
   const shave = options.shave ?? scale;
-  const wasTraining = model.training;
-  model.eval();
+  // The caller keeps the model; the Upscaler runs it in eval mode and restores its mode.
+  const upscaler = Upscaler.fromModel(model, { scale, range, colors, backend });
   let total = 0;
   let images = 0;
-  try {
-    for await (const { hr, lr } of loadPairs(options.folder, scale, { include: options.include })) {
-      const color = splitAlpha(lr).color;
-      const hrColor = splitAlpha(hr).color;
-      const x = colors === 3 ? imageToTensor(grayToRgb(color), { range, backend }) : imageToTensor(color, { range, mode: 'y', backend });
-      const y = tidy(() => noGrad(() => model.call(x)));
-      x.dispose();
-      try {
-        if (colors === 3) {
-          total += psnr(await tensorToImage(y, { range }), grayToRgb(hrColor), { shave });
-        } else {
-          total += lumaPsnr(await y.data(), hrColor, range, shave);
-        }
-      } finally {
-        y.dispose();
-      }
-      images++;
+  for await (const { hr, lr } of loadPairs(options.folder, scale, { include: options.include })) {
+    const color = grayToRgb(splitAlpha(lr).color);
+    const hrColor = splitAlpha(hr).color;
+    if (colors === 3) {
+      total += psnr(await upscaler.upscale(color), grayToRgb(hrColor), { shave });
+    } else {
+      total += lumaPsnr((await upscaler.upscalePlanes(color)).data, hrColor, range, shave);
     }
-  } finally {
-    model.train(wasTraining);
+    images++;
   }
   return { psnr: total / images, images };
 }
