@@ -121,6 +121,20 @@ describeShared('Trainer on T91', () => {
     second.model.dispose();
   });
 
+  it('a timer-fired abort lands between CPU steps (the loop yields to the event loop)', async () => {
+    const controller = new AbortController();
+    let steps = 0;
+    const trainer = await edsrTrainer(5, {
+      signal: controller.signal,
+      // The timer is set from inside a step: only a turn of the event loop can run it.
+      onProgress: () => void (steps++ === 0 && setTimeout(() => controller.abort(), 0)),
+    });
+    const result = await trainer.run();
+    expect(result.status).toBe('aborted');
+    expect(result.iteration).toBe(1);
+    trainer.model.dispose();
+  });
+
   it('a NaN loss stops with a clear error before the update; the last good checkpoint is intact', async () => {
     const path = join(dir, 'nan.safetensors');
     const trainer = await edsrTrainer(5, {

@@ -248,6 +248,9 @@ export class Trainer {
     const startIteration = this.iteration;
     let validation: ValidationResult | undefined;
     while (this.iteration < o.iterations) {
+      // A CPU step never leaves the microtask queue, so a timer or a button could not fire an
+      // abort mid-run without this turn of the event loop.
+      await new Promise<void>((resolve) => setTimeout(resolve, 0));
       if (o.signal?.aborted) {
         if (o.checkpointPath) await this.saveCheckpoint();
         return { iteration: this.iteration, status: 'aborted', losses, validation };
