@@ -1,6 +1,8 @@
 // Safe file handling (issue 14): atomic output files that never leave a part or a temporary
 // behind, errors that name the path (a directory given as a file, a file that is not
-// safetensors), and `srq --version` from source, from a bundle and from dist/.
+// safetensors), `srq --version` from source, from a bundle and from dist/, and `srq upscale`'s
+// guards: no overwriting its input, PNG outputs only, --scale from the model file, and an
+// explicit --backend webgpu that fails rather than falls back.
 import { spawnSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +10,7 @@ import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  FileError, FormatError, createImage, encodePng, loadSafetensors, readPng, saveSafetensors, tensor, writePng,
+  FileError, FormatError, Random, createImage, createModel, encodePng, loadSafetensors, readPng, saveSafetensors, tensor, writePng,
 } from '../src/index.js';
 import { isSameFile, readInputFile, temporaryPath, writeFileAtomic } from '../src/io/files.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../src/io/safetensors-node.js';
@@ -254,4 +256,136 @@ describe('srq --version', () => {
       expect(run.status, bin).toBe(0);
     }
   }, 60_000);
+});
+
+/** `srq …` in process, output captured. */
+async function srq(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), stderrIsTTY: false });
+  return { code, stdout, stderr };
+}
+
+/** A small RGB test image as a PNG file in `f`. */
+async function smallPng(f: string, name = 'in.png'): Promise<string> {
+  const path = join(f, name);
+  await writePng(path, createImage(6, 5, 3, Uint8Array.from({ length: 6 * 5 * 3 }, (_, i) => (i * 37) % 256)));
+  return path;
+}
+
+describe('srq upscale: its input is never overwritten', () => {
+  it('refuses the input as output however spelled (relative, ./, symlink, hard link): exit 2, one line, nothing written', async () => {
+    const f = folder();
+    const input = await smallPng(f);
+    symlinkSync(input, join(f, 'link.png'));
+    linkSync(input, join(f, 'hard.png'));
+    mkdirSync(join(f, 'sub'));
+    const before = readFileSync(input);
+    const listing = readdirSync(f).sort();
+    const spellings = [input, relative(process.cwd(), input), join(f, 'sub', '..', 'in.png'), join(f, '.', 'in.png'), join(f, 'link.png'), join(f, 'hard.png')];
+    for (const output of spellings) {
+      const run = await srq(['upscale', input, output, '--model', 'bicubic', '--scale', '2']);
+      expect(run.code, output).toBe(2);
+      expect(run.stderr, output).toBe(`srq: upscale: the output ${output} is the input file; refusing to overwrite it\n`);
+      expect(run.stdout).toBe('');
+    }
+    // Also when the link is the input and the real file the output.
+    expect((await srq(['upscale', join(f, 'link.png'), input, '--model', 'bicubic', '--scale', '2'])).code).toBe(2);
+    expect(readFileSync(input).equals(before)).toBe(true);
+    expect(readdirSync(f).sort()).toEqual(listing);
+  });
+
+  it('a different file, even an existing one, is written (atomically, no temporary left)', async () => {
+    const f = folder();
+    const input = await smallPng(f);
+    const output = join(f, 'out.png');
+    writeFileSync(output, 'old');
+    const run = await srq(['upscale', input, output, '--model', 'bicubic', '--scale', '2']);
+    expect(run.code, run.stderr).toBe(0);
+    const out = await readPng(output);
+    expect([out.width, out.height, out.channels]).toEqual([12, 10, 3]);
+    expect(readdirSync(f).sort()).toEqual(['in.png', 'out.png']);
+  });
+});
+
+describe('srq upscale: the output is a .png file', () => {
+  it('another extension (or none) is a usage error naming the output; .PNG is fine', async () => {
+    const f = folder();
+    const input = await smallPng(f);
+    for (const name of ['out.jpg', 'out', 'out.png.bak', 'png']) {
+      const output = join(f, name);
+      const run = await srq(['upscale', input, output, '--model', 'bicubic', '--scale', '2']);
+      expect(run.code, name).toBe(2);
+      expect(run.stderr, name).toBe(`srq: upscale: the output ${output} is not a .png file (srq upscale writes PNG only)\n`);
+    }
+    expect(readdirSync(f)).toEqual(['in.png']);
+    const upper = join(f, 'OUT.PNG');
+    expect((await srq(['upscale', input, upper, '--model', 'bicubic', '--scale', '2'])).code).toBe(0);
+    expect((await readPng(upper)).width).toBe(12);
+  });
+});
+
+describe('srq upscale: --scale defaults to the model file\'s', () => {
+  it('a ×3 file without --scale upscales ×3; a disagreeing --scale is a usage error; bicubic needs --scale', async () => {
+    const f = folder();
+    const input = await smallPng(f);
+    const weights = join(f, 'tiny-fsrcnn-x3.safetensors');
+    const config = { scale: 3, d: 8, s: 4, m: 1 };
+    const model = createModel('fsrcnn', config, { rng: new Random(3) });
+    await saveSafetensors(weights, model.stateDict(), { model: 'fsrcnn', config: JSON.stringify(config) });
+    model.dispose();
+
+    const output = join(f, 'x3.png');
+    const run = await srq(['upscale', input, output, '--model', weights]);
+    expect(run.code, run.stderr).toBe(0);
+    const out = await readPng(output);
+    expect([out.width, out.height, out.channels]).toEqual([18, 15, 3]);
+    expect(run.stdout).toContain('×3 of 6×5');
+    // Stated explicitly and agreeing: the same bytes.
+    const explicit = join(f, 'x3-explicit.png');
+    expect((await srq(['upscale', input, explicit, '--model', weights, '--scale', '3'])).code).toBe(0);
+    expect(readFileSync(explicit).equals(readFileSync(output))).toBe(true);
+
+    const mismatch = await srq(['upscale', input, join(f, 'x2.png'), '--model', weights, '--scale', '2']);
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr).toMatch(/^srq: [^\n]*is a ×3 model, but --scale is 2\n$/);
+    const bicubic = await srq(['upscale', input, join(f, 'b.png'), '--model', 'bicubic']);
+    expect(bicubic.code).toBe(2);
+    expect(bicubic.stderr).toMatch(/^srq: [^\n]*missing --scale[^\n]*\n$/);
+    expect(existsSync(join(f, 'x2.png')) || existsSync(join(f, 'b.png'))).toBe(false);
+  });
+});
+
+describe('srq --backend webgpu without WebGPU', () => {
+  // A child process whose Vulkan loader is pointed at no driver, so Dawn finds no adapter (as in
+  // test/backend-select.test.ts); srq runs from source through tsx.
+  const noAdapter = { VK_ICD_FILENAMES: '/nonexistent.json', VK_DRIVER_FILES: '/nonexistent.json' };
+  function srqChild(args: string[], env: Record<string, string>) {
+    const childEnv: Record<string, string | undefined> = { ...process.env, ...noAdapter, ...env };
+    delete childEnv.SRQ_DEBUG;
+    if (!('SRQ_BACKEND' in env)) delete childEnv.SRQ_BACKEND;
+    return spawnSync(join(root, 'node_modules/.bin/tsx'), [join(root, 'src/cli/srq.ts'), ...args], {
+      cwd: tmpdir(), encoding: 'utf8', timeout: 90_000, env: childEnv,
+    });
+  }
+
+  it('asked for explicitly, it exits non-zero with one line and writes nothing; from $SRQ_BACKEND it falls back', async () => {
+    const f = folder();
+    const input = await smallPng(f);
+    const output = join(f, 'out.png');
+    const explicit = srqChild(['upscale', input, output, '--model', 'bicubic', '--scale', '2', '--backend', 'webgpu'], {});
+    expect(explicit.status, explicit.stderr).toBe(1);
+    // srq's own output is one line; the Vulkan loader and Dawn may add their warnings about the
+    // hidden driver (native code, not srq's), so only the srq lines are counted.
+    const srqLines = explicit.stderr.split('\n').filter((line) => line.startsWith('srq'));
+    expect(srqLines, explicit.stderr).toHaveLength(1);
+    expect(srqLines[0]).toMatch(/^srq: upscale: --backend webgpu: WebGPU is unavailable: .+/);
+    expect(explicit.stdout).toBe('');
+    expect(existsSync(output)).toBe(false);
+
+    const fromEnv = srqChild(['upscale', input, output, '--model', 'bicubic', '--scale', '2'], { SRQ_BACKEND: 'webgpu' });
+    expect(fromEnv.status, fromEnv.stderr).toBe(0);
+    expect(fromEnv.stderr).toMatch(/^srq: WebGPU is unavailable.*using the cpu backend$/m);
+    expect(existsSync(output)).toBe(true);
+  }, 120_000);
 });

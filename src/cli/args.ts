@@ -1,7 +1,9 @@
 // Argument handling shared by the srq commands: node:util's parseArgs with its errors turned into
 // one-line usage errors, and typed option readers.
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import type { BackendName } from '../tensor/select.js';
+import type { Backend } from '../tensor/backend.js';
+import { BackendError } from '../tensor/errors.js';
+import { type BackendName, useBackend } from '../tensor/select.js';
 
 /** A bad command line: reported as one line, exit code 2. */
 export class UsageError extends Error {
@@ -64,4 +66,22 @@ export function backendOption(parsed: Parsed, command: string): BackendName | un
   if (value === undefined) return undefined;
   if (value !== 'cpu' && value !== 'webgpu') throw new UsageError(`${command}: --backend must be cpu or webgpu, got '${String(value)}'`);
   return value;
+}
+
+/**
+ * Activates the backend `--backend` names, for every command that takes it. Asked for explicitly,
+ * an unavailable WebGPU is an error (one line, non-zero exit): the user named it, so a silent CPU
+ * run is not what they wanted. Left to $SRQ_BACKEND or the default, WebGPU falls back to the CPU
+ * with one line on stderr.
+ */
+export async function selectBackend(parsed: Parsed, command: string, io: CliIO): Promise<Backend> {
+  const name = backendOption(parsed, command);
+  try {
+    return await useBackend(name, { require: name !== undefined, log: (line) => io.stderr(`${line}\n`) });
+  } catch (e) {
+    if (name === undefined) throw e;
+    const error = new BackendError(`${command}: --backend ${name}: ${e instanceof Error ? e.message : String(e)}`);
+    error.cause = e;
+    throw error;
+  }
 }

@@ -42,11 +42,18 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
   return { label: built.label, built, quantized: built.quantized };
 }
 
-/** The upscaler `--model` asks for at `--scale`: 'bicubic', or a network as loadModel reads it. */
-export async function loadUpscaler(spec: string, scale: number): Promise<Upscaler> {
-  if (spec === 'bicubic') return Upscaler.bicubic(scale);
+/**
+ * The upscaler `--model` asks for at `--scale`: 'bicubic', or a network as loadModel reads it.
+ * Without `scale`, a network's own (from its file's metadata or the zoo) is used; bicubic has
+ * none, so it needs one. A `scale` that disagrees with the network's is a usage error.
+ */
+export async function loadUpscaler(spec: string, scale?: number): Promise<Upscaler> {
+  if (spec === 'bicubic') {
+    if (scale === undefined) throw new UsageError('missing --scale (bicubic has no scale of its own)');
+    return Upscaler.bicubic(scale);
+  }
   const { label, built, quantized } = await loadModel(spec);
-  if (built.scale !== scale) {
+  if (scale !== undefined && built.scale !== scale) {
     built.model.dispose();
     throw new UsageError(`${label} is a ×${built.scale} model, but --scale is ${scale}`);
   }

@@ -1,9 +1,10 @@
 // `srq upscale`: one PNG through a model in overlapping tiles, with progress on stderr.
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { ValueError, readPng, useBackend, writePng } from '../index.js';
-import { type CliIO, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
-import { loadUpscaler, zooScale } from './model.js';
+import { ValueError, readPng, writePng } from '../index.js';
+import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
+import { isSameFile } from '../io/files.js';
+import { loadUpscaler } from './model.js';
 
 const DEFAULT_PATCH = 128;
 // Wider than FSRCNN/ESPCN's receptive radius, so for them tiles stitch seamlessly; deep networks
@@ -14,12 +15,14 @@ const DEFAULT_OVERLAP = 16;
 export const UPSCALE_USAGE = `Usage: srq upscale <in.png> <out.png> --model <bicubic|zoo id|weights.safetensors> [--scale <s>] [options]
 
 Upscales one PNG. The model runs over overlapping patches, so large images fit in memory; an
-alpha channel is upscaled with bicubic and re-attached.
+alpha channel is upscaled with bicubic and re-attached. The output must be a .png file other
+than the input; it is written whole or not at all.
 
 Options:
   --model <m>        bicubic, a zoo model (fsrcnn-x3, …: see zoo/README.md), or a .safetensors
                      file with 'model' and 'config' metadata
-  --scale <s>        upscaling factor (must match the model's; a zoo model's by default)
+  --scale <s>        upscaling factor (must match the model's; by default the zoo model's or the
+                     one in the file's metadata; required for bicubic)
   --patch <p>        patch side in input pixels (default ${DEFAULT_PATCH})
   --overlap <o>      context kept around each patch, in input pixels (default ${DEFAULT_OVERLAP})
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
@@ -70,17 +73,22 @@ export async function upscaleCommand(argv: readonly string[], io: CliIO): Promis
   if (input === undefined || output === undefined) throw new UsageError('upscale: expected <in.png> <out.png>');
   if (extra !== undefined) throw new UsageError(`upscale: unexpected argument '${extra}'`);
   const spec = requiredString(parsed, 'model', 'upscale');
-  const scale = integerOption(parsed, 'scale', 'upscale', 1, zooScale(spec));
+  // Undefined: the model's own scale (bicubic has none, so loadUpscaler asks for one).
+  const wantedScale = parsed.values.scale === undefined ? undefined : integerOption(parsed, 'scale', 'upscale', 1);
   const patch = integerOption(parsed, 'patch', 'upscale', 1, DEFAULT_PATCH);
   const overlap = integerOption(parsed, 'overlap', 'upscale', 0, DEFAULT_OVERLAP);
   if (patch <= 2 * overlap) throw new UsageError(`upscale: --patch ${patch} must exceed twice --overlap (${2 * overlap})`);
-  await useBackend(backendOption(parsed, 'upscale'), { log: (line) => io.stderr(`${line}\n`) });
+  if (!/\.png$/i.test(output)) throw new UsageError(`upscale: the output ${output} is not a .png file (srq upscale writes PNG only)`);
+  // However spelled (relative, absolute, through a link): the input is never written over.
+  if (await isSameFile(input, output)) throw new UsageError(`upscale: the output ${output} is the input file; refusing to overwrite it`);
+  await selectBackend(parsed, 'upscale', io);
 
   // Checked up front: finding out after a long run that the result cannot be written is no fun.
   const folder = dirname(resolve(output));
   if (!existsSync(folder)) throw new ValueError(`${output}: the folder ${folder} does not exist`);
   const image = await readPng(input);
-  const upscaler = await loadUpscaler(spec, scale);
+  const upscaler = await loadUpscaler(spec, wantedScale);
+  const scale = upscaler.scale;
   const progress = progressReporter(io);
   const start = performance.now();
   let result;
