@@ -1,8 +1,8 @@
 // `srq eval`: PSNR/SSIM of a model (or the bicubic baseline) on an SR data set, by the protocol of
 // ALGORITHMS §7 (Y channel, borders shaved by the scale, uint8 SR output).
-import { type CostReport, type Image, grayToRgb, modelCost, psnr, splitAlpha, ssim, useBackend } from '../index.js';
+import { type CostReport, type Image, grayToRgb, modelCost, psnr, splitAlpha, ssim } from '../index.js';
 import { loadPairs } from '../image/dataset.js';
-import { type CliIO, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
+import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
 import { loadUpscaler, zooScale } from './model.js';
 
 /** Usage text of `srq eval`. */
@@ -83,7 +83,7 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
   const scale = integerOption(parsed, 'scale', 'eval', 1, zooScale(spec));
   const shave = integerOption(parsed, 'shave', 'eval', 0, scale);
   const json = parsed.values.json === true;
-  const backend = await useBackend(backendOption(parsed, 'eval'), { log: (line) => io.stderr(`${line}\n`) });
+  const backend = await selectBackend(parsed, 'eval', io);
 
   const upscaler = await loadUpscaler(spec, scale);
   // BitOPs and related costs at an LR size, for quantized networks.

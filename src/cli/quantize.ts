@@ -8,10 +8,10 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
   type CooperativeGate, type CooperativeGranularity, type MismatchMode, type Module, type Placement, type QatMethod,
-  type QatOptions, type ScheduleSpec, type Tensor, defaultPlacement, disposeCheckpoint, loadCheckpoint, manualSeed, modelCost, prepareQat, saveQuantized, useBackend,
+  type QatOptions, type ScheduleSpec, type Tensor, defaultPlacement, disposeCheckpoint, loadCheckpoint, manualSeed, modelCost, prepareQat, saveQuantized,
 } from '../index.js';
 import { writeFileAtomic } from '../io/files.js';
-import { type CliIO, type Parsed, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
+import { type CliIO, type Parsed, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
 import { evalCommand } from './eval.js';
 import { type LoadedModel, loadModel } from './model.js';
 import { LOOP_OPTIONS, LOOP_USAGE, cropSampler, loopSettings, numberOption, runLoop } from './train.js';
@@ -323,7 +323,7 @@ export async function quantizeCommand(argv: readonly string[], io: CliIO): Promi
   const noEval = parsed.values['no-eval'] === true;
   const testSets = typeof parsed.values['test-sets'] === 'string' ? parsed.values['test-sets'] : undefined;
   if (testSets !== undefined && !existsSync(testSets)) throw new UsageError(`quantize: --test-sets ${testSets} does not exist`);
-  const backend = (await useBackend(backendOption(parsed, 'quantize'), { log: (line) => io.stderr(`${line}\n`) })).name;
+  const backend = (await selectBackend(parsed, 'quantize', io)).name;
   const placement: Placement = qat.placement ?? defaultPlacement(method);
 
   manualSeed(loop.seed);

@@ -6,10 +6,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type ModelFromMetadata, type ScheduleSpec, type TrainProgress, type TrainResult, type TrainerOptions, Random, Trainer,
-  TrainingSampler, disposeCheckpoint, loadCheckpoint, loadSafetensors, manualSeed, modelFromMetadata, saveSafetensors, useBackend,
+  TrainingSampler, disposeCheckpoint, loadCheckpoint, loadSafetensors, manualSeed, modelFromMetadata, saveSafetensors,
   validatePsnr,
 } from '../index.js';
-import { type CliIO, type Parsed, UsageError, backendOption, integerOption, parseCommand, requiredString } from './args.js';
+import { type CliIO, type Parsed, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
 
 /** Options of the training loop, shared by `srq train` and `srq quantize` (help text). */
 export const LOOP_USAGE = `  --data <folders>     training folders of PNGs (comma-separated or repeated)
@@ -283,7 +283,7 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
   if (loss !== 'l1' && loss !== 'mse') throw new UsageError(`train: --loss must be l1 or mse, got '${String(loss)}'`);
   const metadata = { model: name, config: JSON.stringify({ ...parseConfig(list(parsed, 'config')), scale }) };
   const { seed, resume, checkpointPath, out } = loop;
-  const backend = (await useBackend(backendOption(parsed, 'train'), { log: (line) => io.stderr(`${line}\n`) })).name;
+  const backend = (await selectBackend(parsed, 'train', io)).name;
 
   manualSeed(seed);
   let built;
