@@ -356,6 +356,40 @@ describe('srq upscale: --scale defaults to the model file\'s', () => {
   });
 });
 
+describe('srq eval: --scale and --shave default to the model file\'s scale', () => {
+  it('a ×2 file without --scale evaluates ×2 with shave 2, as with --scale 2; bicubic needs --scale', async () => {
+    const f = folder();
+    mkdirSync(join(f, 'set'));
+    for (const name of ['a', 'b']) {
+      await writePng(join(f, 'set', `${name}.png`), createImage(24, 20, 3, Uint8Array.from({ length: 24 * 20 * 3 }, (_, i) => (i * 53 + name.length) % 256)));
+    }
+    const weights = join(f, 'tiny-espcn-x2.safetensors');
+    const config = { scale: 2 };
+    const model = createModel('espcn', config, { rng: new Random(5) });
+    await saveSafetensors(weights, model.stateDict(), { model: 'espcn', config: JSON.stringify(config) });
+    model.dispose();
+
+    const implicit = await srq(['eval', '--model', weights, '--data', join(f, 'set'), '--json']);
+    expect(implicit.code, implicit.stderr).toBe(0);
+    const explicit = await srq(['eval', '--model', weights, '--data', join(f, 'set'), '--scale', '2', '--shave', '2', '--json']);
+    expect(explicit.code, explicit.stderr).toBe(0);
+    const [a, b] = [JSON.parse(implicit.stdout), JSON.parse(explicit.stdout)];
+    expect([a.scale, a.shave]).toEqual([2, 2]);
+    expect(a.images.map((r: { psnr: number }) => r.psnr)).toEqual(b.images.map((r: { psnr: number }) => r.psnr));
+    // A different shave changes the figures, so the comparison above could fail.
+    const shave0 = JSON.parse((await srq(['eval', '--model', weights, '--data', join(f, 'set'), '--shave', '0', '--json'])).stdout);
+    expect(shave0.shave).toBe(0);
+    expect(shave0.mean.psnr).not.toBe(a.mean.psnr);
+
+    const mismatch = await srq(['eval', '--model', weights, '--data', join(f, 'set'), '--scale', '3']);
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr).toMatch(/^srq: [^\n]*is a ×2 model, but --scale is 3\n$/);
+    const bicubic = await srq(['eval', '--model', 'bicubic', '--data', join(f, 'set')]);
+    expect(bicubic.code).toBe(2);
+    expect(bicubic.stderr).toMatch(/^srq: [^\n]*missing --scale[^\n]*\n$/);
+  });
+});
+
 describe('srq --backend webgpu without WebGPU', () => {
   // A child process whose Vulkan loader is pointed at no driver, so Dawn finds no adapter (as in
   // test/backend-select.test.ts); srq runs from source through tsx.

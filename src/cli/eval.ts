@@ -3,7 +3,7 @@
 import { type CostReport, type Image, grayToRgb, modelCost, psnr, splitAlpha, ssim } from '../index.js';
 import { loadPairs } from '../image/dataset.js';
 import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
-import { loadUpscaler, zooScale } from './model.js';
+import { loadUpscaler } from './model.js';
 
 /** Usage text of `srq eval`. */
 export const EVAL_USAGE = `Usage: srq eval --model <bicubic|zoo id|weights.safetensors> --data <folder> [--scale <s>] [options]
@@ -20,7 +20,8 @@ Options:
   --model <m>        bicubic, a zoo model (fsrcnn-x3, …: see zoo/README.md), or a .safetensors
                      file with 'model' and 'config' metadata (and 'quant_plan' if quantized)
   --data <folder>    the evaluation set
-  --scale <s>        upscaling factor (default for a zoo model: its own)
+  --scale <s>        upscaling factor (default: the model's own, from the zoo or the file's
+                     metadata; bicubic needs one)
   --shave <n>        border pixels left out of the metrics (default: the scale)
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --json             print JSON instead of a table
@@ -80,12 +81,15 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
   if (parsed.positionals.length > 0) throw new UsageError(`eval: unexpected argument '${parsed.positionals[0]}'`);
   const spec = requiredString(parsed, 'model', 'eval');
   const data = requiredString(parsed, 'data', 'eval');
-  const scale = integerOption(parsed, 'scale', 'eval', 1, zooScale(spec));
-  const shave = integerOption(parsed, 'shave', 'eval', 0, scale);
+  // Undefined: the model's own scale (bicubic has none, so loadUpscaler asks for one).
+  const wantedScale = parsed.values.scale === undefined ? undefined : integerOption(parsed, 'scale', 'eval', 1);
+  const wantedShave = parsed.values.shave === undefined ? undefined : integerOption(parsed, 'shave', 'eval', 0);
   const json = parsed.values.json === true;
   const backend = await selectBackend(parsed, 'eval', io);
 
-  const upscaler = await loadUpscaler(spec, scale);
+  const upscaler = await loadUpscaler(spec, wantedScale);
+  const scale = upscaler.scale;
+  const shave = wantedShave ?? scale;
   // BitOPs and related costs at an LR size, for quantized networks.
   const costAt = upscaler.quantized && upscaler.model ? (h: number, w: number) => modelCost(upscaler.model!, h, w) : undefined;
   const rows: Row[] = [];

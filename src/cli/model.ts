@@ -11,12 +11,6 @@ function isArchitectureName(spec: string): boolean {
   return isModelName(spec.toLowerCase().replace(/[-_]x\d+$/, '').replace(/_/g, '-'));
 }
 
-/** A zoo model's scale (so `--scale` may be left out for one), else undefined. */
-export function zooScale(spec: string): number | undefined {
-  const scale = zooEntry(spec)?.config.scale;
-  return typeof scale === 'number' ? scale : undefined;
-}
-
 /** A network `--model` names, built with its weights (eval mode). */
 export interface LoadedModel {
   /** For messages: the zoo id or the file name. */
