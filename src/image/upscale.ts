@@ -18,9 +18,7 @@
 import { FormatError, ShapeError, ValueError } from '../tensor/errors.js';
 import { type Tensor, tensor } from '../tensor/tensor.js';
 import { Module } from '../nn/module.js';
-import { EDSR } from '../models/edsr.js';
-import { FSRCNN } from '../models/fsrcnn.js';
-import { ESPCN } from '../models/espcn.js';
+import { feedingOfModel } from '../models/registry.js';
 import { type ModelFromMetadata, modelFromMetadata } from '../models/from-metadata.js';
 import { type LoadPretrainedOptions, ZOO, loadPretrained, zooEntry } from '../models/zoo.js';
 import { type TensorFile, fromSafetensorsBytes, loadSafetensors } from '../io/tensors.js';
@@ -238,11 +236,9 @@ function checkOptions(options: UpscaleOptions): void {
   }
 }
 
-/** A network's feeding when the caller gives a bare model: the family defaults. */
+/** A network's feeding when the caller gives a bare model: its family's (RGB on [0, 1] for any other module). */
 function defaultFeeding(model: Module): { range: PixelRange; colors: 1 | 3 } {
-  if (model instanceof EDSR) return { range: 255, colors: 3 };
-  if (model instanceof FSRCNN || model instanceof ESPCN) return { range: 1, colors: 1 };
-  return { range: 1, colors: 3 };
+  return feedingOfModel(model) ?? { range: 1, colors: 3 };
 }
 
 /** Planar float output → interleaved uint8 (× 255/range, rounded half away from zero, clamped). */

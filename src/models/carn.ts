@@ -7,6 +7,7 @@ import { Conv2d, MeanShift, PixelShuffle, ReLU, Sequential } from '../nn/layers.
 import { ValueError } from '../tensor/errors.js';
 import { ResidualBlockBase } from '../nn/residual.js';
 import { checkPositive, powerOfTwoSteps } from './common.js';
+import { defineFamily } from './spec.js';
 
 /** Constructor options of CARN (defaults: full CARN ×2; CARN-M is mobile with group 4). */
 export interface CARNOptions {
@@ -160,3 +161,20 @@ export class CARN extends Module {
     return this.child('add_mean').call(this.child('exit').call(this.child('upsample').call(o)));
   }
 }
+
+/** The CARN family: 'carn' is the reference constructor; 'carn-m' is mobile with group 4. RGB in [0, 1]. */
+export const CARN_FAMILY = defineFamily({
+  family: 'carn',
+  // `as boolean`: else TypeScript reads the default as the type `false` and 'carn-m' could not set it.
+  defaults: { scale: 2, n_feats: 64, mobile: false as boolean, group: 1 },
+  variants: { carn: {}, 'carn-m': { mobile: true, group: 4 } },
+  published: {
+    carn: { variant: 'carn', config: {} },
+    carn_m: { variant: 'carn-m', config: {} },
+  },
+  range: 1,
+  colors: 3,
+  upsampler: 'upsample',
+  modelClass: CARN,
+  build: (c, rng) => new CARN({ scale: c.scale, nFeats: c.n_feats, mobile: c.mobile, group: c.group, rng }),
+});

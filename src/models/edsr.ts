@@ -6,6 +6,7 @@ import { Module } from '../nn/module.js';
 import { Conv2d, MeanShift, PixelShuffle, ReLU, Sequential } from '../nn/layers.js';
 import { ResidualBlockBase } from '../nn/residual.js';
 import { checkPositive, checkScale, powerOfTwoSteps } from './common.js';
+import { defineFamily } from './spec.js';
 
 /** Constructor options of EDSR (defaults: EDSR-baseline). */
 export interface EDSROptions {
@@ -86,3 +87,23 @@ export class EDSR extends Module {
     return this.child('add_mean').call(this.child('tail').call(res));
   }
 }
+
+/** The EDSR family: 'edsr' is the reference constructor (the baseline size), as is 'edsr-baseline'. */
+export const EDSR_FAMILY = defineFamily({
+  family: 'edsr',
+  defaults: { scale: 2, n_resblocks: 16, n_feats: 64, res_scale: 1, rgb_range: 255, n_colors: 3 },
+  variants: { edsr: {}, 'edsr-baseline': { n_resblocks: 16, n_feats: 64, res_scale: 1 } },
+  published: {
+    edsr_baseline: { variant: 'edsr-baseline', config: {} },
+    // Full EDSR: 32 blocks of 256 features, residuals scaled by 0.1 for stable training.
+    edsr: { variant: 'edsr', config: { n_resblocks: 32, n_feats: 256, res_scale: 0.1 } },
+  },
+  // The reference trains EDSR on [0, rgb_range].
+  range: 'rgb_range',
+  colors: 'n_colors',
+  upsampler: 'tail',
+  modelClass: EDSR,
+  build: (c, rng) => new EDSR({
+    scale: c.scale, nResblocks: c.n_resblocks, nFeats: c.n_feats, resScale: c.res_scale, rgbRange: c.rgb_range, nColors: c.n_colors, rng,
+  }),
+});

@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { Module } from '../nn/module.js';
 import { Conv2d, PixelShuffle, Sequential, Tanh } from '../nn/layers.js';
 import { checkPositive } from './common.js';
+import { defineFamily } from './spec.js';
 
 /** Constructor options of ESPCN (defaults: ×3, one channel). */
 export interface ESPCNOptions {
@@ -40,3 +41,16 @@ export class ESPCN extends Module {
     return this.child('last_part').call(this.child('first_part').call(x));
   }
 }
+
+/** The ESPCN family: the luma Y in [0, 1] by default. */
+export const ESPCN_FAMILY = defineFamily({
+  family: 'espcn',
+  defaults: { scale: 3, n_colors: 1 },
+  variants: { espcn: {} },
+  published: { espcn: { variant: 'espcn', config: {} } },
+  range: 1,
+  colors: 'n_colors',
+  upsampler: 'last_part',
+  modelClass: ESPCN,
+  build: (c, rng) => new ESPCN({ scale: c.scale, nColors: c.n_colors, rng }),
+});

@@ -2,7 +2,10 @@
 // checkpoints carry `model`, e.g. 'edsr_s_x2', and `config`, the constructor arguments as JSON),
 // and says how to feed it: which pixel range and how many colour channels it expects.
 import { ValueError } from '../tensor/errors.js';
-import { type CreateModelOptions, type ModelConfig, type ModelName, type SRModel, createModel, isModelName } from './index.js';
+import type { ModelConfig } from './spec.js';
+import {
+  type CreateModelOptions, type ModelName, type SRModel, buildModel, familyOfName, feedingOf, isModelName, resolveConfig,
+} from './registry.js';
 
 /** A model built from metadata, with what a caller needs to prepare its input. */
 export interface ModelFromMetadata {
@@ -12,9 +15,9 @@ export interface ModelFromMetadata {
   config: ModelConfig;
   /** Upscaling factor. */
   scale: number;
-  /** Value of a full-scale pixel the model expects: EDSR its rgb_range, every other family 1. */
+  /** Value of a full-scale pixel the model expects: EDSR its rgb_range, every other family 1 (see the family specs). */
   range: 255 | 1;
-  /** Input channels: 3 (RGB) or 1 (the luma Y, for FSRCNN and ESPCN). */
+  /** Input channels: 3 (RGB) or 1 (the luma Y, FSRCNN's and ESPCN's default). */
   colors: 1 | 3;
 }
 
@@ -29,12 +32,6 @@ export function modelNameFromMetadata(model: string): ModelName {
     if (isModelName(candidate)) return candidate;
   }
   throw new ValueError(`model '${model}' matches no known model name`);
-}
-
-/** Reads a number from a config, with the family default when absent. */
-function configNumber(config: ModelConfig, key: string, fallback: number): number {
-  const value = config[key];
-  return typeof value === 'number' ? value : fallback;
 }
 
 /**
@@ -55,15 +52,11 @@ export function modelFromMetadata(metadata: Readonly<Record<string, string>>, op
     }
   }
   const name = modelNameFromMetadata(metadata.model);
-  const model = createModel(name, config, options);
+  const resolved = resolveConfig(name, config);
+  // Checked before building, so a model that cannot be fed is never allocated.
+  const { range, colors } = feedingOf(familyOfName(name), resolved);
+  const model = buildModel(name, resolved, options);
   if (metadata.mode === 'train') model.train();
   else model.eval();
-  const edsr = name === 'edsr' || name === 'edsr-baseline';
-  // The reference trains EDSR on [0, rgb_range] and CARN, SRResNet, FSRCNN and ESPCN on [0, 1].
-  const range = edsr ? configNumber(config, 'rgb_range', 255) : 1;
-  if (range !== 255 && range !== 1) throw new ValueError(`model '${metadata.model}': rgb_range ${range} is not 255 or 1`);
-  const luma = name === 'fsrcnn' || name === 'espcn';
-  const colors = configNumber(config, 'n_colors', luma ? 1 : 3);
-  if (colors !== 1 && colors !== 3) throw new ValueError(`model '${metadata.model}': n_colors ${colors} is not 1 or 3`);
   return { model, name, config, scale: model.scale, range, colors };
 }

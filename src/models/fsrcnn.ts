@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { Module } from '../nn/module.js';
 import { Conv2d, ConvTranspose2d, PReLU, Sequential } from '../nn/layers.js';
 import { checkPositive } from './common.js';
+import { defineFamily } from './spec.js';
 
 /** Constructor options of FSRCNN(d, s, m) (defaults: FSRCNN(56, 12, 4) ×3). */
 export interface FSRCNNOptions {
@@ -51,3 +52,16 @@ export class FSRCNN extends Module {
     return this.child('last_part').call(this.child('mid_part').call(this.child('first_part').call(x)));
   }
 }
+
+/** The FSRCNN family: the luma Y in [0, 1] by default. */
+export const FSRCNN_FAMILY = defineFamily({
+  family: 'fsrcnn',
+  defaults: { scale: 3, d: 56, s: 12, m: 4, n_colors: 1 },
+  variants: { fsrcnn: {} },
+  published: { fsrcnn: { variant: 'fsrcnn', config: {} } },
+  range: 1,
+  colors: 'n_colors',
+  upsampler: 'last_part',
+  modelClass: FSRCNN,
+  build: (c, rng) => new FSRCNN({ scale: c.scale, d: c.d, s: c.s, m: c.m, nColors: c.n_colors, rng }),
+});

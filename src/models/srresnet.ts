@@ -6,6 +6,7 @@ import { Module } from '../nn/module.js';
 import { BatchNorm2d, Conv2d, PReLU, PixelShuffle, Sequential } from '../nn/layers.js';
 import { ResidualBlockBase } from '../nn/residual.js';
 import { checkPositive, checkScale, powerOfTwoSteps } from './common.js';
+import { defineFamily } from './spec.js';
 
 /** Constructor options of SRResNet (defaults: the published ×4 model). */
 export interface SRResNetOptions {
@@ -70,3 +71,16 @@ export class SRResNet extends Module {
     return this.child('tail').call(this.child('upsample').call(res));
   }
 }
+
+/** The SRResNet family; it trains on RGB in [0, 1]. */
+export const SRRESNET_FAMILY = defineFamily({
+  family: 'srresnet',
+  defaults: { scale: 4, n_resblocks: 16, n_feats: 64 },
+  variants: { srresnet: {} },
+  published: { srresnet: { variant: 'srresnet', config: {} } },
+  range: 1,
+  colors: 3,
+  upsampler: 'upsample',
+  modelClass: SRResNet,
+  build: (c, rng) => new SRResNet({ scale: c.scale, nResblocks: c.n_resblocks, nFeats: c.n_feats, rng }),
+});

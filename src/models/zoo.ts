@@ -5,7 +5,7 @@
 import { FormatError, ValueError } from '../tensor/errors.js';
 import { fromSafetensorsBytes } from '../io/tensors.js';
 import { type ModelFromMetadata, modelFromMetadata } from './from-metadata.js';
-import type { ModelName } from './index.js';
+import type { ModelName } from './registry.js';
 
 /** One trained model of the zoo. */
 export interface ZooEntry {

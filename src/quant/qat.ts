@@ -14,7 +14,7 @@ import { Random } from '../tensor/random.js';
 import { add, div, mean, mul } from '../ops.js';
 import type { Module } from '../nn/module.js';
 import type { ParamGroupInput } from '../nn/optim.js';
-import { EDSR } from '../models/edsr.js';
+import { familyOf } from '../models/registry.js';
 import type { BackwardContext, DistillationOptions, LossContext, LossTerm } from '../train/trainer.js';
 import { calibrate } from './calibrate.js';
 import { DynamicGate } from './gate.js';
@@ -86,9 +86,9 @@ export interface QatSetup {
 
 /** The feature map PAMS and DDTB distil: the input of the upsampler (EDSR: body(x) + x, the input of 'tail'). */
 export function attentionLayerOf(model: Module): string {
-  if (model instanceof EDSR) return 'tail';
-  for (const name of ['upsample', 'last_part']) if (model.namedChildren().some(([k]) => k === name)) return name;
-  throw new ValueError(`attention transfer: no known feature layer in ${model.constructor.name}`);
+  const upsampler = familyOf(model)?.upsampler;
+  if (upsampler === undefined) throw new ValueError(`attention transfer: no known feature layer in ${model.constructor.name}`);
+  return upsampler;
 }
 
 /**
