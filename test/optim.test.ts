@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { testBackends } from './support/backends.js';
 import { describeShared, sharedPath } from './support/shared.js';
 import {
-  Adam, EDSR, Random, StepLR, type Tensor, cast, createModel, full, getBackend, l1Loss, loadSafetensors, memory, mul,
+  Adam, EDSR, Random, StepLR, type Tensor, cast, createModel, full, getBackend, l1Loss, loadSafetensors, mean, memory, mul,
   setBackend, sum, tensor, tidy, ValueError,
 } from '../src/index.js';
 
@@ -184,11 +184,25 @@ describe('Adam', () => {
     expect(opt.stateDict().state[1]).toBeUndefined();
   });
 
-  it('rejects bad hyperparameters and frozen parameters', () => {
+  it('rejects bad hyperparameters', () => {
     const p = full([1], 1, { requiresGrad: true });
     expect(() => new Adam([p], { lr: -1 })).toThrow(ValueError);
     expect(() => new Adam([p], { betas: [1, 0.9] })).toThrow(ValueError);
-    expect(() => new Adam([full([1], 1)])).toThrow(/does not require gradients/);
+  });
+
+  it('accepts frozen parameters, as PyTorch, and leaves them alone', async () => {
+    const model = new EDSR({ scale: 2, nResblocks: 1, nFeats: 4, rng: new Random(3) });
+    const frozen = model.parameters().filter((t) => !t.requiresGrad);
+    expect(frozen.length).toBeGreaterThan(0);
+    const before = await Promise.all(frozen.map((t) => t.data()));
+    const opt = new Adam(model.parameters(), { lr: 0.1 });
+    const loss = mean(model.call(full([1, 3, 4, 4], 100)));
+    loss.backward();
+    opt.step();
+    const after = await Promise.all(frozen.map((t) => t.data()));
+    expect(after).toEqual(before);
+    const trained = model.trainableParameters()[0];
+    expect(opt.stateDict().state[model.parameters().indexOf(trained)]).toBeDefined();
   });
 
   it('stateDict / loadStateDict resume training exactly', async () => {

@@ -11,10 +11,11 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AbortError, type Channels, type Image, Module, type SRModel, SrqError, type Tensor, type UpscaleInput, Upscaler, ValueError, createImage, createModel,
-  encodePng, expand, full, mul, getBackend, grayToRgb, imageToTensor, imresize, imresizeFloat, joinAlpha, loadPretrained, memory,
+  encodePng, expand, full, mul, getBackend, grayToRgb, imageToTensor, imresize, imresizeFloat, joinAlpha, loadPretrained, loadQuantized, memory,
   noGrad, presetPlan, quantize, reshape, rgbToYCbCr, saveQuantized, slice, splitAlpha, tensor, tensorToImage, tidy, toUint8,
   yCbCrToRgb,
 } from '../src/index.js';
+import { pretrainedFromBytes } from '../src/models/zoo.js';
 import { testBackends } from './support/backends.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'srq-upscaler-'));
@@ -421,6 +422,30 @@ describe('Upscaler inputs, models and options', () => {
       loaded.dispose();
     }
     q.dispose();
+  });
+
+  it('a zoo file may be quantized: pretrainedFromBytes rebuilds it (plan and all) as loadQuantized does, a float one as before', async () => {
+    const built = await loadPretrained('fsrcnn-x3');
+    expect(built.quantized).toBe(false);
+    const q = quantize(built.model, presetPlan('pams', 4));
+    const file = join(dir, 'fsrcnn-zoo-q.safetensors');
+    await saveQuantized(file, q, { model: 'fsrcnn', config: { scale: 3 } });
+    const bytes = new Uint8Array(await import('node:fs/promises').then((fs) => fs.readFile(file)));
+    const fromZoo = pretrainedFromBytes(bytes, file);
+    expect(fromZoo.quantized).toBe(true);
+    expect(fromZoo.plan).toEqual((await loadQuantized(file)).plan);
+    expect([fromZoo.scale, fromZoo.range, fromZoo.colors]).toEqual([3, 1, 1]);
+    const img = pattern(12, 10, 3, 4);
+    const want = await Upscaler.fromModel({ ...built, model: q }).upscale(img);
+    expect((await Upscaler.fromModel(fromZoo).upscale(img)).data).toEqual(want.data);
+    // The float zoo file is still read as a float network.
+    const floatBytes = new Uint8Array(await import('node:fs/promises').then((fs) => fs.readFile('zoo/fsrcnn-x3/model.safetensors')));
+    const float = pretrainedFromBytes(floatBytes, 'fsrcnn-x3');
+    expect(float.quantized).toBe(false);
+    expect(float.plan).toBeUndefined();
+    q.dispose();
+    fromZoo.model.dispose();
+    float.model.dispose();
   });
 
   it('names what it cannot load', async () => {

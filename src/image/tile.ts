@@ -38,17 +38,16 @@ export function throwIfAborted(signal: AbortSignal | undefined, what = 'aborted'
   throw reason;
 }
 
-type Scheduler = { yield?: () => Promise<void> };
-
 /**
- * Resolves on a later turn of the event loop (setImmediate in Node, `scheduler.yield` or a
- * MessageChannel in browsers and workers, else setTimeout 0), so pending timers and events run
- * first. Long synchronous work (CPU kernels) awaits it between steps to stay cancellable.
+ * Resolves on a later turn of the event loop (setImmediate in Node, a MessageChannel in browsers
+ * and workers, else setTimeout 0), so pending timers and events run first. Long synchronous work
+ * (CPU kernels) awaits it between steps to stay cancellable. Not `scheduler.yield()`: Chromium
+ * runs its continuation ahead of queued messages, so a Worker would read a 'cancel' message from
+ * its page only after the last step.
  */
 export function yieldToEventLoop(): Promise<void> {
-  const g = globalThis as { setImmediate?: (fn: () => void) => unknown; scheduler?: Scheduler; MessageChannel?: typeof MessageChannel };
+  const g = globalThis as { setImmediate?: (fn: () => void) => unknown; MessageChannel?: typeof MessageChannel };
   if (typeof g.setImmediate === 'function') return new Promise((resolve) => void g.setImmediate!(resolve));
-  if (typeof g.scheduler?.yield === 'function') return g.scheduler.yield();
   if (typeof g.MessageChannel === 'function') {
     const channel = new g.MessageChannel();
     return new Promise((resolve) => {

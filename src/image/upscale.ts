@@ -180,7 +180,10 @@ export async function loadSRModel(source: string | URL | Uint8Array | ArrayBuffe
     path = fileURLToPath(source);
   }
   if (isNode() && !isRemote(path) && (await isFile(path))) return fromTensorFile(await loadSafetensors(path), path, fileName(path));
-  if (zooEntry(path)) return { ...(await loadPretrained(path, options)), label: path, quantized: false };
+  if (zooEntry(path)) {
+    const pretrained = await loadPretrained(path, options);
+    return { ...pretrained, label: path, plan: pretrained.plan as QuantPlan | undefined };
+  }
   if (isRemote(path) || (!isNode() && /\.safetensors$/i.test(path))) {
     return fromTensorFile(fromSafetensorsBytes(await fetchBytes(path, 'model')), path, fileName(path.replace(/[?#].*$/, '')));
   }

@@ -13,7 +13,7 @@ export { ESPCN, type ESPCNOptions } from './espcn.js';
 export type { ModelConfig } from './spec.js';
 export { MODEL_NAMES, isModelName, parsePublishedName, type CreateModelOptions, type ModelName, type PublishedModel, type SRModel } from './registry.js';
 export { modelFromMetadata, modelNameFromMetadata, type ModelFromMetadata } from './from-metadata.js';
-export { ZOO, zooEntry, loadPretrained, type ZooEntry, type LoadPretrainedOptions } from './zoo.js';
+export { ZOO, zooEntry, loadPretrained, type ZooEntry, type LoadPretrainedOptions, type PretrainedModel } from './zoo.js';
 
 /**
  * Builds a model from its name and reference constructor arguments, e.g.

@@ -1,9 +1,10 @@
 // The model zoo: full-precision networks trained by @srq/core itself (`srq train` on T91 +
 // General100), shipped as `zoo/<id>/model.safetensors` beside `dist/` with a model card each.
 // A weights file carries `model` and `config` metadata, so loading is modelFromMetadata plus a
-// strict loadStateDict; this table only says which ids exist and what they are.
+// strict loadStateDict; this table only says which ids exist and what they are. Quantized models
+// (files written by saveQuantized, with their plan) are rebuilt by a loader src/quant installs.
 import { FormatError, ValueError } from '../tensor/errors.js';
-import { fromSafetensorsBytes } from '../io/tensors.js';
+import { type TensorFile, fromSafetensorsBytes } from '../io/tensors.js';
 import { type ModelFromMetadata, modelFromMetadata } from './from-metadata.js';
 import type { ModelName } from './registry.js';
 
@@ -15,6 +16,8 @@ export interface ZooEntry {
   name: ModelName;
   /** Its createModel config (snake_case, complete: every key the family has that differs from the default). */
   config: Readonly<Record<string, number | boolean>>;
+  /** For a quantized model, how it was quantized (e.g. 'ODM W2A2'); its file carries the plan. */
+  quantized?: string;
 }
 
 /** Trained models, in the order of the zoo's README. */
@@ -77,16 +80,45 @@ async function readWeights(id: string, options: LoadPretrainedOptions): Promise<
   throw new FormatError(`pretrained '${id}': weights not found (looked in ${tried.join(', ')})`);
 }
 
+/** A zoo model as loadPretrained gives it: the network (eval mode) and its feeding. */
+export interface PretrainedModel extends ModelFromMetadata {
+  /** Whether the network is quantized (its file was written by saveQuantized). */
+  quantized: boolean;
+  /** A quantized network's QuantPlan (typed loosely here: src/models does not depend on src/quant). */
+  plan?: unknown;
+}
+
 /**
- * The zoo model `id` with its trained weights, in eval mode, plus how to feed it (pixel range and
- * colour channels): see ZOO for the ids and `zoo/<id>/README.md` for each model's card.
+ * Rebuilds the quantized network a read file describes, weights loaded, or returns undefined for
+ * a float file. src/quant/io.ts installs it with setQuantizedLoader when the library is imported,
+ * so the zoo can hold quantized models while src/models stays below src/quant.
  */
-export async function loadPretrained(id: string, options: LoadPretrainedOptions = {}): Promise<ModelFromMetadata> {
-  const entry = zooEntry(id);
-  if (!entry) throw new ValueError(`no pretrained model '${id}' (the zoo has: ${ZOO.map((e) => e.id).join(', ')})`);
-  const { bytes, where } = await readWeights(id, options);
+export type QuantizedLoader = (file: TensorFile) => (ModelFromMetadata & { plan: unknown }) | undefined;
+
+let quantizedLoader: QuantizedLoader | undefined;
+
+/** Installs the loader of quantized files (see QuantizedLoader). */
+export function setQuantizedLoader(loader: QuantizedLoader): void {
+  quantizedLoader = loader;
+}
+
+/**
+ * The network a zoo weights file holds (float or quantized), in eval mode; `where` names the file
+ * in errors. Does not keep `bytes`.
+ */
+export function pretrainedFromBytes(bytes: Uint8Array, where: string): PretrainedModel {
   const file = fromSafetensorsBytes(bytes);
   try {
+    let quantized: (ModelFromMetadata & { plan: unknown }) | undefined;
+    try {
+      quantized = quantizedLoader?.(file);
+    } catch (e) {
+      throw new FormatError(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (quantized) {
+      quantized.model.eval();
+      return { ...quantized, quantized: true };
+    }
     const built = modelFromMetadata(file.metadata);
     try {
       built.model.loadStateDict(file.tensors);
@@ -95,13 +127,28 @@ export async function loadPretrained(id: string, options: LoadPretrainedOptions 
       throw new FormatError(`${where}: ${e instanceof Error ? e.message : String(e)}`);
     }
     built.model.eval();
-    return built;
+    return { ...built, quantized: false };
   } finally {
     Object.values(file.tensors).forEach((t) => t.dispose());
   }
 }
 
-/** The zoo entry whose architecture is `name` with this (fully resolved) config, if any. */
+/**
+ * The zoo model `id` with its trained weights, in eval mode, plus how to feed it (pixel range and
+ * colour channels) and, for a quantized one, its plan: see ZOO for the ids and
+ * `zoo/<id>/README.md` for each model's card.
+ */
+export async function loadPretrained(id: string, options: LoadPretrainedOptions = {}): Promise<PretrainedModel> {
+  const entry = zooEntry(id);
+  if (!entry) throw new ValueError(`no pretrained model '${id}' (the zoo has: ${ZOO.map((e) => e.id).join(', ')})`);
+  if (entry.quantized && !quantizedLoader) {
+    throw new ValueError(`pretrained '${id}' is quantized (${entry.quantized}): load it through '@srq/core', whose quantization module reads such files`);
+  }
+  const { bytes, where } = await readWeights(id, options);
+  return pretrainedFromBytes(bytes, where);
+}
+
+/** The float zoo entry whose architecture is `name` with this (fully resolved) config, if any. */
 export function findPretrained(name: ModelName, resolved: Readonly<Record<string, number | boolean>>, defaults: Readonly<Record<string, number | boolean>>): ZooEntry | undefined {
-  return ZOO.find((e) => e.name === name && Object.entries(resolved).every(([k, v]) => (e.config[k] ?? defaults[k]) === v));
+  return ZOO.find((e) => !e.quantized && e.name === name && Object.entries(resolved).every(([k, v]) => (e.config[k] ?? defaults[k]) === v));
 }

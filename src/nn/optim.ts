@@ -47,7 +47,9 @@ export interface AdamStateDict {
 
 /**
  * torch.optim.Adam (amsgrad off): m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g²,
- * p ← p − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps). Parameters without a gradient are skipped.
+ * p ← p − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps). Parameters without a gradient are skipped,
+ * frozen ones (requiresGrad false, e.g. EDSR's mean shift) included, so `new Adam(model.parameters())`
+ * works as in PyTorch.
  */
 export class Adam {
   readonly paramGroups: ParamGroup[];
@@ -69,7 +71,6 @@ export class Adam {
       checkHyper(group);
       for (const p of group.params) {
         if (seen.has(p)) throw new ValueError('Adam: a parameter appears in more than one group');
-        if (!p.requiresGrad) throw new ValueError(`Adam: parameter ${p.toString()} does not require gradients`);
         seen.add(p);
       }
       return group;

@@ -6,6 +6,7 @@ import { FormatError, ValueError } from '../tensor/errors.js';
 import { Random } from '../tensor/random.js';
 import type { Module } from '../nn/module.js';
 import { type ModelFromMetadata, modelFromMetadata } from '../models/from-metadata.js';
+import { setQuantizedLoader } from '../models/zoo.js';
 import { type SafetensorsLoadOptions, type TensorFile, loadSafetensors, saveSafetensors } from '../io/tensors.js';
 import { type QuantPlan, planOf, quantize } from './plan.js';
 import { ActivationQuantizer } from './quantizer.js';
@@ -103,3 +104,6 @@ export async function loadQuantized(path: string, options: SafetensorsLoadOption
     for (const t of Object.values(file.tensors)) t.dispose();
   }
 }
+
+// The zoo's quantized models are files like any other saveQuantized wrote.
+setQuantizedLoader((file) => (isQuantizedMetadata(file.metadata) ? quantizedFromTensorFile(file) : undefined));
