@@ -3,15 +3,18 @@ export {
   ActivationQuantizer, WeightQuantizer, type ActivationKind, type ActivationInit, type ActivationQuantSpec,
   type WeightMethod, type WeightQuantSpec, type MismatchMode,
 } from './quantizer.js';
-export { QuantConv2d } from './layers.js';
+export { QuantConv2d, QuantResult } from './layers.js';
 export { traceConvs, type ConvCall } from './trace.js';
+export { traceResultLayers, type ResultLayerInfo } from './results.js';
 export {
   quantPoints, quantize, checkPlan, defaultPlacement, quantizers, quantizedPointNames, planOf, presetPlan, resolvePlan, resolvePoint, matches,
-  isActivationSpec, type QuantPoint, type PointSlot, type QuantSpec, type PointPattern, type QuantRule, type QuantPlan,
+  isActivationSpec, type QuantPoint, type QuantPointsOptions, type PointSlot, type QuantSpec, type PointPattern, type QuantRule, type QuantPlan,
   type PresetName, type PresetOptions, type Placement,
 } from './plan.js';
 export { calibrate, type CalibrateOptions } from './calibrate.js';
-export { ptqStatic, ptqPlan, affineParams, roundHalfAway, type PtqOptions } from './ptq.js';
+export {
+  ptqStatic, ptqPlan, ptqActivationSpec, ptqWeightSpec, affineParams, roundHalfAway, type PtqOptions, type AffineParams,
+} from './ptq.js';
 export { modelCost, type CostReport, type LayerCost, type CostOptions } from './cost.js';
 export {
   saveQuantized, loadQuantized, quantizedFromTensorFile, isQuantizedMetadata, planToJson, planFromJson, QUANT_PLAN_KEY,

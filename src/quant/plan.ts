@@ -5,17 +5,20 @@ import type { Module } from '../nn/module.js';
 import { Conv2d, ConvTranspose2d, MeanShift } from '../nn/layers.js';
 import { ResidualBlockBase } from '../nn/residual.js';
 import { type ActivationQuantSpec, type WeightQuantSpec, ActivationQuantizer, WeightQuantizer } from './quantizer.js';
-import { QuantConv2d, isConv } from './layers.js';
+import { QuantConv2d, QuantResult, type ResultLayer, isConv } from './layers.js';
 import { traceConvs } from './trace.js';
+import { traceResultLayers } from './results.js';
 
 /** What a point quantizes. */
-export type PointSlot = 'input' | 'weight' | 'output' | 'skip' | 'out';
+export type PointSlot = 'input' | 'weight' | 'output' | 'skip' | 'out' | 'result';
 
 /**
  * A place a quantizer can sit: `<conv>.input`, `<conv>.weight` for every conv; `<block>.skip`
  * (the block input on the skip path) and `<block>.out` (body output, after EDSR's res_scale,
  * before the add) for every residual block (EDSR, SRResNet, CARN, CARN-M); and `output`, the
- * model output (after the last conv executed).
+ * model output (after the last conv executed). Plans with `resultPoints` also get
+ * `<layer>.result`, the output of a conv, ReLU, PReLU, Tanh or BatchNorm2d as TFLite's INT8 graph
+ * holds it (see traceResultLayers: a ReLU fuses into the conv before it, a BatchNorm folds).
  */
 export interface QuantPoint {
   name: string;
@@ -66,6 +69,8 @@ export interface QuantPlan {
   quantizeBias?: boolean;
   /** Clamp the model output to this range (a "clipped" PTQ model). */
   outputClip?: [number, number] | null;
+  /** Offer the `<layer>.result` points (every tensor a layer produces; static INT8 PTQ). Default false. */
+  resultPoints?: boolean;
 }
 
 /** Whether a config is an activation one. */
@@ -100,8 +105,14 @@ function declaredBody(model: Module): string[] | null {
 
 const within = (path: string, prefix: string) => path === prefix || path.startsWith(`${prefix}.`);
 
+/** Options of quantPoints. */
+export interface QuantPointsOptions {
+  /** Include the `<layer>.result` points (default false). */
+  results?: boolean;
+}
+
 /** Every quantization point of `model`, in module order (runs a tiny dry run to order the convs). */
-export function quantPoints(model: Module): QuantPoint[] {
+export function quantPoints(model: Module, options: QuantPointsOptions = {}): QuantPoint[] {
   const calls = traceConvs(model);
   const modules = model.namedModules();
   const compute = calls.filter((c) => !isMeanShift(model.getSubmodule(c.path)));
@@ -121,6 +132,8 @@ export function quantPoints(model: Module): QuantPoint[] {
       blockFirst.add(c.path);
     }
   }
+  // The model output is its own point, so its conv has no result point.
+  const results = new Map((options.results ? traceResultLayers(model) : []).filter((r) => r.path !== lastCall).map((r) => [r.path, r.channels]));
   const out: QuantPoint[] = [];
   const point = (module: string, slot: PointSlot, channels: number): QuantPoint => ({
     name: slot === 'output' ? 'output' : `${module}.${slot}`, module, slot, channels,
@@ -135,6 +148,8 @@ export function quantPoints(model: Module): QuantPoint[] {
     } else if (m instanceof ResidualBlockBase) {
       out.push(point(path, 'skip', m.channels), point(path, 'out', m.channels));
     }
+    const r = results.get(path);
+    if (r !== undefined) out.push(point(path, 'result', r));
   }
   return out;
 }
@@ -163,7 +178,7 @@ export function resolvePoint(plan: QuantPlan, p: QuantPoint): QuantSpec | null {
 
 /** Every point of `model` with the config `plan` gives it. */
 export function resolvePlan(model: Module, plan: QuantPlan): { point: QuantPoint; config: QuantSpec | null }[] {
-  return quantPoints(model).map((point) => ({ point, config: resolvePoint(plan, point) }));
+  return quantPoints(model, { results: plan.resultPoints }).map((point) => ({ point, config: resolvePoint(plan, point) }));
 }
 
 /**
@@ -171,7 +186,7 @@ export function resolvePlan(model: Module, plan: QuantPlan): { point: QuantPoint
  * override names at least one point, and something is quantized. A plan written for another
  * architecture fails here, naming the pattern and the model, instead of leaving it float.
  */
-export function checkPlan(model: Module, plan: QuantPlan, points = quantPoints(model)): void {
+export function checkPlan(model: Module, plan: QuantPlan, points = quantPoints(model, { results: plan.resultPoints })): void {
   const what = model.constructor.name;
   for (const rule of plan.rules) {
     if (rule.config === null || rule.optional) continue;
@@ -201,7 +216,7 @@ export function planOf(model: Module): QuantPlan | null {
  */
 export function quantize<M extends Module>(model: M, plan: QuantPlan): M {
   if (plans.has(model)) throw new ValueError('quantize: model is already quantized');
-  const points = quantPoints(model);
+  const points = quantPoints(model, { results: plan.resultPoints });
   checkPlan(model, plan, points);
   const resolved = points.map((point) => ({ point, config: resolvePoint(plan, point) })).filter((r) => r.config !== null);
   const wrapped = new Map<string, QuantConv2d>();
@@ -220,7 +235,16 @@ export function quantize<M extends Module>(model: M, plan: QuantPlan): M {
   const backend = model.parameters()[0]?.backend.name;
   for (const { point, config } of resolved) {
     const c = config!;
-    if (point.slot === 'skip' || point.slot === 'out') {
+    if (point.slot === 'result') {
+      const q = new ActivationQuantizer(c as ActivationQuantSpec, point.channels, backend);
+      const m = model.getSubmodule(point.module);
+      if (isConv(m)) conv(point.module).attach('quant_result', q);
+      else {
+        const h = new QuantResult(m as ResultLayer);
+        model.setSubmodule(point.module, h);
+        h.attach(q);
+      }
+    } else if (point.slot === 'skip' || point.slot === 'out') {
       (model.getSubmodule(point.module) as ResidualBlockBase).attachQuantizer(point.slot, new ActivationQuantizer(c as ActivationQuantSpec, point.channels, backend));
     } else if (point.slot === 'weight') {
       conv(point.module).attach('quant_weight', new WeightQuantizer(c as WeightQuantSpec, backend));
@@ -240,7 +264,9 @@ export function quantize<M extends Module>(model: M, plan: QuantPlan): M {
 /** Every quantizer in `model` with its point name (`body.0.body.2.input`, `body.0.skip`, …). */
 export function quantizers(model: Module): [string, ActivationQuantizer | WeightQuantizer][] {
   const out: [string, ActivationQuantizer | WeightQuantizer][] = [];
-  const slotOf: Record<string, PointSlot> = { quant_input: 'input', quant_weight: 'weight', quant_output: 'output', quant_skip: 'skip', quant_out: 'out' };
+  const slotOf: Record<string, PointSlot> = {
+    quant_input: 'input', quant_weight: 'weight', quant_output: 'output', quant_skip: 'skip', quant_out: 'out', quant_result: 'result',
+  };
   for (const [path, m] of model.namedModules()) {
     if (!(m instanceof ActivationQuantizer || m instanceof WeightQuantizer)) continue;
     const dot = path.lastIndexOf('.');

@@ -8,6 +8,7 @@ import {
   add, clamp, clone, fakeQuantAffine, fakeQuantSymmetric, fakeQuantZero, mul, quantizeWeightMaxAbs, quantizeWeightPercentile,
   quantizeWeightWcc, reshape, slice, sqrt, sub, sum,
 } from '../ops.js';
+import type { FakeQuantRounding } from '../tensor/backend.js';
 import { Module } from '../nn/module.js';
 import type { DynamicGate } from './gate.js';
 import { type ChannelStats, absorb, emptyStats } from './stats.js';
@@ -41,6 +42,8 @@ export interface ActivationQuantSpec {
   init?: ActivationInit;
   /** Gradient at x exactly on a bound: 'split' (default, PAMS/DDTB) ½ / ½ to x and bound, 'inside' all to x (ODM). */
   ties?: 'split' | 'inside';
+  /** Rounding to a level: 'half-even' (default, torch.round) or 'half-away' (TFLite's integer path, PTQ). */
+  rounding?: FakeQuantRounding;
 }
 
 /** W-maxabs (PAMS; per channel for PTQ), W-pct (DDTB) or W-WCC with learnable γ (ODM). */
@@ -56,6 +59,8 @@ export interface WeightQuantSpec {
   ties?: 'split' | 'inside';
   /** The statistic γ scales (wcc only): 'p99' of |W| (default) or 'max'. */
   wccBase?: 'p99' | 'max';
+  /** Rounding to a level (maxabs only): 'half-even' (default) or 'half-away' (TFLite, PTQ). */
+  rounding?: FakeQuantRounding;
 }
 
 function checkBits(bits: number): void {
@@ -72,6 +77,8 @@ export class ActivationQuantizer extends Module {
   readonly perChannel: boolean;
   readonly init: ActivationInit;
   readonly ties: 'split' | 'inside';
+  /** Rounding to a level; undefined is 'half-even'. */
+  readonly rounding: FakeQuantRounding | undefined;
   private bitsValue: number;
   /** When false the quantizer is the identity. */
   enabled = true;
@@ -93,6 +100,7 @@ export class ActivationQuantizer extends Module {
     this.perChannel = spec.perChannel ?? false;
     this.init = spec.init ?? { mode: 'constant' };
     this.ties = spec.ties ?? 'split';
+    this.rounding = spec.rounding;
     const shape = this.perChannel ? [channels] : [];
     const c: { lo?: number; hi?: number; alpha?: number } = this.init.mode === 'constant' ? this.init : {};
     if (this.kind === 'symmetric') this.registerParameter('alpha', full(shape, c.alpha ?? 1, { backend }));
@@ -113,7 +121,8 @@ export class ActivationQuantizer extends Module {
 
   /** The configuration this quantizer was built from (with its current bits). */
   get spec(): ActivationQuantSpec {
-    return { kind: this.kind, bits: this.bits, perChannel: this.perChannel, init: this.init, ties: this.ties };
+    const rounding = this.rounding ? { rounding: this.rounding } : {};
+    return { kind: this.kind, bits: this.bits, perChannel: this.perChannel, init: this.init, ties: this.ties, ...rounding };
   }
 
   /** Lower bound (affine, zero). */
@@ -185,7 +194,7 @@ export class ActivationQuantizer extends Module {
         const s = reshape(scales, [n, 2]);
         const hi = mul(reshape(slice(s, [null, [0, 1]]), [n]), this.hi);
         const lo = mul(reshape(slice(s, [null, [1, 2]]), [n]), this.lo);
-        return fakeQuantZero(x, lo, hi, this.bits, { axis: 0, ties: this.ties });
+        return fakeQuantZero(x, lo, hi, this.bits, { axis: 0, ties: this.ties, rounding: this.rounding });
       }
     }
     if (this.mismatch) this.mismatches.push(this.mismatchOf(x));
@@ -193,7 +202,7 @@ export class ActivationQuantizer extends Module {
   }
 
   private quantizeWith(x: Tensor, bounds: Tensor[]): Tensor {
-    const options = this.perChannel ? { axis: 1, ties: this.ties } : { ties: this.ties };
+    const options = { ...(this.perChannel ? { axis: 1 } : {}), ties: this.ties, rounding: this.rounding };
     switch (this.kind) {
       case 'affine': return fakeQuantAffine(x, bounds[0], bounds[1], this.bits, options);
       case 'zero': return fakeQuantZero(x, bounds[0], bounds[1], this.bits, options);
@@ -305,6 +314,8 @@ export class WeightQuantizer extends Module {
   readonly perChannel: boolean;
   readonly ties: 'split' | 'inside';
   readonly wccBase: 'p99' | 'max';
+  /** Rounding to a level (maxabs); undefined is 'half-even'. */
+  readonly rounding: FakeQuantRounding | undefined;
   private bitsValue: number;
   /** When false the quantizer is the identity. */
   enabled = true;
@@ -318,6 +329,8 @@ export class WeightQuantizer extends Module {
     this.perChannel = spec.perChannel ?? false;
     this.ties = spec.ties ?? 'split';
     this.wccBase = spec.wccBase ?? 'p99';
+    this.rounding = spec.rounding;
+    if (spec.rounding && this.method !== 'maxabs') throw new ValueError(`weight quantizer '${this.method}' has no rounding option`);
     if (spec.ties && this.method !== 'wcc') throw new ValueError(`weight quantizer '${this.method}' has no ties option`);
     if (spec.wccBase && this.method !== 'wcc') throw new ValueError(`weight quantizer '${this.method}' has no wccBase option`);
     if (this.perChannel && this.method !== 'maxabs') throw new ValueError(`weight quantizer '${this.method}' has no per-channel variant`);
@@ -336,7 +349,8 @@ export class WeightQuantizer extends Module {
   /** The configuration this quantizer was built from (with its current bits). */
   get spec(): WeightQuantSpec {
     const ties = this.method === 'wcc' ? { ties: this.ties, wccBase: this.wccBase } : {}; // the others refuse these options
-    return { method: this.method, bits: this.bits, perChannel: this.perChannel, ...ties };
+    const rounding = this.rounding ? { rounding: this.rounding } : {};
+    return { method: this.method, bits: this.bits, perChannel: this.perChannel, ...ties, ...rounding };
   }
 
   /** WCC's learnable clipping scale. */
@@ -353,7 +367,7 @@ export class WeightQuantizer extends Module {
   override forward(w: Tensor): Tensor {
     if (!this.enabled) return w;
     switch (this.method) {
-      case 'maxabs': return quantizeWeightMaxAbs(w, this.bits, { perChannel: this.perChannel });
+      case 'maxabs': return quantizeWeightMaxAbs(w, this.bits, { perChannel: this.perChannel, rounding: this.rounding });
       case 'percentile': return quantizeWeightPercentile(w, this.bits);
       case 'wcc': return quantizeWeightWcc(w, this.gamma, this.bits, { ties: this.ties, base: this.wccBase });
     }

@@ -39,7 +39,16 @@ export interface FakeQuantParams {
   readonly axis: number | null;
   /** Who gets the gradient at an exact tie x = bound in the backward (absent: 'split'). */
   readonly ties?: FakeQuantTies;
+  /** How the forward rounds to a level (absent: 'half-even'). */
+  readonly rounding?: FakeQuantRounding;
 }
+
+/**
+ * Rounding of the fake-quantizers (docs/ALGORITHMS.md §0): 'half-even' as torch.round and WGSL
+ * round (the QAT quantizers and their PyTorch fixtures), 'half-away' (ties away from zero) as
+ * TFLite's integer path (static INT8 PTQ). Only exact ties differ.
+ */
+export type FakeQuantRounding = 'half-even' | 'half-away';
 
 /**
  * Who receives the clamp's gradient at an exact tie x = bound (docs/ALGORITHMS.md §0): 'split'

@@ -6,6 +6,17 @@ import type { FloatArray } from '../../tensor/dtype.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { roundHalfEven } from '../elementwise/cpu.js';
 
+/** Rounds half away from zero (TFLite's TfLiteRound); exact for every double, unlike floor(|x| + ½). */
+export function roundHalfAway(x: number): number {
+  const t = Math.trunc(x);
+  return Math.abs(x - t) >= 0.5 ? t + Math.sign(x) : t;
+}
+
+/** The rounding function `p` asks for. */
+export function roundingOf(p: FakeQuantParams): (v: number) => number {
+  return p.rounding === 'half-away' ? roundHalfAway : roundHalfEven;
+}
+
 /** The share of the gradient at a tie that goes to the bound (x gets the rest). */
 export function tieShare(p: FakeQuantParams): number {
   return p.ties === 'inside' ? 0 : 0.5;
@@ -59,16 +70,16 @@ function clampValue(x: number, l: number, u: number): number {
 }
 
 /** The quantized value of one clamped element `c` (PyTorch's op order; ste_round's value is round(t)). */
-function quantize(c: number, l: number, scale: number, levels: number, mode: FakeQuantParams['mode'], f: Round): number {
+function quantize(c: number, l: number, scale: number, levels: number, mode: FakeQuantParams['mode'], f: Round, round: Round): number {
   if (mode === 'affine') {
-    const r = roundHalfEven(f(f(c - l) / scale)); // round((c − lo) / s)
+    const r = round(f(f(c - l) / scale)); // round((c − lo) / s)
     return f(f(r * scale) + l); // · s + lo
   }
   if (mode === 'zero') {
-    const r = roundHalfEven(f(scale * c)); // round(sf · c)
+    const r = round(f(scale * c)); // round(sf · c)
     return f(r / scale); // / sf
   }
-  const r = roundHalfEven(f(f(c * levels) / scale)); // round(c · Q / a)
+  const r = round(f(f(c * levels) / scale)); // round(c · Q / a)
   return f(f(r * scale) / levels); // · a / Q
 }
 
@@ -78,10 +89,11 @@ export function fakeQuantCpu(x: FloatArray, shape: readonly number[], lo: FloatA
   const { groups, inner } = groupLayout(shape, p.axis);
   const consts = groupConstants(lo, hi, p, f);
   const levels = levelsOf(p);
+  const round = roundingOf(p);
   const out = like(x, x.length);
   for (let i = 0; i < x.length; i++) {
     const k = consts[Math.floor(i / inner) % groups];
-    out[i] = quantize(clampValue(x[i], k.l, k.u), k.l, k.scale, levels, p.mode, f);
+    out[i] = quantize(clampValue(x[i], k.l, k.u), k.l, k.scale, levels, p.mode, f, round);
   }
   return out;
 }
@@ -99,6 +111,7 @@ export function fakeQuantBackwardCpu(
   const { groups, inner } = groupLayout(shape, p.axis);
   const consts = groupConstants(lo, hi, p, f);
   const levels = levelsOf(p);
+  const round = roundingOf(p);
   const gx = like(x, x.length);
   const sumLo = new Float64Array(groups);
   const sumHi = new Float64Array(groups);
@@ -108,7 +121,7 @@ export function fakeQuantBackwardCpu(
     const { l, u, scale } = consts[g];
     const v = x[i];
     const c = clampValue(v, l, u);
-    const y = quantize(c, l, scale, levels, p.mode, f);
+    const y = quantize(c, l, scale, levels, p.mode, f, round);
     // Shares of the clamp's gradient: to x inside, to a bound past it, `tie` to the bound at a tie.
     const below = v < l ? 1 : v === l ? tie : 0;
     const above = v > u ? 1 : v === u ? tie : 0;

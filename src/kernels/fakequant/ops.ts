@@ -3,7 +3,7 @@
 // Bounds are tensors on the device, so learnable bounds never need a readback. Bounds must
 // satisfy hi > lo (a > 0 for Q2); that is not checked, because checking would read the values
 // back: degenerate bounds give NaN/±inf exactly like the PyTorch formulas.
-import type { FakeQuantMode, FakeQuantParams, FakeQuantTies } from '../../tensor/backend.js';
+import type { FakeQuantMode, FakeQuantParams, FakeQuantRounding, FakeQuantTies } from '../../tensor/backend.js';
 import { BackendError, DTypeError, ShapeError, ValueError } from '../../tensor/errors.js';
 import { fmt, normalizeAxis } from '../../tensor/shape.js';
 import { type Tensor, emit, tensor, wrap } from '../../tensor/tensor.js';
@@ -13,7 +13,7 @@ import { abs, add, ge, gt, le, mul, neg, sub, where } from '../elementwise/ops.j
 import { max, min, sum } from '../reduce/ops.js';
 import { expand, reshape } from '../movement/ops.js';
 
-export type { FakeQuantTies } from '../../tensor/backend.js';
+export type { FakeQuantRounding, FakeQuantTies } from '../../tensor/backend.js';
 
 /** Options of the fake-quantizers. */
 export interface FakeQuantOptions {
@@ -24,6 +24,11 @@ export interface FakeQuantOptions {
    * ½ to x and ½ to the bound, as PyTorch's minimum/maximum clamp; 'inside' all to x, as torch.clamp.
    */
   ties?: FakeQuantTies;
+  /**
+   * How values round to a level, docs/ALGORITHMS.md §0: 'half-even' (default) as torch.round, for
+   * QAT and its PyTorch fixtures; 'half-away' (ties away from zero) as TFLite's integer path (PTQ).
+   */
+  rounding?: FakeQuantRounding;
 }
 
 function checkBits(bits: number, what: string): void {
@@ -32,6 +37,12 @@ function checkBits(bits: number, what: string): void {
 
 function checkTies(ties: FakeQuantTies, what: string): void {
   if (ties !== 'split' && ties !== 'inside') throw new ValueError(`${what}: ties must be 'split' or 'inside', got '${String(ties)}'`);
+}
+
+function checkRounding(rounding: FakeQuantRounding, what: string): void {
+  if (rounding !== 'half-even' && rounding !== 'half-away') {
+    throw new ValueError(`${what}: rounding must be 'half-even' or 'half-away', got '${String(rounding)}'`);
+  }
 }
 
 /**
@@ -63,13 +74,16 @@ function fakeQuant(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi:
   checkBits(bits, what);
   const ties = options.ties ?? 'split';
   checkTies(ties, what);
+  const rounding = options.rounding ?? 'half-even';
+  checkRounding(rounding, what);
   if (!isFloat(x.dtype)) throw new DTypeError(`${what}: x must be float32 or float64, got ${x.dtype}`);
   const axis = options.axis === undefined ? null : normalizeAxis(options.axis, x.rank, `${what} axis`);
   const bounds = mode === 'symmetric' ? [hi] : [lo, hi];
   bounds.forEach((b, k) => checkBound(x, b, axis, mode === 'symmetric' ? 'alpha' : ['lo', 'hi'][k], what));
   // One group when every bound is a single value, else C groups (single values are expanded).
   const perChannel = axis !== null && bounds.some((b) => b.size > 1);
-  const p: FakeQuantParams = { bits, mode, axis: perChannel ? axis : null, ties };
+  // The default rounding stays out of the params, so QAT kernels see exactly what they always did.
+  const p: FakeQuantParams = { bits, mode, axis: perChannel ? axis : null, ties, ...(rounding === 'half-away' ? { rounding } : {}) };
   const groups = perChannel ? x.shape[axis] : 1;
   const kLo = mode === 'symmetric' ? null : kernelBound(lo, groups);
   const kHi = kernelBound(hi, groups);
@@ -202,24 +216,28 @@ export function quantile(x: Tensor, q: number, options: { bisection?: boolean } 
 
 /** Options of {@link quantizeWeightMaxAbs}. */
 export interface MaxAbsOptions {
-  /** One α per output channel (axis 0), α_c = max|W_c| (no ε); default per tensor, α = max|W| + 1e-8. */
+  /**
+   * One α per output channel (axis 0, so the weight must be laid out output-channel first, as
+   * Conv2d's [Co, Ci/g, kh, kw]), α_c = max|W_c| (no ε; an all-zero channel gets α = 1 and stays
+   * exactly zero); default per tensor, α = max|W| + 1e-8.
+   */
   perChannel?: boolean;
+  /** Rounding of the levels (see {@link FakeQuantOptions.rounding}; default 'half-even'). */
+  rounding?: FakeQuantRounding;
 }
 
 /** W-maxabs (PAMS): Q2 with α = max|W| + 1e-8 (detached), or α_c = max|W_c| per output channel. */
 export function quantizeWeightMaxAbs(w: Tensor, bits: number, options: MaxAbsOptions = {}): Tensor {
   checkBits(bits, 'quantizeWeightMaxAbs');
-  const magnitude = abs(w.detach());
-  let alpha: Tensor;
-  if (options.perChannel) {
-    alpha = max(magnitude, w.shape.map((_, i) => i).slice(1));
-  } else {
-    const m = max(magnitude);
-    alpha = add(m, 1e-8);
-    m.dispose();
-  }
-  magnitude.dispose();
-  const y = fakeQuantSymmetric(w, alpha, bits, options.perChannel ? { axis: 0 } : {});
+  const alpha = tidy(() => {
+    const magnitude = abs(w.detach());
+    if (!options.perChannel) return add(max(magnitude), 1e-8);
+    // max|W_c| = 0 would make the step 0 and every output 0/0 = NaN; any α quantizes zeros to zero.
+    const m = max(magnitude, w.shape.map((_, i) => i).slice(1));
+    return where(gt(m, 0), m, 1);
+  });
+  const rounding = options.rounding ? { rounding: options.rounding } : {};
+  const y = fakeQuantSymmetric(w, alpha, bits, options.perChannel ? { axis: 0, ...rounding } : rounding);
   alpha.dispose();
   return y;
 }

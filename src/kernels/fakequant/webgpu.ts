@@ -9,7 +9,7 @@
 // The backward writes gx and one per-element bound contribution per bound, then sums the
 // contributions per group with the tree reduction of ../reduce/webgpu.ts (viewing them as
 // [outer, groups, inner] reduced over axes 0 and 2): deterministic, and no float atomics.
-import type { FakeQuantParams, KernelTensor } from '../../tensor/backend.js';
+import type { FakeQuantParams, FakeQuantRounding, KernelTensor } from '../../tensor/backend.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
 import { reduceWebgpu } from '../reduce/webgpu.js';
@@ -18,27 +18,44 @@ import { groupLayout, levelsOf, tieShare } from './cpu.js';
 
 const buf = (t: KernelTensor) => t.data as GPUBuffer;
 
+/** The rounding `p` asks for: a pipeline constant, so part of the cache key. */
+const roundingOf = (p: FakeQuantParams): FakeQuantRounding => p.rounding ?? 'half-even';
+
+/** roundLevel(v) for each rounding of docs/ALGORITHMS.md §0. */
+const ROUND_LEVEL: Record<FakeQuantRounding, string> = {
+  // Ties to even, as torch.round.
+  'half-even': /* wgsl */ `
+fn roundLevel(v: f32) -> f32 { return round(v); }`,
+  // Ties away from zero, as TFLite. v − trunc(v) is exact; floor(|v| + 0.5) is not (it rounds
+  // 0.5 − 2⁻²⁵ up to 1).
+  'half-away': /* wgsl */ `
+fn roundLevel(v: f32) -> f32 {
+  let t = trunc(v);
+  return select(t, t + sign(v), abs(v - t) >= 0.5);
+}`,
+};
+
 /**
  * The shared WGSL: parameters, the group lookup, and quantize(c, g) for the kernel's mode.
  * `opaque()` hides a product from the compiler so `r * s + l` is not contracted into an fma:
  * PyTorch rounds the product before the sum, and a fused result can land one ulp away.
  */
-function common(mode: FakeQuantParams['mode']): string {
+function common(mode: FakeQuantParams['mode'], rounding: FakeQuantRounding): string {
   const quantize = {
     // Q1: s = (hi − lo) / n; y = round((c − lo) / s) · s + lo.
     affine: /* wgsl */ `
   let s = (u - l) / P.levels;
-  let r = round((c - l) / s);
+  let r = roundLevel((c - l) / s);
   return opaque(r * s) + l;`,
     // Q1' (DDTB): sf = n / (hi − lo); y = round(sf · c) / sf. PyTorch evaluates n / t as
     // reciprocal(t) · n, so do the same: the extra rounding can move sf (and every y) an ulp.
     zero: /* wgsl */ `
   let sf = (1.0 / (u - l)) * P.levels;
-  let r = round(sf * c);
+  let r = roundLevel(sf * c);
   return r / sf;`,
     // Q2 (PAMS): y = round(c · Q / a) · a / Q, with a = u.
     symmetric: /* wgsl */ `
-  let r = round((c * P.levels) / u);
+  let r = roundLevel((c * P.levels) / u);
   return (r * u) / P.levels;`,
   }[mode];
   return /* wgsl */ `
@@ -66,6 +83,7 @@ fn clampToBounds(x: f32, l: f32, u: f32) -> f32 {
   return min(max(x, l), u);
 }
 
+${ROUND_LEVEL[rounding]}
 fn quantize(c: f32, l: f32, u: f32) -> f32 {${quantize}
 }
 `;
@@ -82,14 +100,14 @@ export function fakeQuantWebgpu(engine: Engine, x: KernelTensor, lo: KernelTenso
   const out = engine.allocate(n, 'fakeQuant');
   engine.run({
     name: `fakeQuant_${p.mode}`,
-    key: `fakeQuant:${p.mode}`,
+    key: `fakeQuant:${p.mode}:${roundingOf(p)}`,
     source: () => /* wgsl */ `
 @group(0) @binding(0) var<storage, read> xs: array<f32>;
 @group(0) @binding(1) var<storage, read> los: array<f32>;
 @group(0) @binding(2) var<storage, read> his: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> P: Params;
-${common(p.mode)}
+${common(p.mode, roundingOf(p))}
 ${FLAT_INDEX}
 ${MAIN_1D.replace('u.n', 'P.n')}
   let g = group(i);
@@ -133,7 +151,7 @@ export function fakeQuantBackwardWebgpu(
   chi[i] = g * (above + k);`;
   engine.run({
     name: `fakeQuantBackward_${p.mode}`,
-    key: `fakeQuantBackward:${p.mode}:${ties}`,
+    key: `fakeQuantBackward:${p.mode}:${ties}:${roundingOf(p)}`,
     source: () => /* wgsl */ `
 @group(0) @binding(0) var<storage, read> gys: array<f32>;
 @group(0) @binding(1) var<storage, read> xs: array<f32>;
@@ -143,7 +161,7 @@ export function fakeQuantBackwardWebgpu(
 @group(0) @binding(5) var<storage, read_write> chi: array<f32>;
 ${symmetric ? '' : '@group(0) @binding(6) var<storage, read_write> clo: array<f32>;'}
 @group(0) @binding(${symmetric ? 6 : 7}) var<uniform> P: Params;
-${common(p.mode)}
+${common(p.mode, roundingOf(p))}
 ${FLAT_INDEX}
 ${MAIN_1D.replace('u.n', 'P.n')}
   let grp = group(i);
