@@ -9,6 +9,7 @@ import { EVAL_USAGE, evalCommand } from './eval.js';
 import { UPSCALE_USAGE, upscaleCommand } from './upscale.js';
 import { TRAIN_USAGE, trainCommand } from './train.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './quantize.js';
+import { PTQ_USAGE, ptqCommand } from './ptq.js';
 
 /** Usage text of `srq`. */
 export const USAGE = `Usage: srq <command> [options]
@@ -18,19 +19,22 @@ Commands:
   upscale    upscale one PNG with a model
   train      train a model on folders of HR images (checkpoints, resume)
   quantize   quantization-aware training of a model with PAMS, DDTB or ODM
+  ptq        static INT8 post-training quantization, TFLite-style or CFQP
 
 Run 'srq <command> --help' for a command's options; 'srq --version' prints the version.
 
 ${EVAL_USAGE}
 ${UPSCALE_USAGE}
 ${TRAIN_USAGE}
-${QUANTIZE_USAGE}`;
+${QUANTIZE_USAGE}
+${PTQ_USAGE}`;
 
 const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<number>> = {
   eval: evalCommand,
   upscale: upscaleCommand,
   train: trainCommand,
   quantize: quantizeCommand,
+  ptq: ptqCommand,
 };
 
 /**
@@ -85,9 +89,9 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
       io.stdout(`${packageVersion()}\n`);
       return 0;
     }
-    if (command === undefined) throw new UsageError("missing command (eval, upscale, train or quantize; see 'srq --help')");
+    if (command === undefined) throw new UsageError("missing command (eval, upscale, train, quantize or ptq; see 'srq --help')");
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command '${command}' (expected eval, upscale, train or quantize; see 'srq --help')`);
+    if (!run) throw new UsageError(`unknown command '${command}' (expected eval, upscale, train, quantize or ptq; see 'srq --help')`);
     return await run(rest, io);
   } catch (error) {
     io.stderr(`srq: ${oneLine(error)}\n`);

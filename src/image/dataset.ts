@@ -30,7 +30,7 @@ async function isDirectory(fs: Fs, dir: string): Promise<boolean> {
 }
 
 /** Sorted paths of the PNG files directly inside `dir`; ValueError if it is not a folder, FormatError if it has no PNGs. */
-async function listPngs(dir: string): Promise<string[]> {
+export async function listPngs(dir: string): Promise<string[]> {
   const { fs, path } = await node();
   if (!(await isDirectory(fs, dir))) throw new ValueError(`${dir}: no such folder`);
   const entries = await fs.readdir(dir, { withFileTypes: true });

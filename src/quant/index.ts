@@ -13,7 +13,8 @@ export {
 } from './plan.js';
 export { calibrate, type CalibrateOptions } from './calibrate.js';
 export {
-  ptqStatic, ptqPlan, ptqActivationSpec, ptqWeightSpec, affineParams, roundHalfAway, type PtqOptions, type AffineParams,
+  ptqStatic, ptqPlan, ptqActivationSpec, ptqWeightSpec, affineParams, roundHalfAway, ptqTensorParams, type PtqOptions, type AffineParams,
+  type TensorQuantParams,
 } from './ptq.js';
 export { modelCost, type CostReport, type LayerCost, type CostOptions } from './cost.js';
 export {
@@ -23,3 +24,10 @@ export {
 export { DynamicGate, gateQuantize } from './gate.js';
 export { cooperativeBackward, type CooperativeOptions, type CooperativeInputs, type CooperativeGate, type CooperativeGranularity } from './odm.js';
 export { prepareQat, chooseDynamic, attentionLayerOf, type QatMethod, type QatOptions, type QatSetup, type QatTraining } from './qat.js';
+export {
+  cfqp, cfqpSelect, repairRi, respondTo, measureRi, outlierPoints, boxBlur3, representativeImage, representativeInputs, cfqpThresholds,
+  CFQP_THRESHOLDS, CFQP_MAX_ITERATIONS, type CfqpThresholds, type RiCheck, type OutlierUnit, type MeasureOptions, type RiMeasures,
+  type Planes, type Box, type OutlierPoints, type RiColor, type RiResponse, type RespondOptions, type BlurMethod, type RepairTrial,
+  type RepairOptions, type RiRepair, type RiCandidate, type CfqpSelectOptions, type RepairReport, type CfqpSelection, type CfqpOptions,
+  type CfqpResult,
+} from './cfqp.js';

@@ -128,3 +128,29 @@ export async function ptqStatic<M extends Module>(model: M, batches: Iterable<Te
   }
   return model;
 }
+
+/** One INT8 tensor's parameters as ptqStatic froze them: the nudged float range, its scale and integer zero point. */
+export interface TensorQuantParams {
+  min: number;
+  max: number;
+  scale: number;
+  zeroPoint: number;
+  bits: number;
+}
+
+/**
+ * The parameters of every activation tensor of a model quantized by ptqStatic, by quantizer name
+ * ('first_part.0.quant_input', …): scale = (max − min)/(2^b − 1) and zero point = qmin − min/scale
+ * (an integer, since the bounds are nudged), read back from the frozen bounds.
+ */
+export async function ptqTensorParams(model: Module): Promise<Record<string, TensorQuantParams>> {
+  const params: Record<string, TensorQuantParams> = {};
+  for (const [name, m] of model.namedModules()) {
+    if (!(m instanceof ActivationQuantizer)) continue;
+    const [lo, hi] = await Promise.all([m.lo.data(), m.hi.data()]);
+    const bits = m.bits;
+    const scale = (hi[0] - lo[0]) / (2 ** bits - 1);
+    params[name] = { min: lo[0], max: hi[0], scale, zeroPoint: roundHalfAway(-(2 ** (bits - 1)) - lo[0] / scale), bits };
+  }
+  return params;
+}
