@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActivationQuantizer, Random, createImage, createModel, loadQuantized, saveSafetensors, writePng } from '../src/index.js';
+import { ActivationQuantizer, Random, createImage, createModel, loadQuantized, loadSafetensors, saveSafetensors, writePng } from '../src/index.js';
 import { main } from '../src/cli/main.js';
 
 async function srq(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -63,6 +63,9 @@ async function expectFileMatchesReport(file: string, report: Report): Promise<nu
   const qs = loaded.model.namedModules().filter((e): e is [string, ActivationQuantizer] => e[1] instanceof ActivationQuantizer);
   expect(qs.map(([k]) => k)).toEqual(Object.keys(report.ranges));
   for (const [k, q] of qs) expect([q.lo.dataSync()[0], q.hi.dataSync()[0]], k).toEqual([report.ranges[k].min, report.ranges[k].max]);
+  // The scales and zero points are in the file's metadata as well.
+  const { metadata } = await loadSafetensors(file);
+  expect(JSON.parse(metadata.quant_tensors)).toEqual(report.ranges);
   loaded.model.dispose();
   return qs.length;
 }

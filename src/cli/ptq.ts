@@ -186,7 +186,8 @@ export async function ptqCommand(argv: readonly string[], io: CliIO): Promise<nu
         : `on ${basename(result.name)} (good by Method 1, ON ${result.measures.outliers})`;
     }
     status.finish();
-    await saveQuantized(out, net.model, { model: net.name, config });
+    // The file records every tensor's scale and zero point too (they also follow from its bounds).
+    await saveQuantized(out, net.model, { model: net.name, config }, { quant_tensors: JSON.stringify(report.ranges) });
     await writeFileAtomic(reportPath, `${JSON.stringify(report, null, 2)}\n`);
     io.stdout(`quantized ${loaded.label} ×${net.scale} to INT${bits} (${method}${clip ? ', clipped' : ''}) ${summary}; wrote ${out} and ${reportPath}\n`);
     return 0;

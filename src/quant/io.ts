@@ -41,14 +41,19 @@ export function planFromJson(json: string): QuantPlan {
   return plan;
 }
 
-/** Saves a model quantized by quantize()/ptqStatic() with its plan and architecture. */
-export async function saveQuantized(path: string, model: Module, arch: ArchitectureMetadata): Promise<void> {
+/**
+ * Saves a model quantized by quantize()/ptqStatic() with its plan and architecture; `extra`
+ * metadata entries (e.g. `quant_tensors`, the INT8 scales and zero points `srq ptq` records) are
+ * stored beside them.
+ */
+export async function saveQuantized(path: string, model: Module, arch: ArchitectureMetadata, extra: Readonly<Record<string, string>> = {}): Promise<void> {
   const plan = planOf(model);
   if (!plan) throw new ValueError('saveQuantized: model was not quantized with quantize()');
   const acts = model.namedModules().filter((e): e is [string, ActivationQuantizer] => e[1] instanceof ActivationQuantizer);
   const bits = Object.fromEntries(acts.map(([k, m]) => [k, m.bits]));
   const gates = Object.fromEntries(acts.filter(([, m]) => m.gate).map(([k, m]) => [k, { hidden: m.gate!.hidden, mode: m.gateMode }]));
   await saveSafetensors(path, model.stateDict(), {
+    ...extra,
     model: arch.model, config: JSON.stringify(arch.config), [QUANT_PLAN_KEY]: planToJson(plan), quant_bits: JSON.stringify(bits),
     ...(Object.keys(gates).length ? { quant_gates: JSON.stringify(gates) } : {}),
   });
