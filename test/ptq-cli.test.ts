@@ -111,6 +111,21 @@ describe('srq ptq --method tflite', () => {
     expect(readReport(join(dir, 'tflite-y-gray.json')).ranges['first_part.0.quant_input'].max).toBeCloseTo(1, 6);
   });
 
+  it('a model trained clipped (config output_clip) is quantized clipped without --clip', async () => {
+    const clippedFp = join(dir, 'fsrcnn-clip.safetensors');
+    const config = { scale: 2, d: 8, s: 4, m: 1, output_clip: true };
+    const model = createModel('fsrcnn', config, { rng: new Random(3) });
+    await saveSafetensors(clippedFp, model.stateDict(), { model: 'fsrcnn', config: JSON.stringify(config) });
+    model.dispose();
+    const out = join(dir, 'fsrcnn-clip-int8.safetensors');
+    const run = await srq(['ptq', '--method', 'tflite', '--model', clippedFp, '--rd', rd, '--out', out]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('(tflite, clipped)');
+    const loaded = await loadQuantized(out);
+    expect(loaded.plan.outputClip).toEqual([0, 1]);
+    loaded.model.dispose();
+  });
+
   it('an RGB model sees RGB in [0, 255]; --gray gives it the gray replicated; --report and --clip', async () => {
     const red = join(dir, 'red.png');
     await writePng(red, createImage(6, 5, 3, Uint8Array.from({ length: 90 }, (_, i) => (i % 3 === 0 ? 255 : 0))));

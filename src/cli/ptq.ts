@@ -40,7 +40,8 @@ Options:
   --out <file>             the quantized model (.safetensors)
   --report <file>          the JSON report (default: --out with .json for .safetensors)
   --bits <b>               weight and activation bits, 2 to 8 (default 8)
-  --clip                   clamp the output to the valid range (a clipped INT8 model)
+  --clip                   clamp the output to the valid range (a clipped INT8 model; the default
+                           for a model trained clipped, config output_clip)
   --gray                   feed the images as grayscale (rgb2gray; cfqp's default)
   --rgb                    feed the images as they are (tflite's default)
   --backend <b>            cpu or webgpu (default: $SRQ_BACKEND, else cpu)
@@ -133,7 +134,7 @@ export async function ptqCommand(argv: readonly string[], io: CliIO): Promise<nu
   const reportPath = typeof parsed.values.report === 'string' ? parsed.values.report : out.replace(/\.safetensors$/i, '.json');
   const bits = integerOption(parsed, 'bits', 'ptq', 2, 8);
   if (bits > 8) throw new UsageError(`ptq: --bits must be an integer from 2 to 8, got '${String(parsed.values.bits)}'`);
-  const clip = parsed.values.clip === true;
+  const clipAsked = parsed.values.clip === true;
   const limits = thresholds(parsed);
   const maxIterations = integerOption(parsed, 'max-iterations', 'ptq', 1, CFQP_MAX_ITERATIONS);
   for (const file of [out, reportPath]) {
@@ -147,6 +148,9 @@ export async function ptqCommand(argv: readonly string[], io: CliIO): Promise<nu
 
   const loaded: LoadedModel = await loadModel(spec);
   const net = loaded.built;
+  // A clipped model (trained with its output clamped) is deployed clipped: the clamp then sits
+  // before the output quantizer, so the output range is calibrated after it, not before.
+  const clip = clipAsked || (net.model as { outputClip?: boolean }).outputClip === true;
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);

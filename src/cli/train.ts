@@ -47,6 +47,9 @@ Options:
   --scale <s>          upscaling factor
   --loss <l1|mse>      pixel loss (default l1)
   --clip <norm>        clip gradients to this global L2 norm
+  --output-clip        a clipped model: its output is clamped to [0, range] in forward, in
+                       training, validation and wherever the written file is loaded (config
+                       output_clip; a resumed run keeps it). Off: the output is left unclamped
   --init <file>        start from the weights of a model.safetensors (fine-tuning, e.g. FSRCNN
                        ×2 from ×3); tensors whose shape differs keep their fresh initialisation.
                        Ignored with --resume, whose checkpoint holds the weights
@@ -81,6 +84,7 @@ const OPTIONS = {
   scale: { type: 'string' },
   loss: { type: 'string' },
   clip: { type: 'string' },
+  'output-clip': { type: 'boolean' },
   init: { type: 'string' },
 } as const;
 
@@ -99,6 +103,16 @@ export function numberOption(parsed: Parsed, name: string, command: string, fall
 export function list(parsed: Parsed, name: string): string[] {
   const value = (parsed.values as Record<string, unknown>)[name];
   return Array.isArray(value) ? value.map(String) : typeof value === 'string' ? [value] : [];
+}
+
+/** A config as JSON with its keys sorted, to compare configs whatever order their keys came in. */
+function canonicalConfig(json: string | undefined): string | undefined {
+  try {
+    const config = JSON.parse(json ?? '') as Record<string, unknown>;
+    return JSON.stringify(Object.fromEntries(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+  } catch {
+    return json;
+  }
 }
 
 /** --config k=v pairs as a config object: numbers and booleans parsed, the rest kept as strings. */
@@ -281,8 +295,27 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
   const clip = numberOption(parsed, 'clip', 'train');
   const loss = parsed.values.loss ?? 'l1';
   if (loss !== 'l1' && loss !== 'mse') throw new UsageError(`train: --loss must be l1 or mse, got '${String(loss)}'`);
-  const metadata = { model: name, config: JSON.stringify({ ...parseConfig(list(parsed, 'config')), scale }) };
+  const config: Record<string, unknown> = { ...parseConfig(list(parsed, 'config')), scale };
+  if (parsed.values['output-clip'] === true) {
+    if (config.output_clip === false) throw new UsageError('train: --output-clip contradicts --config output_clip=false');
+    config.output_clip = true;
+  }
+  const metadata = { model: name, config: JSON.stringify(config) };
   const { seed, resume, checkpointPath, out } = loop;
+  if (resume) {
+    // The checkpoint must be of this very network, or its weights would not fit (or worse, would).
+    // Its clamp is part of the network: a clipped run resumed without --output-clip stays clipped.
+    const ckpt = await loadCheckpoint(checkpointPath, { backend: 'cpu' });
+    disposeCheckpoint(ckpt);
+    const theirs = canonicalConfig(ckpt.extra.config);
+    const isTheirs = (c: Record<string, unknown>) => theirs === canonicalConfig(JSON.stringify(c));
+    if (config.output_clip === undefined && isTheirs({ ...config, output_clip: true })) config.output_clip = true;
+    if (ckpt.extra.model !== metadata.model || !isTheirs(config)) {
+      throw new UsageError(`train: ${checkpointPath} is for model ${ckpt.extra.model} ${ckpt.extra.config}, not ${metadata.model} ${JSON.stringify(config)}`);
+    }
+    // Written as the checkpoint has it, so every file of the run carries the same string.
+    metadata.config = ckpt.extra.config;
+  }
   const backend = (await selectBackend(parsed, 'train', io)).name;
 
   manualSeed(seed);
@@ -293,15 +326,6 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
     throw new UsageError(`train: ${e instanceof Error ? e.message : String(e)}`);
   }
   const { model } = built;
-  if (resume) {
-    // The checkpoint must be of this very network, or its weights would not fit (or worse, would).
-    const ckpt = await loadCheckpoint(checkpointPath, { backend: 'cpu' });
-    disposeCheckpoint(ckpt);
-    if (ckpt.extra.model !== metadata.model || ckpt.extra.config !== metadata.config) {
-      model.dispose();
-      throw new UsageError(`train: ${checkpointPath} is for model ${ckpt.extra.model} ${ckpt.extra.config}, not ${metadata.model} ${metadata.config}`);
-    }
-  }
   const init = typeof parsed.values.init === 'string' ? parsed.values.init : undefined;
   if (init && !resume) {
     // Fine-tuning: every tensor that fits is copied; the rest (e.g. a ×4 upsampler started from
@@ -328,7 +352,8 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
     const modelPath = join(out, 'model.safetensors');
     await saveSafetensors(modelPath, model.stateDict(), metadata);
     const val = result.validation ? `, validation Y-PSNR ${result.validation.psnr.toFixed(2)} dB` : '';
-    io.stdout(`trained ${name} ×${scale} for ${result.iteration} iterations on ${backend}${val}; wrote ${modelPath}\n`);
+    const clipped = config.output_clip === true ? `, output clipped to [0, ${built.range}],` : '';
+    io.stdout(`trained ${name} ×${scale}${clipped} for ${result.iteration} iterations on ${backend}${val}; wrote ${modelPath}\n`);
     return 0;
   } finally {
     model.dispose();

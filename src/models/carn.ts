@@ -6,7 +6,7 @@ import { Module } from '../nn/module.js';
 import { Conv2d, MeanShift, PixelShuffle, ReLU, Sequential } from '../nn/layers.js';
 import { ValueError } from '../tensor/errors.js';
 import { ResidualBlockBase } from '../nn/residual.js';
-import { checkPositive, powerOfTwoSteps } from './common.js';
+import { checkPositive, clipOutput, powerOfTwoSteps } from './common.js';
 import { defineFamily } from './spec.js';
 
 /** Constructor options of CARN (defaults: full CARN ×2; CARN-M is mobile with group 4). */
@@ -17,6 +17,8 @@ export interface CARNOptions {
   mobile?: boolean;
   /** Groups of the efficient residual block's 3×3 convs (and of the upsampler in CARN-M). */
   group?: number;
+  /** Clamp the output to [0, 1] in forward (a clipped model, trained with the clamp); default false. */
+  outputClip?: boolean;
   rng?: Random;
 }
 
@@ -130,15 +132,17 @@ export class CarnUpsample extends Module {
 export class CARN extends Module {
   readonly scale: number;
   readonly mobile: boolean;
+  readonly outputClip: boolean;
 
   constructor(options: CARNOptions = {}) {
     super();
-    const { scale = 2, nFeats = 64, mobile = false, group = 1, rng } = options;
+    const { scale = 2, nFeats = 64, mobile = false, group = 1, outputClip = false, rng } = options;
     if (![2, 3, 4, 8].includes(scale)) throw new ValueError(`CARN: scale ${scale} is not supported (use 2, 3, 4 or 8)`);
     checkPositive('CARN', 'nFeats', nFeats);
     checkPositive('CARN', 'group', group);
     this.scale = scale;
     this.mobile = mobile;
+    this.outputClip = outputClip;
     this.registerModule('sub_mean', new MeanShift(1, -1));
     this.registerModule('add_mean', new MeanShift(1, +1));
     this.registerModule('entry', new Conv2d(3, nFeats, 3, { padding: 1, rng }));
@@ -158,7 +162,8 @@ export class CARN extends Module {
   override forward(x: Tensor): Tensor {
     const h = this.child('entry').call(this.child('sub_mean').call(x));
     const o = cascade(h, ['b1', 'b2', 'b3'].map((n) => this.child(n)), ['c1', 'c2', 'c3'].map((n) => this.child(n)));
-    return this.child('add_mean').call(this.child('exit').call(this.child('upsample').call(o)));
+    const y = this.child('add_mean').call(this.child('exit').call(this.child('upsample').call(o)));
+    return this.outputClip ? clipOutput(y, 1) : y;
   }
 }
 
@@ -166,7 +171,7 @@ export class CARN extends Module {
 export const CARN_FAMILY = defineFamily({
   family: 'carn',
   // `as boolean`: else TypeScript reads the default as the type `false` and 'carn-m' could not set it.
-  defaults: { scale: 2, n_feats: 64, mobile: false as boolean, group: 1 },
+  defaults: { scale: 2, n_feats: 64, mobile: false as boolean, group: 1, output_clip: false as boolean },
   variants: { carn: {}, 'carn-m': { mobile: true, group: 4 } },
   published: {
     carn: { variant: 'carn', config: {} },
@@ -176,5 +181,5 @@ export const CARN_FAMILY = defineFamily({
   colors: 3,
   upsampler: 'upsample',
   modelClass: CARN,
-  build: (c, rng) => new CARN({ scale: c.scale, nFeats: c.n_feats, mobile: c.mobile, group: c.group, rng }),
+  build: (c, rng) => new CARN({ scale: c.scale, nFeats: c.n_feats, mobile: c.mobile, group: c.group, outputClip: c.output_clip, rng }),
 });

@@ -1,5 +1,7 @@
 // Pieces shared by the model definitions.
 import { ValueError } from '../tensor/errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { gt, lt, where } from '../ops.js';
 
 /** log2(scale) when scale is a power of two ≥ 2, else 0. */
 export function powerOfTwoSteps(scale: number): number {
@@ -19,4 +21,13 @@ export function checkScale(model: string, scale: number): void {
 /** Checks a size-like model option. */
 export function checkPositive(model: string, name: string, value: number): void {
   if (!Number.isInteger(value) || value < 1) throw new ValueError(`${model}: ${name} must be a positive integer, got ${value}`);
+}
+
+/**
+ * A clipped model's output clamp: x limited to [0, range], with TensorFlow clip_by_value's
+ * gradient (gy where 0 ≤ x ≤ range, 0 outside), as CFQP's clipped models are trained. clamp()
+ * composes minimum/maximum and so gives ½ at x = bound, as PyTorch does; this passes it whole.
+ */
+export function clipOutput(x: Tensor, range: number): Tensor {
+  return where(lt(x, 0), 0, where(gt(x, range), range, x));
 }

@@ -5,7 +5,7 @@ import { add, mul } from '../ops.js';
 import { Module } from '../nn/module.js';
 import { Conv2d, MeanShift, PixelShuffle, ReLU, Sequential } from '../nn/layers.js';
 import { ResidualBlockBase } from '../nn/residual.js';
-import { checkPositive, checkScale, powerOfTwoSteps } from './common.js';
+import { checkPositive, checkScale, clipOutput, powerOfTwoSteps } from './common.js';
 import { defineFamily } from './spec.js';
 
 /** Constructor options of EDSR (defaults: EDSR-baseline). */
@@ -17,6 +17,8 @@ export interface EDSROptions {
   /** Pixel values run over [0, rgbRange]. */
   rgbRange?: number;
   nColors?: number;
+  /** Clamp the output to [0, rgbRange] in forward (a clipped model, trained with the clamp); default false. */
+  outputClip?: boolean;
   rng?: Random;
 }
 
@@ -58,16 +60,20 @@ export class Upsampler extends Sequential {
 export class EDSR extends Module {
   readonly scale: number;
   readonly nResblocks: number;
+  readonly rgbRange: number;
+  readonly outputClip: boolean;
 
   constructor(options: EDSROptions = {}) {
     super();
-    const { scale = 2, nResblocks = 16, nFeats = 64, resScale = 1, rgbRange = 255, nColors = 3, rng } = options;
+    const { scale = 2, nResblocks = 16, nFeats = 64, resScale = 1, rgbRange = 255, nColors = 3, outputClip = false, rng } = options;
     checkScale('EDSR', scale);
     checkPositive('EDSR', 'nResblocks', nResblocks);
     checkPositive('EDSR', 'nFeats', nFeats);
     checkPositive('EDSR', 'nColors', nColors);
     this.scale = scale;
     this.nResblocks = nResblocks;
+    this.rgbRange = rgbRange;
+    this.outputClip = outputClip;
     this.registerModule('sub_mean', new MeanShift(rgbRange, -1));
     this.registerModule('add_mean', new MeanShift(rgbRange, +1));
     this.registerModule('head', new Sequential(conv(nColors, nFeats, 3, rng)));
@@ -84,14 +90,15 @@ export class EDSR extends Module {
   override forward(x: Tensor): Tensor {
     const h = this.child('head').call(this.child('sub_mean').call(x));
     const res = add(this.child('body').call(h), h);
-    return this.child('add_mean').call(this.child('tail').call(res));
+    const y = this.child('add_mean').call(this.child('tail').call(res));
+    return this.outputClip ? clipOutput(y, this.rgbRange) : y;
   }
 }
 
 /** The EDSR family: 'edsr' is the reference constructor (the baseline size), as is 'edsr-baseline'. */
 export const EDSR_FAMILY = defineFamily({
   family: 'edsr',
-  defaults: { scale: 2, n_resblocks: 16, n_feats: 64, res_scale: 1, rgb_range: 255, n_colors: 3 },
+  defaults: { scale: 2, n_resblocks: 16, n_feats: 64, res_scale: 1, rgb_range: 255, n_colors: 3, output_clip: false as boolean },
   variants: { edsr: {}, 'edsr-baseline': { n_resblocks: 16, n_feats: 64, res_scale: 1 } },
   published: {
     edsr_baseline: { variant: 'edsr-baseline', config: {} },
@@ -104,6 +111,7 @@ export const EDSR_FAMILY = defineFamily({
   upsampler: 'tail',
   modelClass: EDSR,
   build: (c, rng) => new EDSR({
-    scale: c.scale, nResblocks: c.n_resblocks, nFeats: c.n_feats, resScale: c.res_scale, rgbRange: c.rgb_range, nColors: c.n_colors, rng,
+    scale: c.scale, nResblocks: c.n_resblocks, nFeats: c.n_feats, resScale: c.res_scale, rgbRange: c.rgb_range, nColors: c.n_colors,
+    outputClip: c.output_clip, rng,
   }),
 });

@@ -5,7 +5,7 @@ import { add } from '../ops.js';
 import { Module } from '../nn/module.js';
 import { BatchNorm2d, Conv2d, PReLU, PixelShuffle, Sequential } from '../nn/layers.js';
 import { ResidualBlockBase } from '../nn/residual.js';
-import { checkPositive, checkScale, powerOfTwoSteps } from './common.js';
+import { checkPositive, checkScale, clipOutput, powerOfTwoSteps } from './common.js';
 import { defineFamily } from './spec.js';
 
 /** Constructor options of SRResNet (defaults: the published ×4 model). */
@@ -13,6 +13,8 @@ export interface SRResNetOptions {
   scale?: number;
   nResblocks?: number;
   nFeats?: number;
+  /** Clamp the output to [0, 1] in forward (a clipped model, trained with the clamp); default false. */
+  outputClip?: boolean;
   rng?: Random;
 }
 
@@ -41,14 +43,16 @@ export class SRResBlock extends ResidualBlockBase {
 /** SRResNet: 9×9 head + PReLU, residual blocks, conv + BN, global skip, sub-pixel ×2/×3 stages, 9×9 tail. */
 export class SRResNet extends Module {
   readonly scale: number;
+  readonly outputClip: boolean;
 
   constructor(options: SRResNetOptions = {}) {
     super();
-    const { scale = 4, nResblocks = 16, nFeats = 64, rng } = options;
+    const { scale = 4, nResblocks = 16, nFeats = 64, outputClip = false, rng } = options;
     checkScale('SRResNet', scale);
     checkPositive('SRResNet', 'nResblocks', nResblocks);
     checkPositive('SRResNet', 'nFeats', nFeats);
     this.scale = scale;
+    this.outputClip = outputClip;
     this.registerModule('head', new Sequential(new Conv2d(3, nFeats, 9, { padding: 4, bias: false, rng }), new PReLU()));
     this.registerModule('body', new Sequential(...Array.from({ length: nResblocks }, () => new SRResBlock(nFeats, rng))));
     this.registerModule('body_end', new Sequential(conv3(nFeats, nFeats, rng), new BatchNorm2d(nFeats)));
@@ -68,19 +72,20 @@ export class SRResNet extends Module {
   override forward(x: Tensor): Tensor {
     const h = this.child('head').call(x);
     const res = add(this.child('body_end').call(this.child('body').call(h)), h);
-    return this.child('tail').call(this.child('upsample').call(res));
+    const y = this.child('tail').call(this.child('upsample').call(res));
+    return this.outputClip ? clipOutput(y, 1) : y;
   }
 }
 
 /** The SRResNet family; it trains on RGB in [0, 1]. */
 export const SRRESNET_FAMILY = defineFamily({
   family: 'srresnet',
-  defaults: { scale: 4, n_resblocks: 16, n_feats: 64 },
+  defaults: { scale: 4, n_resblocks: 16, n_feats: 64, output_clip: false as boolean },
   variants: { srresnet: {} },
   published: { srresnet: { variant: 'srresnet', config: {} } },
   range: 1,
   colors: 3,
   upsampler: 'upsample',
   modelClass: SRResNet,
-  build: (c, rng) => new SRResNet({ scale: c.scale, nResblocks: c.n_resblocks, nFeats: c.n_feats, rng }),
+  build: (c, rng) => new SRResNet({ scale: c.scale, nResblocks: c.n_resblocks, nFeats: c.n_feats, outputClip: c.output_clip, rng }),
 });
