@@ -1,19 +1,25 @@
 /**
  * CPU convolution throughput: conv2d 3×3, 64→64 channels, pad 1, on a 1×64×128×128 float32 image, for the
- * forward kernel and both gradients, against a naive direct loop as the peer.
+ * forward kernel and both gradients, on the WebAssembly SIMD path and on the scalar reference path (measured
+ * in the same run, so the ratio holds even on a loaded machine), against a naive direct loop as the peer.
  *
  * Run: npx tsx bench/conv-cpu.ts
  */
 import { pathToFileURL } from 'node:url';
 import type { Conv2dParams } from '../src/tensor/backend.js';
 import { conv2dBackwardDataCpu, conv2dBackwardWeightCpu, conv2dCpu } from '../src/kernels/conv/cpu.js';
+import { cpuSimdActive, setCpuSimd } from '../src/kernels/matmul/wasm-simd.js';
 
 /** GFLOP/s figures of one benchmark run. */
 export interface ConvCpuBench {
   readonly shape: string;
+  /** Whether the figures below are the SIMD path's (false where WebAssembly SIMD is unavailable or switched off). */
+  readonly simd: boolean;
   readonly forward: number;
   readonly backwardData: number;
   readonly backwardWeight: number;
+  /** The same three on the scalar reference path. */
+  readonly scalar: { readonly forward: number; readonly backwardData: number; readonly backwardWeight: number };
   /** The naive direct-loop forward, the peer the others are compared against. */
   readonly naive: number;
   /** forward / naive. */
@@ -77,24 +83,36 @@ export function benchConvCpu(runs = 5): ConvCpuBench {
   const bias = random(CO);
   const gy = random(N * CO * H * W);
   const gflops = (seconds: number): number => FLOPS / seconds / 1e9;
-  const forward = gflops(medianSeconds(() => conv2dCpu(x, xShape, w, wShape, bias, PARAMS), 2, runs));
-  const backwardData = gflops(medianSeconds(() => conv2dBackwardDataCpu(gy, yShape, w, wShape, xShape, PARAMS), 2, runs));
-  const backwardWeight = gflops(medianSeconds(() => conv2dBackwardWeightCpu(x, xShape, gy, yShape, wShape, PARAMS), 2, runs));
+  const three = () => ({
+    forward: gflops(medianSeconds(() => conv2dCpu(x, xShape, w, wShape, bias, PARAMS), 2, runs)),
+    backwardData: gflops(medianSeconds(() => conv2dBackwardDataCpu(gy, yShape, w, wShape, xShape, PARAMS), 2, runs)),
+    backwardWeight: gflops(medianSeconds(() => conv2dBackwardWeightCpu(x, xShape, gy, yShape, wShape, PARAMS), 2, runs)),
+  });
+  const simd = cpuSimdActive();
+  const fast = three();
+  const previous = setCpuSimd(false);
+  let scalar: ConvCpuBench['scalar'];
+  try {
+    scalar = three();
+  } finally {
+    setCpuSimd(previous);
+  }
   // The naive loop takes seconds per run, so fewer of them.
   const naive = gflops(medianSeconds(() => naiveConv(x, w), 1, 3));
   return {
     shape: `conv2d 3x3 ${C}->${CO} pad 1 on ${N}x${C}x${H}x${W} float32`,
-    forward, backwardData, backwardWeight, naive, speedup: forward / naive,
+    simd, ...fast, scalar, naive, speedup: fast.forward / naive,
   };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const r = benchConvCpu();
-  const f = (v: number): string => `${v.toFixed(2)} GFLOP/s`;
-  console.log(r.shape);
-  console.log(`  forward          ${f(r.forward)}`);
-  console.log(`  backward data    ${f(r.backwardData)}`);
-  console.log(`  backward weight  ${f(r.backwardWeight)}`);
-  console.log(`  naive direct     ${f(r.naive)}`);
+  const f = (v: number): string => v.toFixed(2).padStart(6);
+  console.log(`${r.shape}, one thread, GFLOP/s (median)`);
+  console.log(`                   ${r.simd ? 'wasm SIMD' : 'SIMD off '}   scalar   ratio`);
+  for (const [label, key] of [['forward        ', 'forward'], ['backward data  ', 'backwardData'], ['backward weight', 'backwardWeight']] as const) {
+    console.log(`  ${label}    ${f(r[key])}   ${f(r.scalar[key])}   ${(r[key] / r.scalar[key]).toFixed(2)}x`);
+  }
+  console.log(`  naive direct       ${f(r.naive)}`);
   console.log(`  forward / naive  ${r.speedup.toFixed(2)}x`);
 }

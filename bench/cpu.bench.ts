@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: the CPU backend's conv2d throughput and EDSR-baseline ×4 forward time, each
- * against a peer measured in the same run (a naive JS loop, and tfjs's pure-JS CPU backend).
+ * `npm run bench`: the CPU backend's conv2d throughput (WebAssembly SIMD path and scalar reference) and
+ * EDSR-baseline ×4 forward time, each against a peer measured in the same run (a naive JS loop, and tfjs's
+ * pure-JS CPU backend).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -36,8 +37,11 @@ async function main(): Promise<void> {
   console.log('CPU backend benchmarks (single thread)\n');
   const conv = benchConvCpu(5);
   const tfjsConv = await tfjsConvGflops();
+  const path = conv.simd ? 'wasm SIMD' : 'SIMD unavailable or off';
   console.log(`conv2d 3×3 64→64 on 1×64×128×128 (GFLOP/s):`);
-  console.log(`  ours forward ${conv.forward.toFixed(2)}, backward-data ${conv.backwardData.toFixed(2)}, backward-weight ${conv.backwardWeight.toFixed(2)}`);
+  console.log(`  ours (${path}) forward ${conv.forward.toFixed(2)}, backward-data ${conv.backwardData.toFixed(2)}, backward-weight ${conv.backwardWeight.toFixed(2)}`);
+  console.log(`  ours (scalar reference) forward ${conv.scalar.forward.toFixed(2)}, backward-data ${conv.scalar.backwardData.toFixed(2)}, backward-weight ${conv.scalar.backwardWeight.toFixed(2)}`);
+  console.log(`  SIMD / scalar: forward ×${(conv.forward / conv.scalar.forward).toFixed(2)}, backward-data ×${(conv.backwardData / conv.scalar.backwardData).toFixed(2)}, backward-weight ×${(conv.backwardWeight / conv.scalar.backwardWeight).toFixed(2)}`);
   console.log(`  peers: naive JS loop ${conv.naive.toFixed(2)} (×${(conv.forward / conv.naive).toFixed(1)}), tfjs-backend-cpu ${tfjsConv.toFixed(2)} (×${(conv.forward / tfjsConv).toFixed(1)})`);
 
   const model = createModel('edsr-baseline', { scale: 4 });

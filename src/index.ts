@@ -12,6 +12,8 @@ export { noGrad, isGradEnabled } from './tensor/autograd.js';
 export { tidy, keep, memory } from './tensor/memory.js';
 export { Random, manualSeed, rand, randn, uniform } from './tensor/random.js';
 export { cpuBackend } from './tensor/cpu-backend.js';
+// The CPU backend's WebAssembly SIMD path for float32 GEMMs and convolutions (SRQ_CPU_SIMD=0 turns it off).
+export { setCpuSimd, cpuSimdActive, cpuSimdAvailable } from './kernels/matmul/wasm-simd.js';
 export * from './ops.js';
 export * from './nn/functional.js';
 export * from './nn/index.js';

@@ -17,8 +17,9 @@
  * ops whose coordinates the GPU computes in float32 (interpolate, gridSample), add `floor`:
  * rtol·max|cpu| over the tensor, an absolute allowance at the tensor's own scale.
  *
- * RTOL = 2e-5 ≈ 340·u. The cpu kernels accumulate in float64 and round once, so the difference
- * is the GPU's own error: ≤ K·u·Σ|terms| ≤ 2e-5·Σ|terms| even in the worst case for the sums of
+ * RTOL = 2e-5 ≈ 340·u. The cpu kernels' reference path accumulates in float64 and rounds once
+ * (their default WebAssembly SIMD path sums float32 GEMMs in float32, within the same K·u·Σ|terms|
+ * bound), so the difference is at most the two backends' own errors: ≤ K·u·Σ|terms| ≤ 2e-5·Σ|terms| even in the worst case for the sums of
  * K ≲ 340 terms that the small random cases produce (a conv weight gradient sums N·Ho·Wo ≤ 338
  * terms), and ≈ √K·u ≈ 3e-6 (7× margin) for the largest (K ≈ 2100: weight gradients of the
  * bigger convolutions; the 40000-element sums are tree reductions, error ~ log₂K·u). WGSL's

@@ -15,6 +15,9 @@
  * zero-padded float64 band, so every tap of every pixel is in bounds: col[tap, pixel] = band[tapOff + pixBase],
  * and packing is a branch-free gather reading a single array type. The band bounds the scratch memory
  * regardless of image size and keeps the gathered rows cache-resident.
+ *
+ * For float32 tensors gemm/gemmPackedB run the WebAssembly SIMD kernel (matmul/wasm-simd.ts) unless it is
+ * switched off; the packers below then write float32 panels in wasm memory instead of float64 ones.
  */
 import type { Conv2dParams } from '../../tensor/backend.js';
 import type { FloatArray } from '../../tensor/dtype.js';

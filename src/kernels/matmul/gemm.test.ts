@@ -136,7 +136,7 @@ describe('gemmPackedB', () => {
     const a: MatrixView = { data: rand(m * k, 3), offset: 0, ld: k, trans: false };
     const bData = rand(k * n, 4);
     const seen = new Set<string>();
-    const packB = (dst: Float64Array, k0: number, kc: number, j0: number, nc: number): void => {
+    const packB = (dst: Float64Array | Float32Array, k0: number, kc: number, j0: number, nc: number): void => {
       seen.add(`${k0},${j0}`);
       const panels = Math.ceil(nc / GEMM_NR);
       for (let q = 0; q < panels; q++) {

@@ -5,9 +5,11 @@
  * A into MC×KC blocks of MR-tall row panels, and a 4×4 micro-kernel keeps 16 accumulators in
  * locals while streaming both packed panels contiguously. Packed panels are always Float64Array,
  * so the hot loop sees one array type whatever the caller's dtype (V8 stays monomorphic there),
- * accumulates in doubles, and pays no float32→float64 conversion per multiply-add.
+ * accumulates in doubles, and pays no float32→float64 conversion per multiply-add. This is the numeric
+ * reference; float32 operands take the WebAssembly SIMD path of wasm-simd.ts instead when it is active.
  */
 import type { FloatArray } from '../../tensor/dtype.js';
+import { cpuSimdActive, gemmPackedBSimd } from './wasm-simd.js';
 
 /** A strided read-only matrix: op(X)[i, j] = data[offset + i·ld + j], or data[offset + j·ld + i] when `trans`. */
 export interface MatrixView {
@@ -29,10 +31,10 @@ export interface OutputView {
  * Fills `dst` with the packed block op(B)[k0 : k0+kc, j0 : j0+nc]: for column panel q and lane l < GEMM_NR,
  * dst[q·kc·GEMM_NR + p·GEMM_NR + l] = op(B)[k0 + p, j0 + q·GEMM_NR + l]. Lanes past nc in the last panel only
  * feed results that are discarded, so they may hold any value (zeros, or a repeated column; avoid denormals,
- * which are slow). Custom packers let convolution generate im2col columns straight into panel layout; a
+ * which are slow). `dst` is float64 on the scalar path, float32 on the SIMD one. Custom packers let convolution generate im2col columns straight into panel layout; a
  * packer must not call back into the GEMM, whose scratch it is filling.
  */
-export type PackB = (dst: Float64Array, k0: number, kc: number, j0: number, nc: number) => void;
+export type PackB = (dst: Float64Array | Float32Array, k0: number, kc: number, j0: number, nc: number) => void;
 
 /** Rows of C computed by one micro-kernel call. */
 export const GEMM_MR = 4;
@@ -92,6 +94,7 @@ export function gemm(
     gemmDirect(m, n, k, a, b, c, accumulate);
     return;
   }
+  // The strided packer is passed to gemmPackedB, which picks the SIMD or the scalar path.
   gemmPackedB(m, n, k, a, (dst, k0, kc, j0, nc) => packStridedB(b, dst, k0, kc, j0, nc), c, accumulate);
 }
 
@@ -104,6 +107,11 @@ export function gemmPackedB(
   a: MatrixView, packB: PackB, c: OutputView, accumulate: boolean,
 ): void {
   if (m === 0 || n === 0) return;
+  // A float32 A means a float32 tensor op (float64 ones, as gradcheck uses, stay on the double path).
+  if (a.data instanceof Float32Array && cpuSimdActive()) {
+    gemmPackedBSimd(m, n, k, a, packB, c, accumulate);
+    return;
+  }
   // The micro-kernel always adds into C, so β = 0 becomes "clear C first" (which also drops NaNs in C).
   if (!accumulate) clearOutput(m, n, c);
   if (k === 0) return;
@@ -144,7 +152,7 @@ function packA(a: MatrixView, dst: Float64Array, i0: number, mc: number, k0: num
       for (let p = 0; p < kc; p++) {
         const s = a.offset + (k0 + p) * ld + i0 + r;
         const d = panel + p * GEMM_MR;
-        for (let l = 0; l < rows; l++) dst[d + l] = data[s + l];
+        for (let l = 0; l < rows; l++) dst[d + l] = data[s + l]!;
       }
     } else {
       for (let l = 0; l < rows; l++) {
@@ -156,7 +164,7 @@ function packA(a: MatrixView, dst: Float64Array, i0: number, mc: number, k0: num
 }
 
 /** {@link PackB} for a strided op(B). */
-function packStridedB(b: MatrixView, dst: Float64Array, k0: number, kc: number, j0: number, nc: number): void {
+function packStridedB(b: MatrixView, dst: Float64Array | Float32Array, k0: number, kc: number, j0: number, nc: number): void {
   const { data, ld } = b;
   const panelSize = kc * GEMM_NR;
   const tail = nc % GEMM_NR;
