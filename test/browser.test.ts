@@ -21,20 +21,10 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserResults, ResultsWindow } from './browser/conformance.js';
 import { sharedPath } from './support/shared.js';
+import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS } from './support/chromium.js';
 
-const CHROMIUM = process.env.SRQ_CHROMIUM || '/usr/bin/chromium';
-/** Headless WebGPU on SwiftShader, with nothing phoning home. Playwright adds a fresh, temporary
- * --user-data-dir itself (and deletes it on close); it refuses one passed here. */
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--enable-unsafe-swiftshader',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--no-first-run',
-];
+/** Headless WebGPU on SwiftShader, with nothing phoning home. */
+const CHROMIUM_ARGS = [...WEBGPU_ARGS, ...QUIET_ARGS];
 /** Passing checks expected at least, over all parts (77 at the time of writing); guards against
  * pages that run nothing. */
 const MIN_PASSED = 20;

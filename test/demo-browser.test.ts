@@ -19,19 +19,8 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Image, Upscaler, createImage, encodePng, setBackend } from '../src/index.js';
 import { type DemoServer, startDemoServer } from '../scripts/serve-demo.js';
+import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS } from './support/chromium.js';
 
-const CHROMIUM = process.env.SRQ_CHROMIUM || '/usr/bin/chromium';
-/** As test/browser.test.ts: nothing phoning home. Playwright adds a fresh --user-data-dir. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--no-first-run',
-];
-/** WebGPU on SwiftShader; without these flags headless Chromium has no adapter (a browser without WebGPU). */
-const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'];
 /**
  * ESPCN, because its WebGPU pipelines compile fastest on SwiftShader: cold, its first upscale took
  * 14.5 s against FSRCNN's 24.5 s (2-core machine under load from other jobs).
@@ -150,7 +139,7 @@ describe.skipIf(reason !== null)(NAME, () => {
   describe('with WebGPU', () => {
     let demo: Demo;
     beforeAll(async () => {
-      demo = await openDemo(server!.url, [...CHROMIUM_ARGS, ...WEBGPU_ARGS]);
+      demo = await openDemo(server!.url, [...QUIET_ARGS, ...WEBGPU_ARGS]);
     }, 60_000);
     afterAll(async () => {
       await demo?.browser.close().catch(() => {});
@@ -196,7 +185,7 @@ describe.skipIf(reason !== null)(NAME, () => {
   describe('without WebGPU', () => {
     let demo: Demo;
     beforeAll(async () => {
-      demo = await openDemo(server!.url, CHROMIUM_ARGS);
+      demo = await openDemo(server!.url, QUIET_ARGS);
     }, 60_000);
     afterAll(async () => {
       await demo?.browser.close().catch(() => {});
