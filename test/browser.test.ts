@@ -21,7 +21,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserResults, ResultsWindow } from './browser/conformance.js';
 import { sharedPath } from './support/shared.js';
-import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS } from './support/chromium.js';
+import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS, browserSkipReason } from './support/chromium.js';
 
 /** Headless WebGPU on SwiftShader, with nothing phoning home. */
 const CHROMIUM_ARGS = [...WEBGPU_ARGS, ...QUIET_ARGS];
@@ -113,11 +113,7 @@ async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
 
 function skipReason(): string | null {
   if (!haveFixtures) return `${fixturesDir} is absent`;
-  if (!haveChromium && !required) {
-    return `${CHROMIUM} is missing (install it with \`bash .ci/setup-chromium.sh\`; CI or SRQ_REQUIRE_BROWSER=1 make this a failure)`;
-  }
-  if (!haveDist && !required) return 'dist/ is not built: run `npm run build` (npm test does it first)';
-  return null;
+  return browserSkipReason(join(distDir, 'index.js'));
 }
 
 const reason = skipReason();

@@ -19,7 +19,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Image, Upscaler, createImage, encodePng, setBackend } from '../src/index.js';
 import { type DemoServer, startDemoServer } from '../scripts/serve-demo.js';
-import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS } from './support/chromium.js';
+import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS, browserSkipReason } from './support/chromium.js';
 
 /**
  * ESPCN, because its WebGPU pipelines compile fastest on SwiftShader: cold, its first upscale took
@@ -44,11 +44,7 @@ const haveDist = existsSync(join(repo, 'dist', 'browser.js'));
 const NAME = 'the browser demo in headless Chromium';
 
 function skipReason(): string | null {
-  if (!haveChromium && !required) {
-    return `${CHROMIUM} is missing (install it with \`bash .ci/setup-chromium.sh\`; CI or SRQ_REQUIRE_BROWSER=1 make this a failure)`;
-  }
-  if (!haveDist && !required) return 'dist/ is not built: run `npm run build` (npm test does it first)';
-  return null;
+  return browserSkipReason(join(repo, 'dist', 'browser.js'));
 }
 
 const reason = skipReason();
