@@ -1,6 +1,6 @@
 // `srq eval`: PSNR/SSIM of a model (or the bicubic baseline) on an SR data set, by the protocol of
 // ALGORITHMS §7 (Y channel, borders shaved by the scale, uint8 SR output).
-import { type CostReport, type Image, grayToRgb, modelCost, psnr, splitAlpha, ssim } from '../index.js';
+import { type CostReport, evaluateUpscaler, modelCost } from '../index.js';
 import { loadPairs } from '../image/dataset.js';
 import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
 import { loadUpscaler } from './model.js';
@@ -54,12 +54,6 @@ interface Row {
 /** Size-independent figures of a quantized model. */
 type CostSummary = Pick<CostReport, 'fab' | 'params' | 'weightParams' | 'biasParams' | 'otherParams' | 'storageBits' | 'biasBits' | 'otherBits'>;
 
-/** The colour part, RGB if the other image of the pair is RGB (a gray HR against an RGB model's output). */
-function comparable(img: Image, other: Image): Image {
-  const color = splitAlpha(img).color;
-  return color.channels === 1 && splitAlpha(other).color.channels === 3 ? grayToRgb(color) : color;
-}
-
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 
 function tableRow(name: string, p: string, s: string, ms: string, gbitops?: string): string {
@@ -96,27 +90,26 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
   let costSummary: CostSummary | undefined;
   let residualBody = false;
   try {
-    for await (const { name, hr, lr } of loadPairs(data, scale)) {
-      // The header waits for the first image, so a bad folder prints nothing but the error.
-      if (!json && rows.length === 0) {
-        io.stdout(`${upscaler.label} ×${scale} on ${data} (${backend.name} backend, shave ${shave})\n`);
-        io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', costAt ? 'raw GBitOPs' : undefined));
-      }
-      const start = performance.now();
-      const sr = await upscaler.upscale(lr);
-      const ms = performance.now() - start;
-      const [a, b] = [comparable(sr, hr), comparable(hr, sr)];
-      const row: Row = { name, psnr: psnr(a, b, { shave }), ssim: ssim(a, b, { shave }), ms };
-      if (costAt) {
-        const cost = costAt(lr.height, lr.width);
-        Object.assign(row, { bitops: cost.bitops, bitops64: cost.bitops64, bitopsRefqsr: cost.bitopsRefqsr });
-        const { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits } = cost;
-        costSummary = { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits };
-        residualBody = cost.layers.some((l) => l.residualBody);
-      }
-      rows.push(row);
-      if (!json) io.stdout(tableRow(name, row.psnr.toFixed(2), row.ssim.toFixed(4), row.ms.toFixed(0), giga(row.bitops)));
-    }
+    await evaluateUpscaler(upscaler, loadPairs(data, scale), {
+      shave,
+      onImage: ({ name, psnr, ssim, ms }, { lr }) => {
+        // The header waits for the first image, so a bad folder prints nothing but the error.
+        if (!json && rows.length === 0) {
+          io.stdout(`${upscaler.label} ×${scale} on ${data} (${backend.name} backend, shave ${shave})\n`);
+          io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', costAt ? 'raw GBitOPs' : undefined));
+        }
+        const row: Row = { name, psnr, ssim: ssim!, ms };
+        if (costAt) {
+          const cost = costAt(lr.height, lr.width);
+          Object.assign(row, { bitops: cost.bitops, bitops64: cost.bitops64, bitopsRefqsr: cost.bitopsRefqsr });
+          const { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits } = cost;
+          costSummary = { fab, params, weightParams, biasParams, otherParams, storageBits, biasBits, otherBits };
+          residualBody = cost.layers.some((l) => l.residualBody);
+        }
+        rows.push(row);
+        if (!json) io.stdout(tableRow(name, row.psnr.toFixed(2), row.ssim.toFixed(4), row.ms.toFixed(0), giga(row.bitops)));
+      },
+    });
   } finally {
     upscaler.dispose();
   }

@@ -38,6 +38,7 @@ export {
   modcrop,
 } from './resize.js';
 export { type MetricOptions, psnr, ssim } from './metrics.js';
+export { type EvaluatedImage, type Evaluation, type EvaluateOptions, evaluateUpscaler } from './evaluate.js';
 export { type DecodePngOptions, decodePng, encodePng, readPng, writePng } from './png.js';
 export { type ImageDataLike, type BitmapLike, imageFromImageData, imageToImageData, imageFromBitmap } from './dom.js';
 export {

@@ -232,7 +232,8 @@ export class ActivationQuantizer extends Module {
   async absorbObservations(): Promise<void> {
     const pending = this.pending;
     this.pending = [];
-    const p = 'p' in this.init ? this.init.p ?? 0.01 : 0.01;
+    // Percentiles sort every recorded value: only the init modes that use them pay for it.
+    const p = this.init.mode === 'percentile' || this.init.mode === 'mean-percentile' ? this.init.p ?? 0.01 : null;
     for (const t of pending) {
       try {
         const values = await t.data();

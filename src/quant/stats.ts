@@ -42,9 +42,10 @@ function quantileOfSorted(s: Float32Array | Float64Array, q: number): number {
 
 /**
  * Adds one batch (`values` of an NCHW-like `shape`, channel axis 1) to `stats`; returns the
- * batch's overall min and max.
+ * batch's overall min and max. The (p, 1 − p) percentiles are gathered only for a p (null: the
+ * percentile sums stay as they are).
  */
-export function absorb(stats: ChannelStats, values: TypedArray, shape: readonly number[], perChannel: boolean, p: number): { min: number; max: number } {
+export function absorb(stats: ChannelStats, values: TypedArray, shape: readonly number[], perChannel: boolean, p: number | null): { min: number; max: number } {
   const n = shape[0] ?? 1;
   const channels = shape.length > 1 ? shape[1] : 1;
   const inner = values.length / Math.max(1, n * channels);
@@ -54,7 +55,7 @@ export function absorb(stats: ChannelStats, values: TypedArray, shape: readonly 
   let bmax = -Infinity;
   for (let g = 0; g < groups; g++) {
     // The elements of group g in sample order; a per-tensor group is the whole tensor.
-    const count = perChannel ? n * inner : values.length;
+    const count = p === null ? 0 : perChannel ? n * inner : values.length;
     const buf = new Float32Array(count);
     let k = 0;
     for (let s = 0; s < n; s++) {
@@ -67,7 +68,7 @@ export function absorb(stats: ChannelStats, values: TypedArray, shape: readonly 
       for (const [a, b] of ranges) {
         for (let i = a; i < b; i++) {
           const v = values[i];
-          buf[k++] = v;
+          if (count > 0) buf[k++] = v;
           if (v < smin) smin = v;
           if (v > smax) smax = v;
           const av = Math.abs(v);
@@ -82,6 +83,7 @@ export function absorb(stats: ChannelStats, values: TypedArray, shape: readonly 
       bmin = Math.min(bmin, smin);
       bmax = Math.max(bmax, smax);
     }
+    if (p === null) continue;
     buf.sort();
     const lo = quantileOfSorted(buf, p);
     const hi = quantileOfSorted(buf, 1 - p);

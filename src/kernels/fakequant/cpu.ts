@@ -85,6 +85,14 @@ function quantize(c: number, l: number, scale: number, levels: number, mode: Fak
 
 /** Forward fake quantization of x (contiguous, `shape`) with per-tensor or per-channel bounds. */
 export function fakeQuantCpu(x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams): FloatArray {
+  return x instanceof Float32Array ? fakeQuantF32(x, shape, lo, hi, p) : fakeQuantReference(x, shape, lo, hi, p);
+}
+
+/**
+ * The element-by-element definition of {@link fakeQuantCpu}, for any float type: the reference
+ * the float32 fast path is tested against.
+ */
+export function fakeQuantReference(x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams): FloatArray {
   const f = x instanceof Float32Array ? Math.fround : identity;
   const { groups, inner } = groupLayout(shape, p.axis);
   const consts = groupConstants(lo, hi, p, f);
@@ -94,6 +102,53 @@ export function fakeQuantCpu(x: FloatArray, shape: readonly number[], lo: FloatA
   for (let i = 0; i < x.length; i++) {
     const k = consts[Math.floor(i / inner) % groups];
     out[i] = quantize(clampValue(x[i], k.l, k.u), k.l, k.scale, levels, p.mode, f, round);
+  }
+  return out;
+}
+
+const fround = Math.fround;
+/** 1.5·2^52: (t + MAGIC) − MAGIC rounds a double |t| < 2^51 to an integer, ties to even, without a branch. */
+const MAGIC = 6755399441055744;
+
+/**
+ * fakeQuantCpu for float32: the reference's float32 operations in the same order, with the group
+ * constants hoisted over each run of elements, the mode resolved once, and the clamp and the
+ * rounding branch-free (random data mispredicts every branch): about 2× faster. Values equal the
+ * reference's (tested); a −0 may come out as +0. PTQ inference on the CPU spends much of its time here.
+ */
+function fakeQuantF32(x: Float32Array, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams): Float32Array {
+  const { groups, inner: groupRun } = groupLayout(shape, p.axis);
+  const consts = groupConstants(lo, hi, p, fround);
+  const levels = levelsOf(p);
+  const away = p.rounding === 'half-away';
+  const out = new Float32Array(x.length);
+  const inner = groups === 1 ? Math.max(1, x.length) : groupRun; // one bound: one run over everything
+  for (let start = 0, block = 0; start < x.length; start += inner, block++) {
+    const { l, u, scale } = consts[block % groups];
+    const end = Math.min(start + inner, x.length);
+    // t is a float32 value, so |t| + ½ is exact and floor of it rounds half away from zero.
+    if (p.mode === 'affine') {
+      for (let i = start; i < end; i++) {
+        const t = fround(fround(Math.min(Math.max(x[i], l), u) - l) / scale);
+        const m = Math.floor(Math.abs(t) + 0.5);
+        const r = away ? (t < 0 ? -m : m) : t + MAGIC - MAGIC;
+        out[i] = fround(r * scale) + l;
+      }
+    } else if (p.mode === 'zero') {
+      for (let i = start; i < end; i++) {
+        const t = fround(scale * Math.min(Math.max(x[i], l), u));
+        const m = Math.floor(Math.abs(t) + 0.5);
+        const r = away ? (t < 0 ? -m : m) : t + MAGIC - MAGIC;
+        out[i] = r / scale;
+      }
+    } else {
+      for (let i = start; i < end; i++) {
+        const t = fround(fround(Math.min(Math.max(x[i], l), u) * levels) / scale);
+        const m = Math.floor(Math.abs(t) + 0.5);
+        const r = away ? (t < 0 ? -m : m) : t + MAGIC - MAGIC;
+        out[i] = fround(r * scale) / levels;
+      }
+    }
   }
   return out;
 }
