@@ -100,7 +100,9 @@ const literal = (config: Record<string, unknown>, extra = '') =>
 const hours = (s: number) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 60)} min`);
 
 function cardMarkdown(c: ZooCard, notes: string): string {
-  const cmd = (argv: string[]) => `npx tsx src/cli/srq.ts train ${argv.join(' ')}`;
+  // Arguments a shell would read differently (a --holdout regex) go in single quotes.
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
+  const cmd = (argv: string[]) => `npx tsx src/cli/srq.ts train ${argv.map(quote).join(' ')}`;
   return `# ${c.id}
 
 ${notes.trim()}
