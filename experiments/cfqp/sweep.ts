@@ -13,7 +13,7 @@
 // Usage: npx tsx experiments/cfqp/sweep.ts --model espcn-x3 [--tier small|large|all]
 //        [--jobs <regex over job keys>] [--backend cpu|webgpu] [--color gray|rgb] [--limit <n>] [--out <file.jsonl>]
 // Job keys: fp, fp-clip, int8-clip (all four sets), then ri:<image>@<tier>, repair:<image>@<tier>,
-// rd:<size>:<draw>@<tier>.
+// ri-clip:<image>@<tier> (the clipped model on that RI), rd:<size>:<draw>@<tier>.
 // Each record's `command` reproduces its INT8 model with the CLI; `srq eval --model <that file>
 // --data ../shared/data/<set>` then gives the recorded PSNR.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -190,6 +190,18 @@ for (const tier of tiers) {
         return { file, best: repair.best, before: repair.before, trials, command: `srq ptq --method cfqp --model ${modelId} --rd ${file}${gray} --out ri.safetensors` };
       },
     });
+  }
+  // The clipped model on the same single RIs: the paper's Table 7 compares both per RI.
+  if (existsSync(clipFile)) {
+    for (const file of trainFiles) {
+      jobs.push({
+        key: `ri-clip:${basename(file)}@${tier}`,
+        run: async () => {
+          const ri = representativeImage(await imageOf(file), color);
+          return { file, psnr: await int8Psnr(clipFile, [ri], true, sets), command: ptqCommand(clipFile, file, ' --clip') };
+        },
+      });
+    }
   }
   for (const [size, draws] of RD_DRAWS) {
     for (let d = 1; d <= draws; d++) {
