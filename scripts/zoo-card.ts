@@ -1,6 +1,11 @@
 /**
  * Writes the model card of a trained zoo model: `npx tsx scripts/zoo-card.ts <id>`.
  *
+ * A quantized entry `<base>-cfqp` is made here too: CFQP INT8 of the float zoo model `<base>`
+ * (`srq ptq --method cfqp` over the 191 training images; skipped when zoo/<id>/model.safetensors
+ * and its report ptq.json exist), measured beside its float model's card and, when
+ * zoo/<base>-clip exists, beside the clipped model's TFLite INT8 on the same 191 images (gray).
+ *
  * Reads zoo/<id>/model.safetensors (model + config metadata) and zoo/<id>/log.jsonl (what
  * `srq train` logged: one `start` line per run or resume, progress lines with `elapsed`, and a
  * `stop` line when a run is interrupted),
@@ -10,7 +15,7 @@
  * from every card.json. Needs ../shared beside the checkout.
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main as srq } from '../src/cli/main.js';
 import { loadSafetensors } from '../src/index.js';
@@ -44,14 +49,20 @@ interface LogLine {
   elapsed?: number;
 }
 
-async function evaluate(file: string, set: string, scale: number): Promise<{ psnr: number; ssim: number }> {
+/** Runs the CLI in this process; returns its stdout. */
+async function cli(argv: string[]): Promise<string> {
   let out = '';
-  const code = await srq(['eval', '--model', file, '--data', join(SHARED, set), '--scale', String(scale), '--backend', 'cpu', '--json'], {
+  const code = await srq(argv, {
     stdout: (t) => { out += t; },
     stderr: (t) => process.stderr.write(t),
     stderrIsTTY: false,
   });
-  if (code !== 0) throw new Error(`srq eval on ${set} exited with ${code}`);
+  if (code !== 0) throw new Error(`srq ${argv.join(' ')} exited with ${code}`);
+  return out;
+}
+
+async function evaluate(file: string, set: string, scale: number): Promise<{ psnr: number; ssim: number }> {
+  const out = await cli(['eval', '--model', file, '--data', join(SHARED, set), '--scale', String(scale), '--backend', 'cpu', '--json']);
   const { mean } = JSON.parse(out) as { mean: { psnr: number; ssim: number } };
   return { psnr: mean.psnr, ssim: mean.ssim };
 }
@@ -93,6 +104,90 @@ async function makeCard(id: string): Promise<ZooCard> {
   };
 }
 
+/** The card of a quantized entry. */
+export interface QuantizedCard {
+  id: string;
+  model: string;
+  config: Record<string, unknown>;
+  parameters: number;
+  quantized: string;
+  /** The float zoo model it quantizes. */
+  base: string;
+  /** The srq ptq command that wrote it. */
+  command: string[];
+  /** The representative image CFQP chose, how, and its outlier number (after repair when repaired). */
+  ri: { name: string; by: string; outliers: number };
+  eval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
+  /** The float model's card figures. */
+  baseEval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
+  /** The clipped model quantized the usual way (TFLite, every training image), when it exists. */
+  clipped?: { model: string; command: string[]; eval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }> };
+}
+
+const TRAIN_RD = ['../shared/data/train/T91', '../shared/data/train/General100'].join(',');
+
+async function makeQuantizedCard(id: string, base: string): Promise<QuantizedCard> {
+  const dir = join(ZOO_DIR, id);
+  const weights = join(dir, 'model.safetensors');
+  const report = join(dir, 'ptq.json');
+  const command = ['ptq', '--method', 'cfqp', '--model', base, '--rd', TRAIN_RD, '--out', weights, '--report', report];
+  if (!existsSync(weights) || !existsSync(report)) await cli(command);
+  const { metadata, tensors } = await loadSafetensors(weights);
+  const config = JSON.parse(metadata.config) as Record<string, unknown>;
+  const scale = config.scale as number;
+  const r = JSON.parse(await readFile(report, 'utf8')) as { chosen: { name: string; by: string; measures: { outliers: number } } };
+  const baseCard = JSON.parse(await readFile(join(ZOO_DIR, base, 'card.json'), 'utf8')) as ZooCard;
+  const card: QuantizedCard = {
+    id, model: metadata.model, config, parameters: Object.values(tensors).reduce((n, t) => n + t.size, 0), quantized: 'CFQP INT8', base,
+    command, ri: { name: r.chosen.name, by: r.chosen.by, outliers: r.chosen.measures.outliers },
+    eval: { Set5: await evaluate(weights, 'Set5', scale), Set14: await evaluate(weights, 'Set14', scale) }, baseEval: baseCard.eval,
+  };
+  const clipFile = join(ZOO_DIR, `${base}-clip`, 'model.safetensors');
+  if (existsSync(clipFile)) {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const out = join(await mkdtemp(join(tmpdir(), 'srq-card-')), 'clipped-int8.safetensors');
+    const clipCommand = ['ptq', '--method', 'tflite', '--model', clipFile, '--rd', TRAIN_RD, '--gray', '--clip', '--out', out];
+    await cli(clipCommand);
+    card.clipped = { model: `${base}-clip`, command: clipCommand, eval: { Set5: await evaluate(out, 'Set5', scale), Set14: await evaluate(out, 'Set14', scale) } };
+  }
+  return card;
+}
+
+function quantizedMarkdown(c: QuantizedCard, notes: string): string {
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
+  const fig = (e: { psnr: number; ssim: number }) => `${e.psnr.toFixed(2)} dB / ${e.ssim.toFixed(4)}`;
+  const rows = [
+    `| ${c.id} (${c.quantized}, no output clip) | **${fig(c.eval.Set5)}** | ${fig(c.eval.Set14)} |`,
+    `| [${c.base}](../${c.base}/README.md) (float) | ${fig(c.baseEval.Set5)} | ${fig(c.baseEval.Set14)} |`,
+    ...(c.clipped ? [`| [${c.clipped.model}](../${c.clipped.model}/README.md), TFLite INT8 on all 191 images (gray) | ${fig(c.clipped.eval.Set5)} | ${fig(c.clipped.eval.Set14)} |`] : []),
+  ];
+  return `# ${c.id}
+
+${notes.trim()}
+
+| | |
+|---|---|
+| architecture | \`createModel('${c.model}', ${literal(c.config)})\`, ${c.parameters.toLocaleString('en')} parameters, INT8 weights and activations |
+| load | \`loadPretrained('${c.id}')\`, \`Upscaler.load('${c.id}')\`, \`srq eval --model ${c.id}\` |
+| representative image | \`${c.ri.name}\` (${c.ri.by === 'method1' ? 'good by Method 1' : 'repaired by Method 2'}; ${c.ri.outliers} outlier values in the FP32 output) |
+
+| model | Set5 ×${c.config.scale as number} PSNR / SSIM | Set14 PSNR / SSIM |
+|---|---|---|
+${rows.join('\n')}
+
+PSNR/SSIM: \`srq eval\`, Y channel, borders shaved by the scale (the protocol of ALGORITHMS.md §7).
+The choice of every candidate and the range, scale and zero point of every tensor are in
+[ptq.json](ptq.json).
+
+Made with:
+
+\`\`\`sh
+npx tsx src/cli/srq.ts ${c.command.map(quote).join(' ')}
+\`\`\`
+`;
+}
+
 /** A config as a JS object literal: { scale: 3, n_feats: 32 }. */
 const literal = (config: Record<string, unknown>, extra = '') =>
   `{ ${[...Object.entries(config).map(([k, v]) => `${k}: ${JSON.stringify(v)}`), ...(extra ? [extra] : [])].join(', ')} }`;
@@ -128,22 +223,22 @@ ${c.commands.map(cmd).join('\n')}
 }
 
 /** The hand-written part of a card: the text between the title and the table, kept across rewrites. */
-async function existingNotes(path: string): Promise<string> {
-  if (!existsSync(path)) return 'Trained by @srq/core itself.';
+async function existingNotes(path: string, fallback = 'Trained by @srq/core itself.'): Promise<string> {
+  if (!existsSync(path)) return fallback;
   const text = await readFile(path, 'utf8');
   const match = /^# .*\n\n([\s\S]*?)\n\n\| \| \|/m.exec(text);
-  return match ? match[1] : 'Trained by @srq/core itself.';
+  return match ? match[1] : fallback;
 }
 
 async function writeIndex(): Promise<void> {
-  const cards: ZooCard[] = [];
+  const cards: (ZooCard | QuantizedCard)[] = [];
   for (const id of (await readdir(ZOO_DIR)).sort()) {
     const path = join(ZOO_DIR, id, 'card.json');
-    if (existsSync(path)) cards.push(JSON.parse(await readFile(path, 'utf8')) as ZooCard);
+    if (existsSync(path)) cards.push(JSON.parse(await readFile(path, 'utf8')) as ZooCard | QuantizedCard);
   }
   const rows = cards.map((c) => `| [${c.id}](${c.id}/README.md) | ${c.model} ${literal(c.config)} | ${c.parameters.toLocaleString('en')} | `
-    + `${c.iterations.toLocaleString('en')} | ${hours(c.wallTimeSeconds)} (${c.backend}) | ${c.eval.Set5.psnr.toFixed(2)} / ${c.eval.Set5.ssim.toFixed(4)} | `
-    + `${c.eval.Set14.psnr.toFixed(2)} / ${c.eval.Set14.ssim.toFixed(4)} |`);
+    + ('quantized' in c ? `${c.quantized} of ${c.base} | – ` : `${c.iterations.toLocaleString('en')} | ${hours(c.wallTimeSeconds)} (${c.backend}) `)
+    + `| ${c.eval.Set5.psnr.toFixed(2)} / ${c.eval.Set5.ssim.toFixed(4)} | ${c.eval.Set14.psnr.toFixed(2)} / ${c.eval.Set14.ssim.toFixed(4)} |`);
   const path = join(ZOO_DIR, 'README.md');
   const text = await readFile(path, 'utf8');
   const begin = '<!-- cards -->';
@@ -156,10 +251,20 @@ async function writeIndex(): Promise<void> {
 async function run(): Promise<void> {
   const [id, ...rest] = process.argv.slice(2);
   if (!id || rest.length > 0) throw new Error('usage: npx tsx scripts/zoo-card.ts <id>');
-  const card = await makeCard(id);
-  await writeFile(join(ZOO_DIR, id, 'card.json'), `${JSON.stringify(card, null, 2)}\n`);
   const readme = join(ZOO_DIR, id, 'README.md');
-  await writeFile(readme, cardMarkdown(card, await existingNotes(readme)));
+  const quantizedBase = /^(.+)-cfqp$/.exec(id)?.[1];
+  let card: ZooCard | QuantizedCard;
+  if (quantizedBase) {
+    await mkdir(join(ZOO_DIR, id), { recursive: true });
+    const q = await makeQuantizedCard(id, quantizedBase);
+    await writeFile(readme, quantizedMarkdown(q, await existingNotes(readme, `Quantized by @srq/core itself: CFQP (ALGORITHMS.md §4), static INT8 without the output clip.`)));
+    card = q;
+  } else {
+    const trained = await makeCard(id);
+    await writeFile(readme, cardMarkdown(trained, await existingNotes(readme)));
+    card = trained;
+  }
+  await writeFile(join(ZOO_DIR, id, 'card.json'), `${JSON.stringify(card, null, 2)}\n`);
   await writeIndex();
   console.log(`${id}: Set5 ${card.eval.Set5.psnr.toFixed(2)} dB, Set14 ${card.eval.Set14.psnr.toFixed(2)} dB → ${readme}`);
 }
