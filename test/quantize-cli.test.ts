@@ -9,7 +9,7 @@ import {
   saveSafetensors, writePng,
 } from '../src/index.js';
 import { main } from '../src/cli/main.js';
-import { type QuantCard, calibrationSeed } from '../src/cli/quantize.js';
+import { type QuantCard, calibrationSeed, completeRunCard, testSetsNear } from '../src/cli/quantize.js';
 import { describeShared, sharedPath } from './support/shared.js';
 
 async function srq(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -169,6 +169,28 @@ describeShared('srq quantize end to end', () => {
     } else {
       expect([card.eval, card.evalNote]).toEqual([null, '--no-eval']);
     }
+  });
+
+  it('finds the test sets above --val, and completeRunCard measures a card made without them', async () => {
+    // ../shared/data/train/General100 as --val: the sets are two levels up.
+    const deep = join(sets, 'train', 'General100');
+    mkdirSync(deep, { recursive: true });
+    expect(testSetsNear(deep)).toBe(sets);
+    expect(testSetsNear(val)).toBe(sets);
+    const nowhere = join(dir, 'bare', 'train', 'Val');
+    mkdirSync(nowhere, { recursive: true });
+    expect(testSetsNear(nowhere)).toBe(join(dir, 'bare', 'train'));
+
+    // The DDTB run above was made with --no-eval: its card gets Set5 as srq eval measures it.
+    const out = join(dir, 'ddtb');
+    expect(await completeRunCard(out, sets, 'cpu')).toBe(true);
+    const card = readCard(out);
+    expect([Object.keys(card.eval!), card.testSets, card.evalNote]).toEqual([['Set5'], sets, undefined]);
+    const evaluated = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', join(sets, 'Set5'), '--json']);
+    expect(card.eval!.Set5.psnr).toBe((JSON.parse(evaluated.stdout) as { mean: { psnr: number } }).mean.psnr);
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toContain(`| Set5 | 5 | ${card.eval!.Set5.psnr.toFixed(2)} |`);
+    // A card with figures is left alone.
+    expect(await completeRunCard(out, sets, 'cpu')).toBe(false);
   });
 
   it('refuses a quantized --model', async () => {

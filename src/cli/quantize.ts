@@ -37,7 +37,9 @@ Options:
   --model <m>          a zoo model (edsr-lite-x4, …) or a full-precision .safetensors file
   --placement <p>      code (PAMS/DDTB default: the released code's points) or all (ODM default)
   --calib-batches <n>  calibration batches of --batch crops (default 4)
-  --test-sets <dir>    folder holding Set5, Set14, BSD68, Urban100 (default: the folder of --val)
+  --test-sets <dir>    folder holding Set5, Set14, BSD68, Urban100 (default: the nearest folder
+                       above --val that holds any of them, e.g. ../shared/data for
+                       --val ../shared/data/train/General100)
   --no-eval            skip the test sets in the card
   PAMS and DDTB:
   --attention-weight <w>  attention-transfer weight (default 1000; 0: no teacher)
@@ -232,6 +234,45 @@ async function evaluate(file: string, folder: string, scale: number, backend: st
   return { psnr: mean.psnr, ssim: mean.ssim, images: images.length };
 }
 
+/**
+ * Where the test sets are by default: the nearest folder above `valFolder` (itself excluded)
+ * holding any of them; the folder of --val when none does.
+ */
+export function testSetsNear(valFolder: string): string {
+  let dir = dirname(resolve(valFolder));
+  for (;;) {
+    if (TEST_SETS.some((s) => existsSync(join(dir, s)))) return dir;
+    const up = dirname(dir);
+    if (up === dir) return dirname(resolve(valFolder));
+    dir = up;
+  }
+}
+
+/** PSNR/SSIM of a model file on each test set found in `setsDir`, as `srq eval` measures them. */
+export async function evaluateSets(modelPath: string, setsDir: string, scale: number, backend: string): Promise<Record<string, SetScore>> {
+  const evals: Record<string, SetScore> = {};
+  for (const set of TEST_SETS.filter((s) => existsSync(join(setsDir, s)))) evals[set] = await evaluate(modelPath, join(setsDir, set), scale, backend);
+  return evals;
+}
+
+/**
+ * Measures a finished run whose card has no test-set figures (a run made before the default
+ * folder looked upwards): fills `eval` and `testSets` in its card.json and rewrites its README.md.
+ * Returns false when the card already has figures.
+ */
+export async function completeRunCard(outDir: string, setsDir: string, backend: string): Promise<boolean> {
+  const cardPath = join(outDir, 'card.json');
+  const card = JSON.parse(await readFile(cardPath, 'utf8')) as QuantCard;
+  if (card.eval && Object.keys(card.eval).length > 0) return false;
+  const evals = await evaluateSets(join(outDir, 'model.safetensors'), setsDir, card.model.scale, backend);
+  if (Object.keys(evals).length === 0) throw new UsageError(`quantize: none of ${TEST_SETS.join(', ')} in ${setsDir}`);
+  const { evalNote: _, ...rest } = card;
+  const done: QuantCard = { ...rest, testSets: setsDir, eval: evals };
+  await writeFileAtomic(cardPath, `${JSON.stringify(done, null, 2)}\n`);
+  await writeFileAtomic(join(outDir, 'README.md'), cardReadme(done));
+  return true;
+}
+
 /** What card.json holds. */
 export interface QuantCard {
   method: QatMethod;
@@ -360,10 +401,9 @@ export async function quantizeCommand(argv: readonly string[], io: CliIO): Promi
     const modelPath = join(loop.out, 'model.safetensors');
     await saveQuantized(modelPath, net.model, { model: net.name, config });
     const cost = costCard(net.model, net.scale, placement);
-    const setsDir = testSets ?? dirname(resolve(valFolder));
+    const setsDir = testSets ?? testSetsNear(valFolder);
     const sets = TEST_SETS.filter((s) => existsSync(join(setsDir, s)));
-    const evals: Record<string, SetScore> = {};
-    if (!noEval) for (const set of sets) evals[set] = await evaluate(modelPath, join(setsDir, set), net.scale, backend);
+    const evals = noEval ? {} : await evaluateSets(modelPath, setsDir, net.scale, backend);
     const runs = await loggedRuns(join(loop.out, 'log.jsonl'));
     const card: QuantCard = {
       method, bits: qat.bits, placement,
