@@ -1,6 +1,6 @@
 // @srq/core: quantize super-resolution networks and run them on WebGPU or the CPU.
 import { registerBackend } from './tensor/backend.js';
-import { cpuBackend } from './tensor/cpu-backend.js';
+import { cpuBackend } from './backends/cpu/backend.js';
 
 registerBackend(cpuBackend);
 
@@ -11,7 +11,7 @@ export { Tensor, type TensorLike, type TensorOptions, tensor, full, zeros, ones,
 export { noGrad, isGradEnabled } from './tensor/autograd.js';
 export { tidy, keep, memory } from './tensor/memory.js';
 export { Random, manualSeed, rand, randn, uniform } from './tensor/random.js';
-export { cpuBackend } from './tensor/cpu-backend.js';
+export { cpuBackend } from './backends/cpu/backend.js';
 // The CPU backend's WebAssembly SIMD path for float32 GEMMs and convolutions (SRQ_CPU_SIMD=0 turns it off).
 export { setCpuSimd, cpuSimdActive, cpuSimdAvailable } from './kernels/matmul/wasm-simd.js';
 export * from './ops.js';
@@ -20,7 +20,7 @@ export * from './nn/index.js';
 export * from './models/index.js';
 export * from './io/tensors.js';
 export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/safetensors.js';
-export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './tensor/select.js';
+export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './backends/select.js';
 export * from './image/index.js';
 export * from './quant/index.js';
 export * from './train/index.js';

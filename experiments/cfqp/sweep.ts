@@ -7,8 +7,9 @@
 // resumes across sessions. Ctrl-C / SIGTERM stops after the current job.
 //
 // Two tiers, because Urban100 and BSD68 hold 92 % of the test pixels: every job is first measured
-// on Set5 and Set14 (`…@small`), and only then, job by job, on BSD68 and Urban100 (`…@large`).
-// Method 1's split, Method 2's repairs and the correlations are complete after the first tier.
+// on Set5 and Set14 (`…@small`), and only then, job by job, on BSD68 and Urban100 (`…@large`) —
+// there for the good RIs and a seeded sample of 20 bad ones. Method 1's split, Method 2's
+// repairs and the correlations are complete after the first tier.
 //
 // Usage: npx tsx experiments/cfqp/sweep.ts --model espcn-x3 [--tier small|large|all]
 //        [--jobs <regex over job keys>] [--backend cpu|webgpu] [--color gray|rgb] [--limit <n>] [--out <file.jsonl>]
@@ -126,16 +127,21 @@ async function int8Psnr(source: string, images: Image[], clip: boolean, sets: re
 const gray = color === 'gray' ? ' --gray' : ' --rgb';
 const ptqCommand = (source: string, rd: string, extra = '') => `srq ptq --method tflite --model ${source} --rd ${rd}${gray}${extra} --out ri.safetensors`;
 
-/** Seeded draw of `size` distinct training files (a small LCG: the same draws on every machine). */
-function draw(size: number, seed: number): string[] {
+/** `items` in a seeded random order (a small LCG: the same order on every machine). */
+function shuffled<T>(items: readonly T[], seed: number): T[] {
   let s = seed;
   const rand = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const pool = [...trainFiles];
+  const pool = [...items];
   for (let i = pool.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [pool[i], pool[j]] = [pool[j], pool[i]];
   }
-  return pool.slice(0, size).sort();
+  return pool;
+}
+
+/** Seeded draw of `size` distinct training files, sorted. */
+function draw(size: number, seed: number): string[] {
+  return shuffled(trainFiles, seed).slice(0, size).sort();
 }
 
 type Job = { key: string; run: () => Promise<Record<string, unknown>> };
@@ -153,12 +159,27 @@ if (existsSync(clipFile)) {
     }),
   });
 }
+/**
+ * The RIs measured on the large sets: every RI Method 1 calls good and LARGE_BAD_SAMPLE of the bad
+ * ones, drawn with a fixed seed (each large-set evaluation costs about twelve small ones).
+ */
+const LARGE_BAD_SAMPLE = 20;
+function inLargeSample(file: string): boolean {
+  const first = records().filter((r) => r.key.startsWith('ri:') && r.key.endsWith('@small') && r.measures);
+  if (first.length < trainFiles.length) throw new Error(`the large tier needs every ri:…@small job first (${first.length} of ${trainFiles.length} done)`);
+  const good = new Set(first.filter((r) => r.measures!.good).map((r) => r.file));
+  const bad = trainFiles.filter((f) => !good.has(f));
+  return good.has(file) || shuffled(bad, 1).slice(0, LARGE_BAD_SAMPLE).includes(file);
+}
+const notSampled = { skipped: `not in the large-tier sample (good RIs and ${LARGE_BAD_SAMPLE} bad ones)` };
+
 for (const tier of tiers) {
   const sets = TIERS[tier];
   for (const file of trainFiles) {
     jobs.push({
       key: `ri:${basename(file)}@${tier}`,
       run: async () => {
+        if (tier === 'large' && !inLargeSample(file)) return notSampled;
         const ri = representativeImage(await imageOf(file), color);
         // Method 1's measures once, with the first tier.
         let measures;
@@ -179,6 +200,7 @@ for (const tier of tiers) {
         const record = records().find((r) => r.key === `ri:${basename(file)}@small`);
         if (!record?.measures) throw new Error(`repair:${basename(file)}: run ri:${basename(file)}@small first`);
         if (record.measures.good) return { skipped: 'good by Method 1' };
+        if (tier === 'large' && !inLargeSample(file)) return notSampled;
         const ri = representativeImage(await imageOf(file), color);
         const fp = await floatUpscaler(modelId);
         const repair = await repairRi(fp, ri, { signal: controller.signal });
@@ -197,6 +219,7 @@ for (const tier of tiers) {
       jobs.push({
         key: `ri-clip:${basename(file)}@${tier}`,
         run: async () => {
+          if (tier === 'large' && !inLargeSample(file)) return notSampled;
           const ri = representativeImage(await imageOf(file), color);
           return { file, psnr: await int8Psnr(clipFile, [ri], true, sets), command: ptqCommand(clipFile, file, ' --clip') };
         },

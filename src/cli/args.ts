@@ -3,7 +3,7 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { Backend } from '../tensor/backend.js';
 import { BackendError } from '../tensor/errors.js';
-import { type BackendName, useBackend } from '../tensor/select.js';
+import { type BackendName, useBackend } from '../backends/select.js';
 
 /** A bad command line: reported as one line, exit code 2. */
 export class UsageError extends Error {

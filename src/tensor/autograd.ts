@@ -1,8 +1,7 @@
 import { ShapeError, ValueError } from './errors.js';
 import { fmt, sameShape } from './shape.js';
-import type { Tensor } from './tensor.js';
+import { type Tensor, fullLike, wrap } from './tensor.js';
 import { keep, tidy } from './memory.js';
-import { add, onesLike } from '../ops.js';
 
 let gradEnabled = true;
 
@@ -64,7 +63,7 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
   const order = topologicalOrder(root);
   const userSeed = seed;
   noGrad(() => {
-    const grads = new Map<Tensor, Tensor>([[root, seed ?? onesLike(root)]]);
+    const grads = new Map<Tensor, Tensor>([[root, seed ?? fullLike(root, 1)]]);
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
       const g = grads.get(t);
@@ -89,7 +88,7 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
           grads.set(input, gi === g ? g.detach() : gi);
           return;
         }
-        grads.set(input, add(previous, gi));
+        grads.set(input, addGrads(previous, gi));
         previous.dispose();
         if (gi !== g) gi.dispose();
       });
@@ -98,9 +97,14 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
   });
 }
 
+/** a + b for two gradients of one tensor (same shape; no graph: backward runs without one), on their backend. */
+function addGrads(a: Tensor, b: Tensor): Tensor {
+  return wrap(a.backend, a.backend.binary('add', a.kernel, b.kernel, a.shape), a.shape, a.dtype);
+}
+
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (leaf.grad) {
-    const sum = add(leaf.grad, g);
+    const sum = addGrads(leaf.grad, g);
     leaf.grad.dispose();
     g.dispose();
     leaf.grad = keep(sum);

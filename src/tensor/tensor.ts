@@ -1,10 +1,9 @@
 import { type Backend, type KernelTensor, getBackend } from './backend.js';
 import { type DType, type TypedArray, allocArray, dtypeOfArray, isFloat, itemSize } from './dtype.js';
 import { BackendError, DTypeError, ShapeError, ValueError } from './errors.js';
-import { type Shape, checkShape, fmt, sizeOf } from './shape.js';
+import { type Shape, checkShape, fmt, sizeOf, stridesOf } from './shape.js';
 import { isGradEnabled, runBackward } from './autograd.js';
 import { trackTensor, trackStorage, untrackStorage, untrackTensor, keep } from './memory.js';
-import * as ops from '../ops.js';
 
 /** A backend data handle shared by a tensor and its views (reshape, detach); freed at zero refs. */
 export class Storage {
@@ -181,34 +180,42 @@ export class Tensor {
   /** A copy on another backend. */
   async to(backendName: string): Promise<Tensor> {
     const target = getBackend(backendName);
-    if (target === this.backend) return ops.clone(this);
+    if (target === this.backend) {
+      // A copy on the same backend, differentiable like clone().
+      return emit('clone', [this], this.backend.gather(this.kernel, this.shape, stridesOf(this.shape), 0), this.shape, this.dtype, (gy) => [gy]);
+    }
     return fromArray(await this.data(), this.shape, target);
   }
 
   toString(): string {
     return `Tensor(${fmt(this.shape)}, ${this.dtype}, ${this.backend.name}${this.requiresGrad ? ', requiresGrad' : ''})`;
   }
+}
 
-  // Method forms of the common ops; the functions in ops.ts are the reference.
-  add(b: TensorLike): Tensor { return ops.add(this, b); }
-  sub(b: TensorLike): Tensor { return ops.sub(this, b); }
-  mul(b: TensorLike): Tensor { return ops.mul(this, b); }
-  div(b: TensorLike): Tensor { return ops.div(this, b); }
-  pow(b: TensorLike): Tensor { return ops.pow(this, b); }
-  neg(): Tensor { return ops.neg(this); }
-  abs(): Tensor { return ops.abs(this); }
-  exp(): Tensor { return ops.exp(this); }
-  log(): Tensor { return ops.log(this); }
-  sqrt(): Tensor { return ops.sqrt(this); }
-  relu(): Tensor { return ops.relu(this); }
-  sum(axes?: number | number[], keepDims = false): Tensor { return ops.sum(this, axes, keepDims); }
-  mean(axes?: number | number[], keepDims = false): Tensor { return ops.mean(this, axes, keepDims); }
-  max(axes?: number | number[], keepDims = false): Tensor { return ops.max(this, axes, keepDims); }
-  min(axes?: number | number[], keepDims = false): Tensor { return ops.min(this, axes, keepDims); }
-  reshape(shape: readonly number[]): Tensor { return ops.reshape(this, shape); }
-  permute(perm: readonly number[]): Tensor { return ops.permute(this, perm); }
-  matmul(b: Tensor): Tensor { return ops.matmul(this, b); }
-  cast(dtype: DType): Tensor { return ops.cast(this, dtype); }
+/**
+ * Method forms of the common ops (x.add(y) for add(x, y)). src/ops.ts attaches them when the op
+ * layer loads, so this module imports no op: the functions in ops.ts are the reference.
+ */
+export interface Tensor {
+  add(b: TensorLike): Tensor;
+  sub(b: TensorLike): Tensor;
+  mul(b: TensorLike): Tensor;
+  div(b: TensorLike): Tensor;
+  pow(b: TensorLike): Tensor;
+  neg(): Tensor;
+  abs(): Tensor;
+  exp(): Tensor;
+  log(): Tensor;
+  sqrt(): Tensor;
+  relu(): Tensor;
+  sum(axes?: number | number[], keepDims?: boolean): Tensor;
+  mean(axes?: number | number[], keepDims?: boolean): Tensor;
+  max(axes?: number | number[], keepDims?: boolean): Tensor;
+  min(axes?: number | number[], keepDims?: boolean): Tensor;
+  reshape(shape: readonly number[]): Tensor;
+  permute(perm: readonly number[]): Tensor;
+  matmul(b: Tensor): Tensor;
+  cast(dtype: DType): Tensor;
 }
 
 /** Wraps a backend handle the op layer just computed. */

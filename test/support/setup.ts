@@ -2,7 +2,7 @@
 // device), keep cpu the default backend, and release the device afterwards so workers exit.
 import { afterAll, beforeAll } from 'vitest';
 import { setBackend } from '../../src/index.js';
-import { shutdown, useBackend } from '../../src/tensor/select.js';
+import { shutdown, useBackend } from '../../src/backends/select.js';
 import { testsWebgpu } from './backends.js';
 
 if (testsWebgpu()) {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Conv2dParams, KernelTensor } from '../../tensor/backend.js';
-import { shutdown, useBackend } from '../../tensor/select.js';
+import { shutdown, useBackend } from '../../backends/select.js';
 import type { Engine } from '../../backends/webgpu/engine.js';
 import type { WebgpuBackend } from '../../backends/webgpu/backend.js';
 import { conv2dBackwardDataCpu, conv2dBackwardWeightCpu, conv2dCpu } from './cpu.js';

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ReduceOp } from '../../tensor/backend.js';
 import { getBackend } from '../../tensor/backend.js';
 import type { DType, TypedArray } from '../../tensor/dtype.js';
-import { shutdown, useBackend } from '../../tensor/select.js';
+import { shutdown, useBackend } from '../../backends/select.js';
 import { sizeOf } from '../../tensor/shape.js';
 import type { WebgpuBackend } from '../../backends/webgpu/backend.js';
 import type { Engine } from '../../backends/webgpu/engine.js';

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getBackend } from '../../tensor/backend.js';
 import type { FloatArray } from '../../tensor/dtype.js';
-import { shutdown, useBackend } from '../../tensor/select.js';
+import { shutdown, useBackend } from '../../backends/select.js';
 import type { WebgpuBackend } from '../../backends/webgpu/backend.js';
 import type { Engine } from '../../backends/webgpu/engine.js';
 import {

@@ -1,17 +1,17 @@
-import type { Backend, KernelTensor } from './backend.js';
-import { type DType, type FloatArray, type TypedArray, allocArray } from './dtype.js';
-import { DTypeError } from './errors.js';
-import { binaryCpu, unaryCpu, whereCpu } from '../kernels/elementwise/cpu.js';
-import { reduceCpu } from '../kernels/reduce/cpu.js';
-import { concatCpu, gatherCpu, padCpu } from '../kernels/movement/cpu.js';
-import { matmulCpu } from '../kernels/matmul/gemm.js';
-import { conv2dBackwardDataCpu, conv2dBackwardWeightCpu, conv2dCpu } from '../kernels/conv/cpu.js';
+import type { Backend, KernelTensor } from '../../tensor/backend.js';
+import { type DType, type FloatArray, type TypedArray, allocArray } from '../../tensor/dtype.js';
+import { DTypeError } from '../../tensor/errors.js';
+import { binaryCpu, unaryCpu, whereCpu } from '../../kernels/elementwise/cpu.js';
+import { reduceCpu } from '../../kernels/reduce/cpu.js';
+import { concatCpu, gatherCpu, padCpu } from '../../kernels/movement/cpu.js';
+import { matmulCpu } from '../../kernels/matmul/gemm.js';
+import { conv2dBackwardDataCpu, conv2dBackwardWeightCpu, conv2dCpu } from '../../kernels/conv/cpu.js';
 import {
   adaptiveAvgPool2dBackwardCpu, adaptiveAvgPool2dCpu, gridSampleBackwardCpu, gridSampleCpu,
   resizeBilinearBackwardCpu, resizeBilinearCpu,
-} from '../kernels/resample/cpu.js';
-import { fakeQuantBackwardCpu, fakeQuantCpu } from '../kernels/fakequant/cpu.js';
-import { preluBackwardCpu, preluCpu } from '../kernels/prelu/cpu.js';
+} from '../../kernels/resample/cpu.js';
+import { fakeQuantBackwardCpu, fakeQuantCpu } from '../../kernels/fakequant/cpu.js';
+import { preluBackwardCpu, preluCpu } from '../../kernels/prelu/cpu.js';
 
 const arr = (t: KernelTensor) => t.data as TypedArray;
 

@@ -1,5 +1,5 @@
-import { getBackend, registerBackend, setBackend, unregisterBackend, type Backend } from './backend.js';
-import { BackendError } from './errors.js';
+import { getBackend, registerBackend, setBackend, unregisterBackend, type Backend } from '../tensor/backend.js';
+import { BackendError } from '../tensor/errors.js';
 
 export type BackendName = 'cpu' | 'webgpu';
 
@@ -29,8 +29,8 @@ export async function useBackend(name?: BackendName, options: UseBackendOptions 
   } catch {
     // not registered yet: acquire the device below
   }
-  const { acquireDevice } = await import('../backends/webgpu/device.js');
-  const { createWebgpuBackend } = await import('../backends/webgpu/backend.js');
+  const { acquireDevice } = await import('./webgpu/device.js');
+  const { createWebgpuBackend } = await import('./webgpu/backend.js');
   let ctx;
   try {
     ctx = await acquireDevice({ requireAdapter: true });
