@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  AbortError,
   ActivationQuantizer, CARN, Conv2d, ConvTranspose2d, EDSR, ESPCN, FSRCNN, Module, QuantConv2d, QuantResult, Random, SRResNet,
   type Tensor, WeightQuantizer, affineParams, calibrate, loadQuantized, noGrad, ptqActivationSpec, ptqPlan, ptqStatic,
   ptqWeightSpec, quantize, quantizeWeightMaxAbs, quantizedPointNames, quantizers, roundHalfAway, saveQuantized, tensor,
@@ -324,6 +325,20 @@ describe('calibration observes the float model', () => {
     for (const [, q] of quantizers(model)) expect(q.enabled).toBe(true);
     // 38/127 on the grid of [0, 0.3]: (38/127)/(0.3/255) = 254.33 → 254 steps.
     expect(Array.from(noGrad(() => model.call(x())).dataSync())[0]).toBeCloseTo((254 * 0.3) / 255, 6);
+  });
+
+  it('calibrate() stops with AbortError (or the signal\'s reason) and leaves the bounds as they were', async () => {
+    const model = quantize(new OneConv(), ptqPlan());
+    const out = Object.fromEntries(quantizers(model)).output as ActivationQuantizer;
+    const before = Array.from(out.hi.dataSync());
+    const controller = new AbortController();
+    controller.abort();
+    await expect(calibrate(model, [x()], { signal: controller.signal })).rejects.toBeInstanceOf(AbortError);
+    const reason = new Error('user left');
+    const withReason = new AbortController();
+    withReason.abort(reason);
+    await expect(calibrate(model, [x()], { signal: withReason.signal })).rejects.toBe(reason);
+    expect(Array.from(out.hi.dataSync())).toEqual(before);
   });
 
   it("calibrate() keeps the quantized weights by default (the QAT presets' behaviour)", async () => {

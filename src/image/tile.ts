@@ -12,31 +12,15 @@
 // UI events and an AbortSignal fired by either get their turn even on the synchronous CPU
 // backend: a run stops within one patch of an abort.
 import { allocArray, type TypedArray } from '../tensor/dtype.js';
-import { ShapeError, SrqError, ValueError } from '../tensor/errors.js';
+import { AbortError, ShapeError, ValueError, throwIfAborted } from '../tensor/errors.js';
+
+// Cancellation lives with the other typed errors; re-exported here where tiling made it first.
+export { AbortError, throwIfAborted };
 import { tidy } from '../tensor/memory.js';
 import { noGrad } from '../tensor/autograd.js';
 import { fmt } from '../tensor/shape.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
 import { concat, slice } from '../ops.js';
-
-/**
- * A run stopped by its AbortSignal (aborted without a reason of its own; a signal aborted with a
- * reason rejects with that reason, as `fetch` does). `name` is 'AbortError', like the DOM's, so
- * `e.name === 'AbortError'` checks work for both; `cause` holds the signal's reason.
- */
-export class AbortError extends SrqError {}
-
-/** Throws if `signal` is aborted: its own reason, or an AbortError when it has the default one. */
-export function throwIfAborted(signal: AbortSignal | undefined, what = 'aborted'): void {
-  if (!signal?.aborted) return;
-  const reason: unknown = signal.reason;
-  if (reason === undefined || (reason instanceof Error && reason.name === 'AbortError' && !(reason instanceof SrqError))) {
-    const error = new AbortError(what);
-    if (reason !== undefined) error.cause = reason;
-    throw error;
-  }
-  throw reason;
-}
 
 /**
  * Resolves on a later turn of the event loop (setImmediate in Node, a MessageChannel in browsers

@@ -1,6 +1,6 @@
 // Calibration: forward passes over sample batches with every activation quantizer recording
 // (and passing through) its input, then each quantizer's init mode sets its bounds.
-import { ValueError } from '../tensor/errors.js';
+import { ValueError, throwIfAborted } from '../tensor/errors.js';
 import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -11,7 +11,7 @@ import { ActivationQuantizer, WeightQuantizer } from './quantizer.js';
 export interface CalibrateOptions {
   /** Called after each batch with the number done (and the total when known). */
   onProgress?: (done: number, total?: number) => void;
-  /** Aborts between batches (the bounds are left as they were). */
+  /** Aborts between batches with AbortError (or the signal's reason); the bounds are left as they were. */
   signal?: AbortSignal;
   /**
    * What the network computes with while the activations are observed: 'quantized' weights
@@ -43,7 +43,7 @@ export async function calibrate(model: Module, batches: Iterable<Tensor> | Async
   for (const w of switched) w.enabled = false;
   try {
     for await (const x of batches) {
-      if (options.signal?.aborted) throw new ValueError('calibrate: aborted');
+      throwIfAborted(options.signal, 'calibrate: aborted');
       noGrad(() => tidy(() => void model.call(x)));
       for (const q of qs) await q.absorbObservations();
       done++;

@@ -56,3 +56,22 @@ export class ImageTooLargeError extends FormatError {
     super(message);
   }
 }
+
+/**
+ * A run stopped by its AbortSignal (aborted without a reason of its own; a signal aborted with a
+ * reason rejects with that reason, as `fetch` does). `name` is 'AbortError', like the DOM's, so
+ * `e.name === 'AbortError'` checks work for both; `cause` holds the signal's reason.
+ */
+export class AbortError extends SrqError {}
+
+/** Throws if `signal` is aborted: its own reason, or an AbortError when it has the default one. */
+export function throwIfAborted(signal: AbortSignal | undefined, what = 'aborted'): void {
+  if (!signal?.aborted) return;
+  const reason: unknown = signal.reason;
+  if (reason === undefined || (reason instanceof Error && reason.name === 'AbortError' && !(reason instanceof SrqError))) {
+    const error = new AbortError(what);
+    if (reason !== undefined) error.cause = reason;
+    throw error;
+  }
+  throw reason;
+}
