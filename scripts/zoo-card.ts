@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main as srq } from '../src/cli/main.js';
+import { shellLine } from '../src/cli/args.js';
 import { loadSafetensors } from '../src/index.js';
 
 const ZOO_DIR = 'zoo';
@@ -155,7 +156,6 @@ async function makeQuantizedCard(id: string, base: string): Promise<QuantizedCar
 }
 
 function quantizedMarkdown(c: QuantizedCard, notes: string): string {
-  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
   const fig = (e: { psnr: number; ssim: number }) => `${e.psnr.toFixed(2)} dB / ${e.ssim.toFixed(4)}`;
   const rows = [
     `| ${c.id} (${c.quantized}, no output clip) | **${fig(c.eval.Set5)}** | ${fig(c.eval.Set14)} |`,
@@ -183,7 +183,7 @@ The choice of every candidate and the range, scale and zero point of every tenso
 Made with:
 
 \`\`\`sh
-npx tsx src/cli/srq.ts ${c.command.map(quote).join(' ')}
+npx tsx src/cli/srq.ts ${shellLine(c.command)}
 \`\`\`
 `;
 }
@@ -195,9 +195,7 @@ const literal = (config: Record<string, unknown>, extra = '') =>
 const hours = (s: number) => (s >= 3600 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 60)} min`);
 
 function cardMarkdown(c: ZooCard, notes: string): string {
-  // Arguments a shell would read differently (a --holdout regex) go in single quotes.
-  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
-  const cmd = (argv: string[]) => `npx tsx src/cli/srq.ts train ${argv.map(quote).join(' ')}`;
+  const cmd = (argv: string[]) => `npx tsx src/cli/srq.ts train ${shellLine(argv)}`;
   return `# ${c.id}
 
 ${notes.trim()}

@@ -4,6 +4,7 @@
 // Usage: npx tsx experiments/qat/table.ts
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { shellLine } from '../../src/cli/args.js';
 import { BUDGET, CELLS, SEEDS, quantizeArgs } from './cells.js';
 
 interface Card {
@@ -56,6 +57,6 @@ for (const cell of CELLS) {
   lines.push(`| ${cell.id}${started > cards.length ? ` (${started - cards.length} running)` : ''} | ${per.join(' | ')} | ${val} | ${cell.method === 'odm' ? conflict : ''} | ${PUBLISHED[cell.id] ?? ''} |`);
 }
 lines.push('', '## Commands', '', 'Each cell, for seed S (`npx tsx experiments/qat/run.ts` runs them all, resuming):', '');
-for (const cell of CELLS) lines.push(`- ${cell.id}: \`npx srq ${quantizeArgs(cell, 0, `experiments/qat/runs/${cell.id}-sS`).join(' ').replace('--seed 0', '--seed S')}\``);
+for (const cell of CELLS) lines.push(`- ${cell.id}: \`npx srq ${shellLine(quantizeArgs(cell, 0, `experiments/qat/runs/${cell.id}-sS`)).replace('--seed 0', '--seed S')}\``);
 writeFileSync(join('experiments', 'qat', 'RESULTS.md'), `${lines.join('\n')}\n`);
 console.log(lines.slice(0, 6 + CELLS.length).join('\n'));

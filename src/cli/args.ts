@@ -85,3 +85,8 @@ export async function selectBackend(parsed: Parsed, command: string, io: CliIO):
     throw error;
   }
 }
+
+/** A command line a POSIX shell reads back as `argv`: arguments with shell-special characters in single quotes. */
+export function shellLine(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}

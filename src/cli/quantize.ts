@@ -11,7 +11,7 @@ import {
   type QatOptions, type ScheduleSpec, type Tensor, defaultPlacement, disposeCheckpoint, loadCheckpoint, manualSeed, modelCost, prepareQat, saveQuantized,
 } from '../index.js';
 import { writeFileAtomic } from '../io/files.js';
-import { type CliIO, type Parsed, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
+import { type CliIO, type Parsed, UsageError, integerOption, parseCommand, requiredString, selectBackend, shellLine } from './args.js';
 import { evalCommand } from './eval.js';
 import { type LoadedModel, loadModel } from './model.js';
 import { LOOP_OPTIONS, LOOP_USAGE, cropSampler, loopSettings, numberOption, runLoop } from './train.js';
@@ -178,10 +178,6 @@ async function loggedRuns(logFile: string): Promise<LoggedRun[]> {
   return runs;
 }
 
-/** A command line as a shell would take it back. */
-function shellLine(argv: readonly string[]): string {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
 
 /** Costs in the card: BitOPs in modelCost's three conventions at one stated image size (ALGORITHMS §6). */
 interface CardCost {
