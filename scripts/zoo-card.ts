@@ -133,13 +133,13 @@ async function makeQuantizedCard(id: string, base: string): Promise<QuantizedCar
   const report = join(dir, 'ptq.json');
   const command = ['ptq', '--method', 'cfqp', '--model', base, '--rd', TRAIN_RD, '--out', weights, '--report', report];
   if (!existsSync(weights) || !existsSync(report)) await cli(command);
-  const { metadata, tensors } = await loadSafetensors(weights);
+  const { metadata } = await loadSafetensors(weights);
   const config = JSON.parse(metadata.config) as Record<string, unknown>;
   const scale = config.scale as number;
   const r = JSON.parse(await readFile(report, 'utf8')) as { chosen: { name: string; by: string; measures: { outliers: number } } };
   const baseCard = JSON.parse(await readFile(join(ZOO_DIR, base, 'card.json'), 'utf8')) as ZooCard;
   const card: QuantizedCard = {
-    id, model: metadata.model, config, parameters: Object.values(tensors).reduce((n, t) => n + t.size, 0), quantized: 'CFQP INT8', base,
+    id, model: metadata.model, config, parameters: baseCard.parameters, quantized: 'CFQP INT8', base,
     command, ri: { name: r.chosen.name, by: r.chosen.by, outliers: r.chosen.measures.outliers },
     eval: { Set5: await evaluate(weights, 'Set5', scale), Set14: await evaluate(weights, 'Set14', scale) }, baseEval: baseCard.eval,
   };

@@ -27,6 +27,7 @@ export const ZOO: readonly ZooEntry[] = [
   { id: 'fsrcnn-x4', name: 'fsrcnn', config: { scale: 4 } },
   { id: 'espcn-x3', name: 'espcn', config: { scale: 3 } },
   { id: 'espcn-x3-clip', name: 'espcn', config: { scale: 3, output_clip: true } },
+  { id: 'espcn-x3-cfqp', name: 'espcn', config: { scale: 3 }, quantized: 'CFQP INT8' },
   { id: 'edsr-lite-x2', name: 'edsr', config: { scale: 2, n_resblocks: 4, n_feats: 32 } },
   { id: 'edsr-lite-x4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 } },
 ];
