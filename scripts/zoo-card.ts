@@ -145,12 +145,17 @@ async function makeQuantizedCard(id: string, base: string): Promise<QuantizedCar
   };
   const clipFile = join(ZOO_DIR, `${base}-clip`, 'model.safetensors');
   if (existsSync(clipFile)) {
-    const { mkdtemp } = await import('node:fs/promises');
+    const { mkdtemp, rm } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
-    const out = join(await mkdtemp(join(tmpdir(), 'srq-card-')), 'clipped-int8.safetensors');
+    const scratch = await mkdtemp(join(tmpdir(), 'srq-card-'));
+    const out = join(scratch, 'clipped-int8.safetensors');
     const clipCommand = ['ptq', '--method', 'tflite', '--model', clipFile, '--rd', TRAIN_RD, '--gray', '--clip', '--out', out];
-    await cli(clipCommand);
-    card.clipped = { model: `${base}-clip`, command: clipCommand, eval: { Set5: await evaluate(out, 'Set5', scale), Set14: await evaluate(out, 'Set14', scale) } };
+    try {
+      await cli(clipCommand);
+      card.clipped = { model: `${base}-clip`, command: [...clipCommand.slice(0, -1), 'clipped-int8.safetensors'], eval: { Set5: await evaluate(out, 'Set5', scale), Set14: await evaluate(out, 'Set14', scale) } };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   }
   return card;
 }
