@@ -3,7 +3,7 @@
 import { type Image, grayToRgb, splitAlpha } from './image.js';
 import type { ImagePair } from './dataset.js';
 import { psnr, ssim } from './metrics.js';
-import { throwIfAborted } from './tile.js';
+import { throwIfAborted } from '../tensor/errors.js';
 import type { Upscaler } from './upscale.js';
 
 /** One measured image. */
@@ -30,7 +30,7 @@ export interface Evaluation {
 export interface EvaluateOptions {
   /** Border pixels left out of the metrics (default: the upscaler's scale). */
   shave?: number;
-  /** Measure SSIM too (default true); PSNR alone is a tenth of the metric time. */
+  /** Measure SSIM too (default true); the studies measure PSNR alone. */
   ssim?: boolean;
   /** Checked before each image: aborting ends in AbortError. */
   signal?: AbortSignal;
