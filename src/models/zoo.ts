@@ -24,6 +24,7 @@ export interface ZooEntry {
 export const ZOO: readonly ZooEntry[] = [
   { id: 'fsrcnn-x2', name: 'fsrcnn', config: { scale: 2 } },
   { id: 'fsrcnn-x3', name: 'fsrcnn', config: { scale: 3 } },
+  { id: 'fsrcnn-x3-clip', name: 'fsrcnn', config: { scale: 3, output_clip: true } },
   { id: 'fsrcnn-x4', name: 'fsrcnn', config: { scale: 4 } },
   { id: 'espcn-x3', name: 'espcn', config: { scale: 3 } },
   { id: 'espcn-x3-clip', name: 'espcn', config: { scale: 3, output_clip: true } },
