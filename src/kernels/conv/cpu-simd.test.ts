@@ -9,18 +9,7 @@ import fc from 'fast-check';
 import type { Conv2dParams } from '../../tensor/backend.js';
 import { cpuSimdActive, setCpuSimd } from '../matmul/wasm-simd.js';
 import { conv2dBackwardDataCpu, conv2dBackwardWeightCpu, conv2dCpu } from './cpu.js';
-
-const U = 2 ** -24;
-
-function rand32(size: number, seed: number): Float32Array {
-  const out = new Float32Array(size);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+import { U, rand32 } from '../../../test/support/random32.js';
 
 const abs64 = (a: Float32Array): Float64Array => Float64Array.from(a, Math.abs);
 

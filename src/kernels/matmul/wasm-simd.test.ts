@@ -3,21 +3,9 @@ import fc from 'fast-check';
 import { gemm, gemmPackedB, type MatrixView } from './gemm.js';
 import { cpuSimdActive, cpuSimdAvailable, gemmModuleBytes, gemmPackedBSimd, setCpuSimd, simdProbeBytes } from './wasm-simd.js';
 import { emitModule, I32, op, sleb, uleb } from '../wasm/emit.js';
+import { U, rand32 } from '../../../test/support/random32.js';
 
 /** float32 unit roundoff. */
-const U = 2 ** -24;
-
-/** Deterministic float32 values in [-1, 1) from a seed, so failures replay exactly. */
-function rand32(size: number, seed: number): Float32Array {
-  const out = new Float32Array(size);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
-
 function at(v: MatrixView, i: number, j: number): number {
   return v.data[v.offset + (v.trans ? j * v.ld + i : i * v.ld + j)]!;
 }
