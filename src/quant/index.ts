@@ -31,3 +31,11 @@ export {
   type RepairOptions, type RiRepair, type RiCandidate, type CfqpSelectOptions, type RepairReport, type CfqpSelection, type CfqpOptions,
   type CfqpResult,
 } from './cfqp.js';
+export {
+  lowerInt8, lowerGraph, applyStep, IntegerModel, LoweringError, type IntegerStep, type LowerOptions, type Register,
+} from './integer.js';
+export { traceGraph, type Graph, type GraphNode, type GraphOp, type GraphConstant } from '../graph/trace.js';
+export {
+  quantizeMultiplier, multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, type QuantizedMultiplier,
+} from '../kernels/int8/requant.js';
+export { type QuantParams, type RequantRounding } from '../kernels/int8/cpu.js';
