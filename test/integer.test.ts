@@ -3,9 +3,14 @@
 // typed errors for graphs the lowering cannot express. The kernels' own arithmetic is checked in
 // src/kernels/int8 against BigInt and hand cases.
 import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
-  CARN, EDSR, ESPCN, FSRCNN, type Module, Random, SRResNet, type Tensor, ZOO, loadPretrained, noGrad, ptqStatic, tensor, uniform,
+  CARN, EDSR, ESPCN, FSRCNN, type Module, Random, SRResNet, type Tensor, Upscaler, ZOO, createImage, loadPretrained, noGrad, ptqStatic,
+  saveQuantized, tensor, uniform, writePng,
 } from '../src/index.js';
+import { main } from '../src/cli/main.js';
 import { type IntegerModel, type Register, LoweringError, applyStep, lowerGraph, lowerInt8 } from '../src/quant/integer.js';
 import { traceGraph } from '../src/graph/trace.js';
 import { roundHalfAway } from '../src/kernels/fakequant/cpu.js';
@@ -159,6 +164,58 @@ describe('the INT8 zoo entries run as integers', () => {
       expect(a.worst).toBeLessThanOrEqual(2);
     });
   }
+});
+
+describe('INT8 models run as integers by default (Upscaler, srq eval / upscale)', () => {
+  /** A 20×17 gray test image with edges and texture. */
+  const image = () => createImage(20, 17, 1, Uint8Array.from({ length: 20 * 17 }, (_, i) => ((i % 20) > 9 ? 180 : 40) + ((i * 37) % 23)));
+
+  it('Upscaler.load runs the integer model of an INT8 file; fakeQuant keeps the float forward; outputs agree', async () => {
+    const integer = await Upscaler.load('espcn-x3-cfqp');
+    const fake = await Upscaler.load('espcn-x3-cfqp', { fakeQuant: true });
+    try {
+      expect(integer.integer).not.toBeNull();
+      expect(fake.integer).toBeNull();
+      const a = await integer.upscale(image());
+      const b = await fake.upscale(image());
+      expect([a.width, a.height]).toEqual([60, 51]);
+      let differ = 0;
+      a.data.forEach((v, i) => (differ += Math.abs(v - b.data[i]) > 1 ? 1 : 0));
+      expect(differ / a.data.length).toBeLessThan(0.001);
+    } finally {
+      integer.dispose();
+      fake.dispose();
+    }
+    // A float model has no integer path.
+    const float = await Upscaler.load('espcn-x3');
+    expect(float.integer).toBeNull();
+    float.dispose();
+  });
+
+  it('srq eval says which path ran, and --fake-quant selects the float forward', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'srq-int8-'));
+    try {
+      const rng = new Random(2);
+      const model = await ptqStatic(new ESPCN({ scale: 3, rng: new Random(3) }), [uniform([1, 1, 8, 8], 0, 1, { rng })], { outputRange: 1 });
+      const file = join(dir, 'espcn-int8.safetensors');
+      await saveQuantized(file, model, { model: 'espcn', config: { scale: 3 } });
+      mkdirSync(join(dir, 'set'));
+      await writePng(join(dir, 'set', 'a.png'), createImage(30, 24, 1, Uint8Array.from({ length: 30 * 24 }, (_, i) => (i * 7) % 256)));
+      const run = async (...extra: string[]) => {
+        let stdout = '';
+        const code = await main(['eval', '--model', file, '--data', join(dir, 'set'), '--json', ...extra], { stdout: (t) => void (stdout += t), stderr: () => {}, stderrIsTTY: false });
+        expect(code).toBe(0);
+        return JSON.parse(stdout) as { integer: boolean; mean: { psnr: number } };
+      };
+      const integer = await run();
+      const fake = await run('--fake-quant');
+      expect(integer.integer).toBe(true);
+      expect(fake.integer).toBe(false);
+      expect(Math.abs(integer.mean.psnr - fake.mean.psnr)).toBeLessThan(0.01);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('traceGraph', () => {

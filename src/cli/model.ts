@@ -3,7 +3,7 @@
 // loading and the inference protocol (colour, range, tiling) live in src/image/upscale.ts; this
 // file adds the command line's errors: usage errors that list the zoo, and the --scale check.
 import { existsSync } from 'node:fs';
-import { type ModelFromMetadata, Upscaler, ZOO, isModelName, loadSRModel, zooEntry } from '../index.js';
+import { type ModelFromMetadata, Upscaler, ZOO, integerModelOf, isModelName, loadSRModel, zooEntry } from '../index.js';
 import { UsageError } from './args.js';
 
 /** Whether `spec` names an architecture ('fsrcnn', 'fsrcnn-x3', 'edsr_baseline_x4', …). */
@@ -39,9 +39,10 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
 /**
  * The upscaler `--model` asks for at `--scale`: 'bicubic', or a network as loadModel reads it.
  * Without `scale`, a network's own (from its file's metadata or the zoo) is used; bicubic has
- * none, so it needs one. A `scale` that disagrees with the network's is a usage error.
+ * none, so it needs one. A `scale` that disagrees with the network's is a usage error. An INT8
+ * model runs as integers unless `fakeQuant` is set.
  */
-export async function loadUpscaler(spec: string, scale?: number): Promise<Upscaler> {
+export async function loadUpscaler(spec: string, scale?: number, options: { fakeQuant?: boolean } = {}): Promise<Upscaler> {
   if (spec === 'bicubic') {
     if (scale === undefined) throw new UsageError('missing --scale (bicubic has no scale of its own)');
     return Upscaler.bicubic(scale);
@@ -51,5 +52,6 @@ export async function loadUpscaler(spec: string, scale?: number): Promise<Upscal
     built.model.dispose();
     throw new UsageError(`${label} is a ×${built.scale} model, but --scale is ${scale}`);
   }
-  return Upscaler.fromModel(built, { label, quantized, owned: true });
+  const integer = options.fakeQuant ? null : await integerModelOf({ ...built, label, quantized });
+  return Upscaler.fromModel(built, { label, quantized, owned: true, integer });
 }

@@ -26,6 +26,8 @@ Options:
   --patch <p>        patch side in input pixels (default ${DEFAULT_PATCH})
   --overlap <o>      context kept around each patch, in input pixels (default ${DEFAULT_OVERLAP})
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
+  --fake-quant       run an INT8 model's fake-quant float forward instead of its integer path
+                     (which is the default, on the cpu backend)
   -h, --help         this text
 `;
 
@@ -35,6 +37,7 @@ const OPTIONS = {
   patch: { type: 'string' },
   overlap: { type: 'string' },
   backend: { type: 'string' },
+  'fake-quant': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -87,7 +90,7 @@ export async function upscaleCommand(argv: readonly string[], io: CliIO): Promis
   const folder = dirname(resolve(output));
   if (!existsSync(folder)) throw new ValueError(`${output}: the folder ${folder} does not exist`);
   const image = await readPng(input);
-  const upscaler = await loadUpscaler(spec, wantedScale);
+  const upscaler = await loadUpscaler(spec, wantedScale, { fakeQuant: parsed.values['fake-quant'] === true });
   const scale = upscaler.scale;
   const progress = progressReporter(io);
   const start = performance.now();

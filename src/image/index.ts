@@ -46,7 +46,7 @@ export {
   type TiledPlanes, type PatchInfo, type PatchHook,
 } from './tile.js';
 export {
-  Upscaler, loadSRModel, readImageInput, type UpscaleInput, type UpscaleOptions, type ModelFeeding, type FromModelOptions,
+  Upscaler, loadSRModel, integerModelOf, readImageInput, type UpscaleInput, type UpscaleOptions, type ModelFeeding, type FromModelOptions,
   type LoadedSRModel, type LoadSRModelOptions, type NetworkPlanes,
 } from './upscale.js';
 export {

@@ -16,7 +16,7 @@
 // yields to the event loop, so an AbortSignal fired by a timer or a button stops it within one
 // patch even on the CPU backend.
 import { FormatError, ShapeError, ValueError } from '../tensor/errors.js';
-import { type Tensor, tensor } from '../tensor/tensor.js';
+import { type Tensor, tensor, zeros } from '../tensor/tensor.js';
 import { Module } from '../nn/module.js';
 import { feedingOfModel } from '../models/registry.js';
 import { type ModelFromMetadata, modelFromMetadata } from '../models/from-metadata.js';
@@ -24,6 +24,7 @@ import { type LoadPretrainedOptions, ZOO, loadPretrained, zooEntry } from '../mo
 import { type TensorFile, fromSafetensorsBytes, loadSafetensors } from '../io/tensors.js';
 import { isQuantizedMetadata, quantizedFromTensorFile } from '../quant/io.js';
 import type { QuantPlan } from '../quant/plan.js';
+import { type IntegerModel, isInt8Plan, lowerInt8 } from '../quant/integer.js';
 import { type Image, checkImage, createImage, grayToRgb, joinAlpha, rgbToYCbCr, splitAlpha, toUint8, yCbCrToRgb } from './image.js';
 import { type PixelRange, imageToTensor } from './convert.js';
 import { imresize, imresizeFloat } from './resize.js';
@@ -89,6 +90,11 @@ export interface FromModelOptions extends Partial<ModelFeeding> {
   quantized?: boolean;
   /** Backend the inputs are placed on (default: the model's parameters', else the active one). */
   backend?: string;
+  /**
+   * Run this integer model instead of the network's fake-quant forward (lowerInt8 of the same
+   * model; the network stays for costs and reports). Integer inputs live on the cpu backend.
+   */
+  integer?: IntegerModel | null;
 }
 
 /** A model as loadSRModel reads it: the network with its feeding, a label and whether it is quantized. */
@@ -191,6 +197,21 @@ export async function loadSRModel(source: string | URL | Uint8Array | ArrayBuffe
   throw new ValueError(`unknown model '${path}' (expected a zoo id (${ZOO.map((e) => e.id).join(', ')}) or a .safetensors file)`);
 }
 
+/**
+ * The integer model of a loaded static INT8 model (see lowerInt8), or null for any other model:
+ * what Upscaler.load and the command line run by default for INT8 files.
+ */
+export async function integerModelOf(loaded: LoadedSRModel): Promise<IntegerModel | null> {
+  if (!loaded.quantized || !isInt8Plan(loaded.plan)) return null;
+  const backend = loaded.model.parameters()[0]?.backend.name;
+  const example = zeros([1, loaded.colors, 8, 8], { backend });
+  try {
+    return await lowerInt8(loaded.model, example);
+  } finally {
+    example.dispose();
+  }
+}
+
 /** The Image `input` holds (see UpscaleInput). */
 export async function readImageInput(input: UpscaleInput): Promise<Image> {
   if (typeof input === 'string' || input instanceof URL) {
@@ -277,19 +298,24 @@ export class Upscaler {
   readonly model: Module | null;
   /** Whether the network is quantized (loaded from a saveQuantized file). */
   readonly quantized: boolean;
+  /** The integer model that runs instead of the network's fake-quant forward, if any (INT8 models by default). */
+  readonly integer: IntegerModel | null;
   private readonly owned: boolean;
   private readonly backend: string | undefined;
   private disposed = false;
 
-  private constructor(init: { label: string; model: Module | null; feeding: ModelFeeding; quantized: boolean; owned: boolean; backend?: string }) {
+  private constructor(init: {
+    label: string; model: Module | null; feeding: ModelFeeding; quantized: boolean; owned: boolean; backend?: string; integer?: IntegerModel | null;
+  }) {
     this.label = init.label;
     this.model = init.model;
     this.scale = init.feeding.scale;
     this.range = init.feeding.range;
     this.colors = init.feeding.colors;
     this.quantized = init.quantized;
+    this.integer = init.integer ?? null;
     this.owned = init.owned;
-    this.backend = init.backend;
+    this.backend = this.integer ? 'cpu' : init.backend;
   }
 
   /** MATLAB-exact bicubic by `scale`: the baseline, with the same interface. */
@@ -324,6 +350,7 @@ export class Upscaler {
       quantized: options.quantized ?? given.quantized ?? false,
       owned: options.owned ?? false,
       backend: options.backend,
+      integer: options.integer,
     });
   }
 
@@ -331,10 +358,10 @@ export class Upscaler {
    * An Upscaler for a zoo id, a safetensors file (path in Node, URL, or bytes; quantized files
    * too) — see loadSRModel. It owns the network: dispose() frees it.
    */
-  static async load(source: string | URL | Uint8Array | ArrayBuffer, options: LoadSRModelOptions = {}): Promise<Upscaler> {
+  static async load(source: string | URL | Uint8Array | ArrayBuffer, options: LoadSRModelOptions & { fakeQuant?: boolean } = {}): Promise<Upscaler> {
     const loaded = await loadSRModel(source, options);
     loaded.model.eval();
-    return Upscaler.fromModel(loaded, { owned: true });
+    return Upscaler.fromModel(loaded, { owned: true, integer: options.fakeQuant ? null : await integerModelOf(loaded) });
   }
 
   /**
@@ -425,7 +452,8 @@ export class Upscaler {
       const patch = options.patch ?? Math.max(height, width);
       const overlap = options.patch === undefined ? 0 : options.overlap ?? Math.min(16, Math.floor((patch - 1) / 2));
       const { onProgress, signal, onPatch } = options;
-      const planes = await upscaleTiledPlanes((t) => model.call(t), x, { scale: this.scale, patch, overlap, onProgress, signal, onPatch });
+      const forward = this.integer ? (t: Tensor) => this.integer!.call(t) : (t: Tensor) => model.call(t);
+      const planes = await upscaleTiledPlanes(forward, x, { scale: this.scale, patch, overlap, onProgress, signal, onPatch });
       if (planes.channels !== this.colors) {
         throw new ShapeError(`${this.label}: the network returned ${planes.channels} channels for ${this.colors} in`);
       }

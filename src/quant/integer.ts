@@ -12,10 +12,11 @@
  * one integer step producing that quantizer's codes.
  */
 import type { Conv2dParams } from '../tensor/backend.js';
-import { ValueError } from '../tensor/errors.js';
+import { BackendError, ValueError } from '../tensor/errors.js';
 import { tensor, type Tensor } from '../tensor/tensor.js';
 import { stridesOf } from '../tensor/shape.js';
 import type { Module } from '../nn/module.js';
+import type { QuantPlan } from './plan.js';
 import { type Graph, type GraphNode, traceGraph } from '../graph/trace.js';
 import { roundHalfAway } from '../kernels/fakequant/cpu.js';
 import {
@@ -92,6 +93,17 @@ export class IntegerModel {
     const regs = new Map<number, Register>([[this.input, { data: values, shape: [...shape] }]]);
     for (const s of this.steps.slice(0, count)) applyStep(s, regs);
     return regs.get(result)!;
+  }
+
+  /**
+   * The integer forward of a tensor on a backend with host memory (cpu), synchronously, as a
+   * Module's call would run it: the Upscaler's tiles. The result is a float32 tensor on that backend.
+   */
+  call(x: Tensor): Tensor {
+    if (!x.backend.readSync) throw new BackendError(`the integer path runs on the cpu backend; move the input there first (it is on '${x.backend.name}')`);
+    const values = x.dataSync();
+    const out = this.run(values instanceof Float32Array ? values : Float32Array.from(values), x.shape);
+    return tensor(out.values, out.shape, { backend: x.backend.name });
   }
 
   /** The integer forward of a float tensor (any backend); the result is a float32 tensor on the cpu backend. */
@@ -178,6 +190,15 @@ function pixelShuffleFactor(node: GraphNode): number | null {
   const strides = stridesOf(src);
   const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
   return same(node.shape, perm.map((p) => src[p])) && same(node.op.strides, perm.map((p) => strides[p])) ? src[2] : null;
+}
+
+/**
+ * Whether a plan is static INT8 PTQ's (ptqPlan at 8 bits: int32 biases, every tensor of the graph,
+ * 8-bit activations and weights), the plans whose models lower to integers.
+ */
+export function isInt8Plan(plan: QuantPlan | undefined | null): boolean {
+  if (!plan?.quantizeBias || !plan.resultPoints) return false;
+  return plan.rules.every((r) => r.config === null || r.config.bits === 8);
 }
 
 /** Options of {@link lowerInt8}. */
