@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BackendError } from '../../tensor/errors.js';
 import { acquireDevice, type GpuContext } from './device.js';
+import { Engine, main1d } from './engine.js';
 
 const required = process.env.SRQ_REQUIRE_WEBGPU === '1';
 
@@ -33,7 +34,7 @@ describe.skipIf(!ctx)('acquireDevice', () => {
   it('runs a compute shader: y = 2x + 1 over 1000 floats', async () => {
     const n = 1000;
     const x = Float32Array.from({ length: n }, (_, i) => i - 500.25);
-    const y = await runAffine(gpu.device, x);
+    const y = await runAffine(gpu, x);
     expect(Array.from(y)).toEqual(Array.from(x, (v) => Math.fround(2 * v + 1)));
   });
 
@@ -90,43 +91,27 @@ describe.skipIf(!ctx)('acquireDevice', () => {
   });
 });
 
-/** Computes 2x + 1 on the GPU: upload to a storage buffer, dispatch, copy to a staging buffer, read. */
-async function runAffine(device: GPUDevice, x: Float32Array<ArrayBuffer>): Promise<Float32Array> {
-  const module = device.createShaderModule({
-    code: /* wgsl */ `
-      @group(0) @binding(0) var<storage, read_write> data: array<f32>;
-      @compute @workgroup_size(64)
-      fn main(@builtin(global_invocation_id) id: vec3u) {
-        if (id.x < arrayLength(&data)) { data[id.x] = 2.0 * data[id.x] + 1.0; }
-      }`,
+/**
+ * Computes 2x + 1 on the GPU: upload to a storage buffer, one dispatch, read back. Through the
+ * engine, which writes every kernel's bindings (test/wgsl-bindings.test.ts).
+ */
+async function runAffine(ctx: GpuContext, x: Float32Array<ArrayBuffer>): Promise<Float32Array> {
+  const engine = new Engine(ctx); // not disposed: that would destroy the device the other tests use
+  const xs = engine.upload(x, 'float32');
+  const ys = engine.compute({
+    name: 'affine',
+    key: 'affine',
+    inputs: { xs: [xs, 'f32'] },
+    output: { name: 'ys', type: 'f32', elements: x.length },
+    uniforms: { n: ['u32', x.length] },
+    source: () => /* wgsl */ `
+${main1d()}
+  ys[i] = 2.0 * xs[i] + 1.0;
+}`,
+    workgroups: engine.grid(x.length),
   });
-  const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const storage = device.createBuffer({
-    size: x.byteLength,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-  });
-  const staging = device.createBuffer({ size: x.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  try {
-    device.queue.writeBuffer(storage, 0, x);
-    const bindGroup = device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: storage } }],
-    });
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(Math.ceil(x.length / 64));
-    pass.end();
-    encoder.copyBufferToBuffer(storage, 0, staging, 0, x.byteLength);
-    device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    // Copy out: the mapped range is detached by unmap().
-    const result = new Float32Array(staging.getMappedRange().slice(0));
-    staging.unmap();
-    return result;
-  } finally {
-    storage.destroy();
-    staging.destroy();
-  }
+  const y = await engine.read(ys, 'float32', x.length);
+  engine.release(xs);
+  engine.release(ys);
+  return y as Float32Array;
 }

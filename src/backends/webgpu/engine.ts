@@ -1,9 +1,11 @@
 /**
  * The WebGPU execution engine: compiles kernels once per cache key, pools buffers, records
  * dispatches into one command encoder and submits it every few dispatches or before a readback.
- * Kernels describe themselves as {@link Program}s; shapes travel in a uniform, never in the key,
- * so one pipeline serves every patch size.
+ * Kernels declare their arrays and uniforms once ({@link Kernel}) and the engine writes the WGSL
+ * declarations, bindings and uniform bytes from that; shapes travel in a uniform, never in the
+ * key, so one pipeline serves every patch size.
  */
+import type { KernelTensor } from '../../tensor/backend.js';
 import type { DType, TypedArray } from '../../tensor/dtype.js';
 import { allocArray } from '../../tensor/dtype.js';
 import { BackendError, DTypeError, ShapeError } from '../../tensor/errors.js';
@@ -22,78 +24,156 @@ export function wgslType(dtype: DType): 'f32' | 'i32' | 'u32' {
   }
 }
 
-/** Builds a uniform block; each kernel's WGSL struct declares the same fields in the same order. */
-export class Uniforms {
-  private readonly words: number[] = [];
-  private readonly kinds: ('u' | 'i' | 'f')[] = [];
-
-  u32(...values: number[]): this {
-    for (const v of values) this.push(v >>> 0, 'u');
-    return this;
-  }
-
-  i32(...values: number[]): this {
-    for (const v of values) this.push(v | 0, 'i');
-    return this;
-  }
-
-  f32(...values: number[]): this {
-    for (const v of values) this.push(v, 'f');
-    return this;
-  }
-
-  /** `array<vec4<u32>, 2>` holding up to 8 dims (shape or strides), 16-byte aligned. */
-  dims(values: readonly number[]): this {
-    if (values.length > MAX_RANK) throw new ShapeError(`the webgpu backend supports rank ≤ ${MAX_RANK}, got ${values.length}`);
-    while (this.words.length % 4 !== 0) this.push(0, 'u');
-    for (let i = 0; i < MAX_RANK; i++) this.push(values[i] ?? 0, 'u');
-    return this;
-  }
-
-  /** Like dims, for signed values (strides may be negative). */
-  idims(values: readonly number[]): this {
-    if (values.length > MAX_RANK) throw new ShapeError(`the webgpu backend supports rank ≤ ${MAX_RANK}, got ${values.length}`);
-    while (this.words.length % 4 !== 0) this.push(0, 'u');
-    for (let i = 0; i < MAX_RANK; i++) this.push(values[i] ?? 0, 'i');
-    return this;
-  }
-
-  private push(v: number, kind: 'u' | 'i' | 'f'): void {
-    this.words.push(v);
-    this.kinds.push(kind);
-  }
-
-  /** Writes the block into `view` at `offset`; returns its size in bytes (a multiple of 16). */
-  writeTo(view: DataView, offset: number): number {
-    this.words.forEach((w, i) => {
-      const at = offset + 4 * i;
-      if (this.kinds[i] === 'f') view.setFloat32(at, w, true);
-      else if (this.kinds[i] === 'i') view.setInt32(at, w, true);
-      else view.setUint32(at, w, true);
-    });
-    return Math.max(16, Math.ceil(this.words.length / 4) * 16);
-  }
-}
-
 /** Ranks up to this travel in uniforms (pixel shuffle needs 6). */
 export const MAX_RANK = 8;
 
-/** One kernel launch. */
-export interface Program {
+/** WGSL element types of storage arrays: the 4-byte scalars, and vec4<f32> for 16-byte loads. */
+export type StorageType = 'f32' | 'i32' | 'u32' | 'vec4<f32>';
+
+/** A storage binding: the buffer and the WGSL type of its elements. */
+export type Storage = readonly [buffer: GPUBuffer, type: StorageType];
+
+/**
+ * One field of a kernel's uniform block: a scalar, or up to {@link MAX_RANK} dims (a shape or
+ * strides) stored as `array<vec4<u32>, 2>` (`idims`: `vec4<i32>`, for strides that may be
+ * negative) and read with {@link dim}.
+ */
+export type Uniform =
+  | readonly [type: 'u32' | 'i32' | 'f32', value: number]
+  | readonly [type: 'dims' | 'idims', values: readonly number[]];
+
+/** A uniform block: its fields in declaration order. */
+export type Uniforms = Readonly<Record<string, Uniform>>;
+
+/**
+ * One kernel launch, declared once. The engine writes the WGSL declarations from it (`struct
+ * Params` from the uniforms, a `@group(0) @binding(k)` line per array, the block `u`), binds the
+ * buffers in the same order and writes the uniform values at WGSL's offsets, so names, order and
+ * layout cannot disagree.
+ */
+export interface Kernel {
   /** Kernel name, for errors and profiles. */
   readonly name: string;
-  /** Identifies the compiled pipeline: dtype, rank class and static attributes, never shapes. */
+  /**
+   * Identifies the compiled pipeline: dtype, rank class and static attributes, never shapes.
+   * (The engine adds the declared names and types.)
+   */
   readonly key: string;
-  /** WGSL source; called only when the key is not cached yet. */
-  readonly source: () => string;
-  /** Bound at bindings 0…, read-only storage. */
-  readonly inputs: readonly GPUBuffer[];
-  /** Bound after the inputs, read-write storage. */
-  readonly outputs: readonly GPUBuffer[];
-  /** Bound last as `var<uniform>`, when present. */
+  /** Read-only storage arrays, bound first, in this order. */
+  readonly inputs?: Readonly<Record<string, Storage>>;
+  /** Read-write storage arrays, bound after the inputs. */
+  readonly outputs?: Readonly<Record<string, Storage>>;
+  /** Fields of `var<uniform> u: Params`, bound last; none: no uniform binding. */
   readonly uniforms?: Uniforms;
+  /** WGSL extensions such as 'subgroups': their `enable` lines must precede every declaration. */
+  readonly enables?: readonly string[];
+  /**
+   * The kernel's own WGSL, which follows the generated declarations: helpers, `var<workgroup>`
+   * memory and `main`. Called only when the pipeline is not cached yet.
+   */
+  readonly source: () => string;
   /** Workgroup counts [x, y, z]; use {@link Engine.grid} for 1-D work. */
   readonly workgroups: readonly [number, number, number];
+}
+
+/** A {@link Kernel} with one output array, which {@link Engine.compute} allocates. */
+export interface Computation extends Omit<Kernel, 'outputs'> {
+  /** The output's name in WGSL, its element type and how many elements of that type it holds. */
+  readonly output: { readonly name: string; readonly type: StorageType; readonly elements: number };
+}
+
+/** The GPU buffer holding a webgpu tensor. */
+export function bufferOf(t: KernelTensor): GPUBuffer {
+  return t.data as GPUBuffer;
+}
+
+/** Where a uniform field sits in its block. */
+export interface UniformField {
+  readonly name: string;
+  readonly type: Uniform[0];
+  /** Bytes from the start of the block. */
+  readonly offset: number;
+}
+
+/**
+ * The byte layout of a uniform block by WGSL's rules: scalars take 4 bytes at 4-byte alignment,
+ * dims (`array<vec4<…>, 2>`) 32 bytes at 16; the block's size is a multiple of 16, at least 16.
+ * Throws a ShapeError naming the field when a value does not fit its type.
+ */
+export function uniformLayout(uniforms: Uniforms, kernel = 'kernel'): { fields: UniformField[]; size: number } {
+  const fields: UniformField[] = [];
+  let end = 0;
+  for (const [name, [type, value]] of Object.entries(uniforms)) {
+    const dims = type === 'dims' || type === 'idims';
+    if (dims ? !Array.isArray(value) || value.length > MAX_RANK : typeof value !== 'number') {
+      const got = Array.isArray(value) ? `${value.length} values` : String(value);
+      const want = dims ? `at most ${MAX_RANK} values (rank ≤ ${MAX_RANK})` : 'one number';
+      throw new ShapeError(`kernel '${kernel}': uniform '${name}' (${type}) takes ${want}, got ${got}`);
+    }
+    const offset = dims ? Math.ceil(end / 16) * 16 : end;
+    fields.push({ name, type, offset });
+    end = offset + (dims ? 4 * MAX_RANK : 4);
+  }
+  return { fields, size: Math.max(16, Math.ceil(end / 16) * 16) };
+}
+
+/** Writes a uniform block's values at `base`, laid out as {@link uniformLayout} says. */
+function writeUniforms(view: DataView, base: number, uniforms: Uniforms, fields: readonly UniformField[]): void {
+  for (const { name, type, offset } of fields) {
+    const value = uniforms[name]![1];
+    const at = base + offset;
+    if (type === 'u32') view.setUint32(at, (value as number) >>> 0, true);
+    else if (type === 'i32') view.setInt32(at, (value as number) | 0, true);
+    else if (type === 'f32') view.setFloat32(at, value as number, true);
+    else {
+      const values = value as readonly number[];
+      for (let k = 0; k < MAX_RANK; k++) {
+        if (type === 'dims') view.setUint32(at + 4 * k, (values[k] ?? 0) >>> 0, true);
+        else view.setInt32(at + 4 * k, (values[k] ?? 0) | 0, true);
+      }
+    }
+  }
+}
+
+const WGSL_TYPE_OF_UNIFORM: Record<Uniform[0], string> = {
+  u32: 'u32', i32: 'i32', f32: 'f32', dims: 'array<vec4<u32>, 2>', idims: 'array<vec4<i32>, 2>',
+};
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The WGSL declarations of a kernel: its `enable` lines, `struct Params` with the uniform
+ * fields, then a binding per input, per output and, when there are uniforms, `u`.
+ */
+export function wgslDeclarations(kernel: Pick<Kernel, 'name' | 'inputs' | 'outputs' | 'uniforms' | 'enables'>): string {
+  const inputs = Object.entries(kernel.inputs ?? {});
+  const outputs = Object.entries(kernel.outputs ?? {});
+  const uniforms = Object.entries(kernel.uniforms ?? {});
+  const names = [...inputs, ...outputs, ...uniforms].map(([name]) => name);
+  for (const name of names) {
+    if (!IDENTIFIER.test(name) || name === 'u' || name === 'Params' || names.indexOf(name) !== names.lastIndexOf(name)) {
+      throw new BackendError(`kernel '${kernel.name}': '${name}' must be a WGSL identifier other than u and Params, used once`);
+    }
+  }
+  const lines = (kernel.enables ?? []).map((extension) => `enable ${extension};`);
+  if (uniforms.length > 0) {
+    lines.push(`struct Params {\n${uniforms.map(([name, [type]]) => `  ${name}: ${WGSL_TYPE_OF_UNIFORM[type]},`).join('\n')}\n}`);
+  }
+  let binding = 0;
+  const declare = (access: string) => ([name, [, type]]: [string, Storage]) => {
+    lines.push(`@group(0) @binding(${binding++}) var<storage, ${access}> ${name}: array<${type}>;`);
+  };
+  inputs.forEach(declare('read'));
+  outputs.forEach(declare('read_write'));
+  if (uniforms.length > 0) lines.push(`@group(0) @binding(${binding}) var<uniform> u: Params;`);
+  return lines.join('\n');
+}
+
+/** The pipeline cache key: the kernel's key plus every declared name and type. */
+function pipelineKey(k: Kernel): string {
+  const arrays = (r: Kernel['inputs']) => Object.entries(r ?? {}).map(([name, [, type]]) => `${name}:${type}`).join(',');
+  const uniforms = Object.entries(k.uniforms ?? {}).map(([name, [type]]) => `${name}:${type}`).join(',');
+  return `${k.key}|${(k.enables ?? []).join(',')}|${arrays(k.inputs)}|${arrays(k.outputs)}|${uniforms}`;
 }
 
 const UNIFORM_SLOT = 256;
@@ -254,27 +334,37 @@ export class Engine {
     return [Math.ceil(groups / y), y, 1];
   }
 
-  /** Records one dispatch; submits every {@link FLUSH_EVERY} dispatches. */
-  run(program: Program): void {
-    if (program.workgroups.some((g) => g === 0)) return;
-    const { pipeline, layout } = this.pipeline(program);
+  /** Records one dispatch of `kernel`; submits every {@link FLUSH_EVERY} dispatches. */
+  run(kernel: Kernel): void {
+    const uniforms = kernel.uniforms ?? {};
+    const block = uniformLayout(uniforms, kernel.name); // checks the values even when there is nothing to run
+    if (block.size > UNIFORM_SLOT) throw new BackendError(`kernel '${kernel.name}': ${block.size} bytes of uniforms exceed ${UNIFORM_SLOT}`);
+    if (kernel.workgroups.some((g) => g === 0)) return;
+    const { pipeline, layout } = this.pipeline(kernel);
     if (this.uniformUsed + UNIFORM_SLOT > this.uniformData.byteLength) this.flush();
-    const entries: GPUBindGroupEntry[] = [...program.inputs, ...program.outputs].map((buffer, binding) => ({
-      binding,
-      resource: { buffer },
-    }));
-    if (program.uniforms) {
-      const size = program.uniforms.writeTo(this.uniformView, this.uniformUsed);
-      entries.push({ binding: entries.length, resource: { buffer: this.uniformBuffer, offset: this.uniformUsed, size } });
+    const buffers = [...Object.values(kernel.inputs ?? {}), ...Object.values(kernel.outputs ?? {})];
+    const entries: GPUBindGroupEntry[] = buffers.map(([buffer], binding) => ({ binding, resource: { buffer } }));
+    if (block.fields.length > 0) {
+      writeUniforms(this.uniformView, this.uniformUsed, uniforms, block.fields);
+      entries.push({ binding: entries.length, resource: { buffer: this.uniformBuffer, offset: this.uniformUsed, size: block.size } });
       this.uniformUsed += UNIFORM_SLOT;
     }
     const bindGroup = this.device.createBindGroup({ layout, entries });
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(program.workgroups[0], program.workgroups[1], program.workgroups[2]);
+    pass.dispatchWorkgroups(kernel.workgroups[0], kernel.workgroups[1], kernel.workgroups[2]);
     this.stats.dispatches++;
     if (++this.pending >= FLUSH_EVERY) this.flush();
+  }
+
+  /** Allocates the declared output, records the dispatch, and returns the output buffer. */
+  compute(kernel: Computation): GPUBuffer {
+    const { output, ...rest } = kernel;
+    const words = output.type === 'vec4<f32>' ? 4 : 1;
+    const out = this.allocate(output.elements * words, kernel.name);
+    this.run({ ...rest, outputs: { [output.name]: [out, output.type] } });
+    return out;
   }
 
   /** Submits recorded work. Uniforms are written first, so they land before the commands that read them. */
@@ -327,34 +417,35 @@ export class Engine {
     this.pass = null;
   }
 
-  private pipeline(program: Program): CachedPipeline {
-    const cached = this.pipelines.get(program.key);
+  private pipeline(kernel: Kernel): CachedPipeline {
+    const key = pipelineKey(kernel);
+    const cached = this.pipelines.get(key);
     if (cached) return cached;
-    const code = program.source();
-    const module = this.device.createShaderModule({ code, label: program.name });
+    const code = `${wgslDeclarations(kernel)}\n${kernel.source()}`;
+    const module = this.device.createShaderModule({ code, label: kernel.name });
     // A WGSL error must not stay cached for the rest of the process: report it, then forget the key.
     void module.getCompilationInfo().then((info) => {
       const errors = info.messages.filter((m) => m.type === 'error');
       if (errors.length === 0) return;
-      this.pipelines.delete(program.key);
+      this.pipelines.delete(key);
       this.gpuError ??= new BackendError(
-        `WGSL of kernel '${program.name}' does not compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`,
+        `WGSL of kernel '${kernel.name}' does not compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`,
       );
     });
-    const storage = (readOnly: boolean): GPUBindGroupLayoutEntry['buffer'] => ({ type: readOnly ? 'read-only-storage' : 'storage' });
-    const entries: GPUBindGroupLayoutEntry[] = [
-      ...program.inputs.map((_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: storage(true) })),
-      ...program.outputs.map((_, i) => ({ binding: program.inputs.length + i, visibility: GPUShaderStage.COMPUTE, buffer: storage(false) })),
+    const types: GPUBufferBindingType[] = [
+      ...Object.keys(kernel.inputs ?? {}).map(() => 'read-only-storage' as const),
+      ...Object.keys(kernel.outputs ?? {}).map(() => 'storage' as const),
+      ...(Object.keys(kernel.uniforms ?? {}).length > 0 ? ['uniform' as const] : []),
     ];
-    if (program.uniforms) entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
-    const layout = this.device.createBindGroupLayout({ entries, label: program.name });
+    const entries = types.map((type, binding): GPUBindGroupLayoutEntry => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type } }));
+    const layout = this.device.createBindGroupLayout({ entries, label: kernel.name });
     const pipeline = this.device.createComputePipeline({
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: 'main' },
-      label: program.name,
+      label: kernel.name,
     });
     const entry = { pipeline, layout };
-    this.pipelines.set(program.key, entry);
+    this.pipelines.set(key, entry);
     this.stats.pipelines++;
     return entry;
   }
@@ -371,24 +462,25 @@ export class Engine {
   }
 }
 
-/** The WGSL preamble every 1-D kernel shares: a flat invocation index over a 2-D grid. */
-export const FLAT_INDEX = /* wgsl */ `
+/**
+ * The entry point of 1-D kernels, 256 lanes a workgroup over a grid from {@link Engine.grid}:
+ * opens `main`, defines the flat index `i` and returns past the uniform `u.<count>`. The
+ * kernel body follows and closes the brace.
+ */
+export function main1d(count = 'n'): string {
+  return /* wgsl */ `
 fn flatIndex(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return (wid.y * nwg.x + wid.x) * 256u + lid.x;
-}`;
+}
 
-/**
- * The entry point of 1-D kernels (256 lanes a workgroup): opens \`main\`, defines \`i\` and returns
- * past \`u.n\`. The kernel body follows and closes the brace.
- */
-export const MAIN_1D = /* wgsl */ `
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(wid, lid, nwg);
-  if (i >= u.n) { return; }`;
+  if (i >= u.${count}) { return; }`;
+}
 
-/** WGSL expression reading element `i` of a dims uniform (`array<vec4<…>, 2>`, see {@link Uniforms.dims}). */
+/** WGSL expression reading element `i` of a `dims` or `idims` uniform (an `array<vec4<…>, 2>`). */
 export function dim(array: string, i: string): string {
   return `${array}[(${i}) / 4u][(${i}) % 4u]`;
 }

@@ -58,9 +58,7 @@
  */
 import type { Conv2dParams, KernelTensor } from '../../tensor/backend.js';
 import { ShapeError } from '../../tensor/errors.js';
-import { type Engine, Uniforms } from '../../backends/webgpu/engine.js';
-
-const buf = (t: KernelTensor) => t.data as GPUBuffer;
+import { type Engine, bufferOf } from '../../backends/webgpu/engine.js';
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 /** How a device is best served; decided once per engine. */
@@ -165,16 +163,10 @@ interface CorrConfig {
   readonly relu: boolean;
 }
 
-const CORR_PARAMS = /* wgsl */ `
-struct Params {
-  n: u32, inC: u32, inH: u32, inW: u32,
-  outC: u32, outH: u32, outW: u32, groups: u32,
-  red: u32, och: u32, padY: i32, padX: i32,
-  tilesX: u32, tilesY: u32, blocks: u32, phases: u32,
-  tiles: u32, wOut: u32, wIn: u32, wGroup: u32,
-}`;
-
-/** WGSL of the forward / backward-data kernel described by `c`. */
+/**
+ * WGSL of the forward / backward-data kernel described by `c`, after the declarations of
+ * {@link runCorr}: xs, ws, bs (with bias), ys and the uniforms u.
+ */
 function corrSource(c: CorrConfig): string {
   const { kh, kw, sh, sw, tkh, tkw, rm, rn, wx, wy, cc } = c;
   const fwd = c.mode === 'fwd';
@@ -190,20 +182,12 @@ function corrSource(c: CorrConfig): string {
   const L: string[] = [];
   const emit = (s: string) => L.push(s);
 
-  if (c.subgroups) emit('enable subgroups;');
-  emit(CORR_PARAMS);
   if (!fwd) {
     // Whether window tap t of a phase maps inside the kernel.
     emit(`fn tapOk(t: u32, ki0: u32, kj0: u32) -> bool {
   return ki0 + (${tkh - 1}u - t / ${tkw}u) * ${sh}u < ${kh}u && kj0 + (${tkw - 1}u - t % ${tkw}u) * ${sw}u < ${kw}u;
 }`);
   }
-  let b = 0;
-  emit(`@group(0) @binding(${b++}) var<storage, read> xs: array<f32>;`);
-  emit(`@group(0) @binding(${b++}) var<storage, read> ws: array<f32>;`);
-  if (c.bias) emit(`@group(0) @binding(${b++}) var<storage, read> bs: array<f32>;`);
-  emit(`@group(0) @binding(${b++}) var<storage, read_write> ys: array<f32>;`);
-  emit(`@group(0) @binding(${b++}) var<uniform> u: Params;`);
   // Weight tile: [CC][taps][RM/4] vec4s when RM is a multiple of 4 (one broadcast read serves 4 channels),
   // else [RM][CC][taps] scalars.
   const wVec = rm % 4 === 0;
@@ -437,10 +421,11 @@ interface CorrCall {
 function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const [n, , , ] = k.inShape;
   const [, outC, outH, outW] = k.outShape;
-  const out = engine.allocate(n * outC * outH * outW, k.mode === 'fwd' ? 'conv2d' : 'conv2dBackwardData');
-  if (n * outC * outH * outW === 0) return out;
-  const st = strategyOf(engine);
   const fwd = k.mode === 'fwd';
+  const name = fwd ? 'conv2d' : 'conv2d_backward_data';
+  const elements = n * outC * outH * outW;
+  if (elements === 0) return engine.allocate(0, name);
+  const st = strategyOf(engine);
   const tkh = fwd ? k.kh : Math.ceil(k.kh / k.sh);
   const tkw = fwd ? k.kw : Math.ceil(k.kw / k.sw);
   const taps = tkh * tkw;
@@ -473,19 +458,22 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const blocks = Math.ceil(k.och / rm);
   const tiles = tilesX * tilesY * blocks * phases * k.groups * n;
   const [, inC, inH, inW] = k.inShape;
-  const uniforms = new Uniforms()
-    .u32(n, inC, inH, inW, outC, outH, outW, k.groups, k.red, k.och).i32(k.padY, k.padX)
-    .u32(tilesX, tilesY, blocks, phases, tiles, k.wOut, k.wIn, k.wGroup);
-  engine.run({
-    name: fwd ? 'conv2d' : 'conv2d_backward_data',
+  return engine.compute({
+    name,
     key: `conv:${Object.values(cfg).join(',')}`,
+    enables: cfg.subgroups ? ['subgroups'] : [],
+    inputs: { xs: [k.input, 'f32'], ws: [k.weight, 'f32'], ...(k.bias ? { bs: [k.bias, 'f32'] as const } : {}) },
+    output: { name: 'ys', type: 'f32', elements },
+    uniforms: {
+      n: ['u32', n], inC: ['u32', inC], inH: ['u32', inH], inW: ['u32', inW],
+      outC: ['u32', outC], outH: ['u32', outH], outW: ['u32', outW], groups: ['u32', k.groups],
+      red: ['u32', k.red], och: ['u32', k.och], padY: ['i32', k.padY], padX: ['i32', k.padX],
+      tilesX: ['u32', tilesX], tilesY: ['u32', tilesY], blocks: ['u32', blocks], phases: ['u32', phases],
+      tiles: ['u32', tiles], wOut: ['u32', k.wOut], wIn: ['u32', k.wIn], wGroup: ['u32', k.wGroup],
+    },
     source: () => corrSource(cfg),
-    inputs: k.bias ? [k.input, k.weight, k.bias] : [k.input, k.weight],
-    outputs: [out],
-    uniforms,
     workgroups: fold(engine, tiles),
   });
-  return out;
 }
 
 function outSize(size: number, kernel: number, stride: number, pad: number): number {
@@ -509,7 +497,7 @@ export function conv2dWebgpu(
   const khw = kh * kw;
   const flat = kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0;
   return runCorr(engine, {
-    mode: 'fwd', input: buf(x), weight: buf(w), bias: bias ? buf(bias) : null, relu: activation === 'relu',
+    mode: 'fwd', input: bufferOf(x), weight: bufferOf(w), bias: bias ? bufferOf(bias) : null, relu: activation === 'relu',
     inShape: flat ? [n, c, 1, h * wd] : [n, c, h, wd],
     outShape: flat ? [n, co, 1, ho * wo] : [n, co, ho, wo],
     red: cg, och: co / p.groups, groups: p.groups, kh, kw, sh, sw, padY: ph, padX: pw,
@@ -533,7 +521,7 @@ export function conv2dBackwardDataWebgpu(
   const khw = kh * kw;
   const flat = kh === 1 && kw === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && h === ho && wd === wo;
   return runCorr(engine, {
-    mode: 'bwd', input: buf(gy), weight: buf(w), bias: null, relu: false,
+    mode: 'bwd', input: bufferOf(gy), weight: bufferOf(w), bias: null, relu: false,
     inShape: flat ? [n, co, 1, ho * wo] : [n, co, ho, wo],
     outShape: flat ? [n, c, 1, h * wd] : [n, c, h, wd],
     red: co / p.groups, och: cg, groups: p.groups, kh, kw, sh, sw, padY: ph, padX: pw,
@@ -562,16 +550,10 @@ interface GradWConfig {
 
 const GRADW_LANES = 64;
 
-const GRADW_PARAMS = /* wgsl */ `
-struct Params {
-  n: u32, c: u32, h: u32, w: u32,
-  co: u32, ho: u32, wo: u32, groups: u32,
-  cg: u32, cog: u32, ph: i32, pw: i32,
-  laneTiles: u32, blocks: u32, splits: u32, tiles: u32,
-  rowsPerSplit: u32, rows: u32, partStride: u32,
-}`;
-
-/** WGSL of the backward-weight kernel: each invocation reduces one (input channel, kernel-row block) over its rows. */
+/**
+ * WGSL of the backward-weight kernel, after the declarations of {@link conv2dBackwardWeightWebgpu} (xs, gys, part,
+ * u): each invocation reduces one (input channel, kernel-row block) over its rows.
+ */
 function gradWSource(c: GradWConfig): string {
   const { kh, kw, sh, sw, tkh, rm, rn, cw } = c;
   const khw = kh * kw;
@@ -580,12 +562,6 @@ function gradWSource(c: GradWConfig): string {
   const gq = Math.ceil((rm * rn) / 8); // gy values per lane per step (subgroup path)
   const L: string[] = [];
   const emit = (s: string) => L.push(s);
-  if (c.subgroups) emit('enable subgroups;');
-  emit(GRADW_PARAMS);
-  emit(`@group(0) @binding(0) var<storage, read> xs: array<f32>;
-@group(0) @binding(1) var<storage, read> gys: array<f32>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
-@group(0) @binding(3) var<uniform> u: Params;`);
   if (!c.subgroups) emit(`var<workgroup> gt: array<f32, ${rm * cw}>;`);
   emit(`
 @compute @workgroup_size(${GRADW_LANES})
@@ -685,15 +661,13 @@ ${indent}let cIdx${j} = u32(clamp(ix${j}, 0, i32(u.w) - 1));`);
 
 /** Sums `splits` partial results of `size` elements each (a fixed order: deterministic, no atomics). */
 function sumSplits(engine: Engine, part: GPUBuffer, size: number, splits: number): GPUBuffer {
-  const out = engine.allocate(size, 'conv2dBackwardWeight');
-  engine.run({
+  return engine.compute({
     name: 'conv2d_backward_weight_sum',
     key: 'conv2d_backward_weight_sum',
+    inputs: { part: [part, 'f32'] },
+    output: { name: 'out', type: 'f32', elements: size },
+    uniforms: { n: ['u32', size], splits: ['u32', splits] },
     source: () => /* wgsl */ `
-struct Params { n: u32, splits: u32 }
-@group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> u: Params;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = (wid.y * nwg.x + wid.x) * 256u + li;
@@ -702,12 +676,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var s = 0u; s < u.splits; s++) { acc += part[s * u.n + i]; }
   out[i] = acc;
 }`,
-    inputs: [part],
-    outputs: [out],
-    uniforms: new Uniforms().u32(size, splits),
     workgroups: engine.grid(size),
   });
-  return out;
 }
 
 /**
@@ -750,16 +720,20 @@ export function conv2dBackwardWeightWebgpu(
   const rowsPerSplit = Math.ceil(rows / splits);
   const used = Math.ceil(rows / rowsPerSplit);
   const tiles = base * used;
-  const part = engine.allocate(size * used, 'conv2dBackwardWeight');
-  engine.run({
+  const part = engine.compute({
     name: 'conv2d_backward_weight',
     key: `conv2d_backward_weight:${Object.values(cfg).join(',')}`,
+    enables: cfg.subgroups ? ['subgroups'] : [],
+    inputs: { xs: [bufferOf(x), 'f32'], gys: [bufferOf(gy), 'f32'] },
+    output: { name: 'part', type: 'f32', elements: size * used },
+    uniforms: {
+      n: ['u32', n], c: ['u32', c], h: ['u32', h], w: ['u32', wd],
+      co: ['u32', co], ho: ['u32', ho], wo: ['u32', wo], groups: ['u32', p.groups],
+      cg: ['u32', cg], cog: ['u32', cog], ph: ['i32', ph], pw: ['i32', pw],
+      laneTiles: ['u32', laneTiles], blocks: ['u32', blocks], splits: ['u32', used], tiles: ['u32', tiles],
+      rowsPerSplit: ['u32', rowsPerSplit], rows: ['u32', rows], partStride: ['u32', size],
+    },
     source: () => gradWSource(cfg),
-    inputs: [buf(x), buf(gy)],
-    outputs: [part],
-    uniforms: new Uniforms()
-      .u32(n, c, h, wd, co, ho, wo, p.groups, cg, cog).i32(ph, pw)
-      .u32(laneTiles, blocks, used, tiles, rowsPerSplit, rows, size),
     workgroups: fold(engine, tiles),
   });
   if (used === 1) return part;
@@ -770,23 +744,17 @@ export function conv2dBackwardWeightWebgpu(
 
 /** A zero-filled buffer (a weight gradient with no pixels to sum over). */
 function runFill0(engine: Engine, size: number): GPUBuffer {
-  const out = engine.allocate(size, 'conv2dBackwardWeight');
-  engine.run({
+  return engine.compute({
     name: 'conv2d_zero',
     key: 'conv2d_zero',
+    output: { name: 'out', type: 'f32', elements: size },
+    uniforms: { n: ['u32', size] },
     source: () => /* wgsl */ `
-struct Params { n: u32 }
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<uniform> u: Params;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = (wid.y * nwg.x + wid.x) * 256u + li;
   if (i < u.n) { out[i] = 0.0; }
 }`,
-    inputs: [],
-    outputs: [out],
-    uniforms: new Uniforms().u32(size),
     workgroups: engine.grid(size),
   });
-  return out;
 }

@@ -2,9 +2,7 @@
 import type { BinaryOp, KernelTensor, UnaryOp } from '../../tensor/backend.js';
 import type { DType } from '../../tensor/dtype.js';
 import { broadcastStrides, sameShape, sizeOf } from '../../tensor/shape.js';
-import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms, dim, wgslType } from '../../backends/webgpu/engine.js';
-
-const buf = (t: KernelTensor) => t.data as GPUBuffer;
+import { type Engine, type Uniforms, bufferOf, dim, main1d, wgslType } from '../../backends/webgpu/engine.js';
 
 /** The math of each unary op on an f32 `x` (integer tensors go through f32). */
 const UNARY: Record<UnaryOp, string> = {
@@ -60,8 +58,11 @@ fn powf(a: f32, b: f32) -> f32 {
 /** uint8 lives in u32 lanes; wrapping keeps values in 0…255 like a Uint8Array store. */
 const wrapOut = (dtype: DType, v: string) => (dtype === 'uint8' ? `(${v}) & 255u` : v);
 
-const PARAMS_BROADCAST = (operands: string[]) => /* wgsl */ `
-struct Params { n: u32, rank: u32, shape: array<vec4<u32>, 2>, ${operands.map((o) => `${o}Strides: array<vec4<u32>, 2>`).join(', ')} }`;
+/** Uniforms of a broadcasting kernel: the output's size and shape, and each operand's strides into it. */
+function broadcastUniforms(operands: Record<string, KernelTensor>, outShape: readonly number[]): Uniforms {
+  const strides = Object.entries(operands).map(([o, t]) => [`${o}Strides`, ['dims', broadcastStrides(t.shape, outShape)]] as const);
+  return { n: ['u32', sizeOf(outShape)], rank: ['u32', outShape.length], shape: ['dims', outShape], ...Object.fromEntries(strides) };
+}
 
 /** WGSL that turns flat output index `i` into one offset per broadcast operand. */
 function broadcastOffsets(operands: string[]): string {
@@ -81,61 +82,44 @@ function broadcastOffsets(operands: string[]): string {
 export function unaryWebgpu(engine: Engine, op: UnaryOp, x: KernelTensor): GPUBuffer {
   const n = sizeOf(x.shape);
   const t = wgslType(x.dtype);
-  const out = engine.allocate(n, op);
-  engine.run({
+  return engine.compute({
     name: `unary_${op}`,
     key: `unary:${op}:${x.dtype}`,
+    inputs: { xs: [bufferOf(x), t] },
+    output: { name: 'out', type: t, elements: n },
+    uniforms: { n: ['u32', n] },
     source: () => /* wgsl */ `
-struct Params { n: u32 }
-@group(0) @binding(0) var<storage, read> xs: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(2) var<uniform> u: Params;
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   let x = f32(xs[i]);
   out[i] = ${wrapOut(x.dtype, `${t}(${UNARY[op]})`)};
 }`,
-    inputs: [buf(x)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n),
     workgroups: engine.grid(n),
   });
-  return out;
 }
 
 /** out = f(a, b) with broadcasting to `outShape`. */
 export function binaryWebgpu(engine: Engine, op: BinaryOp, a: KernelTensor, b: KernelTensor, outShape: readonly number[]): GPUBuffer {
   const n = sizeOf(outShape);
   const t = wgslType(a.dtype);
-  const out = engine.allocate(n, op);
   // Same-shape and scalar operands skip the index arithmetic; the rest broadcast through strides.
   const layout = sameShape(a.shape, b.shape) ? 'flat' : sizeOf(b.shape) === 1 && sizeOf(a.shape) === n ? 'scalar' : 'bcast';
-  const uniforms = new Uniforms().u32(n, outShape.length).dims(outShape)
-    .dims(broadcastStrides(a.shape, outShape)).dims(broadcastStrides(b.shape, outShape));
   const index = layout === 'flat' ? 'let ai = i; let bi = i;' : layout === 'scalar' ? 'let ai = i; let bi = 0u;' : broadcastOffsets(['a', 'b']);
-  engine.run({
+  return engine.compute({
     name: `binary_${op}`,
     key: `binary:${op}:${a.dtype}:${layout}`,
+    inputs: { as_: [bufferOf(a), t], bs: [bufferOf(b), t] },
+    output: { name: 'out', type: t, elements: n },
+    uniforms: broadcastUniforms({ a, b }, outShape),
     source: () => /* wgsl */ `
-${PARAMS_BROADCAST(['a', 'b'])}
-@group(0) @binding(0) var<storage, read> as_: array<${t}>;
-@group(0) @binding(1) var<storage, read> bs: array<${t}>;
-@group(0) @binding(2) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(3) var<uniform> u: Params;
-${FLAT_INDEX}
 ${POWF}
-${MAIN_1D}
+${main1d()}
   ${index}
   let a = as_[ai];
   let b = bs[bi];
   out[i] = ${wrapOut(a.dtype, binaryExpr(op, t))};
 }`,
-    inputs: [buf(a), buf(b)],
-    outputs: [out],
-    uniforms,
     workgroups: engine.grid(n),
   });
-  return out;
 }
 
 /** cond ≠ 0 ? a : b with broadcasting. */
@@ -143,57 +127,40 @@ export function whereWebgpu(engine: Engine, cond: KernelTensor, a: KernelTensor,
   const n = sizeOf(outShape);
   const t = wgslType(a.dtype);
   const c = wgslType(cond.dtype);
-  const out = engine.allocate(n, 'where');
-  engine.run({
+  return engine.compute({
     name: 'where',
     key: `where:${cond.dtype}:${a.dtype}`,
+    inputs: { cs: [bufferOf(cond), c], as_: [bufferOf(a), t], bs: [bufferOf(b), t] },
+    output: { name: 'out', type: t, elements: n },
+    uniforms: broadcastUniforms({ c: cond, a, b }, outShape),
     source: () => /* wgsl */ `
-${PARAMS_BROADCAST(['c', 'a', 'b'])}
-@group(0) @binding(0) var<storage, read> cs: array<${c}>;
-@group(0) @binding(1) var<storage, read> as_: array<${t}>;
-@group(0) @binding(2) var<storage, read> bs: array<${t}>;
-@group(0) @binding(3) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(4) var<uniform> u: Params;
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   ${broadcastOffsets(['c', 'a', 'b'])}
   out[i] = select(bs[bi], as_[ai], cs[ci] != ${c}(0));
 }`,
-    inputs: [buf(cond), buf(a), buf(b)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n, outShape.length).dims(outShape)
-      .dims(broadcastStrides(cond.shape, outShape)).dims(broadcastStrides(a.shape, outShape)).dims(broadcastStrides(b.shape, outShape)),
     workgroups: engine.grid(n),
   });
-  return out;
 }
 
 /** `size` elements equal to `value`. */
 export function fillWebgpu(engine: Engine, size: number, value: number, dtype: DType): GPUBuffer {
   const t = wgslType(dtype);
-  const out = engine.allocate(size, 'fill');
   // The value travels as its bit pattern so int32 fills stay exact.
   const bits = new DataView(new ArrayBuffer(4));
   if (dtype === 'float32') bits.setFloat32(0, value, true);
   else if (dtype === 'int32') bits.setInt32(0, value, true);
   else bits.setUint32(0, value & 255, true);
-  engine.run({
+  return engine.compute({
     name: 'fill',
     key: `fill:${dtype}`,
+    output: { name: 'out', type: t, elements: size },
+    uniforms: { n: ['u32', size], bits: ['u32', bits.getUint32(0, true)] },
     source: () => /* wgsl */ `
-struct Params { n: u32, bits: u32 }
-@group(0) @binding(0) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(1) var<uniform> u: Params;
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   out[i] = bitcast<${t}>(u.bits);
 }`,
-    inputs: [],
-    outputs: [out],
-    uniforms: new Uniforms().u32(size, bits.getUint32(0, true)),
     workgroups: engine.grid(size),
   });
-  return out;
 }
 
 /** Element type conversion with C-cast semantics (truncation toward zero, uint8 wraps). */
@@ -201,28 +168,21 @@ export function castWebgpu(engine: Engine, x: KernelTensor, dtype: DType): GPUBu
   const n = sizeOf(x.shape);
   const from = wgslType(x.dtype);
   const to = wgslType(dtype);
-  const out = engine.allocate(n, 'cast');
   const convert = dtype === 'uint8'
     ? (from === 'f32' ? 'bitcast<u32>(i32(v)) & 255u' : 'bitcast<u32>(v) & 255u')
     : `${to}(v)`;
-  engine.run({
+  return engine.compute({
     name: 'cast',
     key: `cast:${x.dtype}:${dtype}`,
+    inputs: { xs: [bufferOf(x), from] },
+    output: { name: 'out', type: to, elements: n },
+    uniforms: { n: ['u32', n] },
     source: () => /* wgsl */ `
-struct Params { n: u32 }
-@group(0) @binding(0) var<storage, read> xs: array<${from}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${to}>;
-@group(0) @binding(2) var<uniform> u: Params;
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   let v = xs[i];
   out[i] = ${convert};
 }`,
-    inputs: [buf(x)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n),
     workgroups: engine.grid(n),
   });
-  return out;
 }
 

@@ -11,12 +11,10 @@
 // [outer, groups, inner] reduced over axes 0 and 2): deterministic, and no float atomics.
 import type { FakeQuantParams, FakeQuantRounding, KernelTensor } from '../../tensor/backend.js';
 import { sizeOf } from '../../tensor/shape.js';
-import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
+import { type Engine, type Uniforms, bufferOf, main1d } from '../../backends/webgpu/engine.js';
 import { reduceWebgpu } from '../reduce/webgpu.js';
 import { fillWebgpu } from '../elementwise/webgpu.js';
 import { groupLayout, levelsOf, tieShare } from './cpu.js';
-
-const buf = (t: KernelTensor) => t.data as GPUBuffer;
 
 /** The rounding `p` asks for: a pipeline constant, so part of the cache key. */
 const roundingOf = (p: FakeQuantParams): FakeQuantRounding => p.rounding ?? 'half-even';
@@ -36,91 +34,81 @@ fn roundLevel(v: f32) -> f32 {
 };
 
 /**
- * The shared WGSL: parameters, the group lookup, and quantize(c, g) for the kernel's mode.
- * `opaque()` hides a product from the compiler so `r * s + l` is not contracted into an fma:
+ * The shared WGSL: the group lookup, the bounds, and quantize(c, lo, hi) for the kernel's mode.
+ * `opaque()` hides a product from the compiler so `r * s + lo` is not contracted into an fma:
  * PyTorch rounds the product before the sum, and a fused result can land one ulp away.
  */
 function common(mode: FakeQuantParams['mode'], rounding: FakeQuantRounding): string {
   const quantize = {
     // Q1: s = (hi − lo) / n; y = round((c − lo) / s) · s + lo.
     affine: /* wgsl */ `
-  let s = (u - l) / P.levels;
-  let r = roundLevel((c - l) / s);
-  return opaque(r * s) + l;`,
+  let s = (hi - lo) / u.levels;
+  let r = roundLevel((c - lo) / s);
+  return opaque(r * s) + lo;`,
     // Q1' (DDTB): sf = n / (hi − lo); y = round(sf · c) / sf. PyTorch evaluates n / t as
     // reciprocal(t) · n, so do the same: the extra rounding can move sf (and every y) an ulp.
     zero: /* wgsl */ `
-  let sf = (1.0 / (u - l)) * P.levels;
+  let sf = (1.0 / (hi - lo)) * u.levels;
   let r = roundLevel(sf * c);
   return r / sf;`,
-    // Q2 (PAMS): y = round(c · Q / a) · a / Q, with a = u.
+    // Q2 (PAMS): y = round(c · Q / a) · a / Q, with a = hi.
     symmetric: /* wgsl */ `
-  let r = roundLevel((c * P.levels) / u);
-  return (r * u) / P.levels;`,
+  let r = roundLevel((c * u.levels) / hi);
+  return (r * hi) / u.levels;`,
   }[mode];
   return /* wgsl */ `
-struct Params {
-  n: u32,
-  groups: u32,   // 1 per tensor, C per channel
-  inner: u32,    // elements after the quantized axis
-  zero: u32,     // always 0: feeds opaque()
-  levels: f32,   // 2^b − 1 (Q1, Q1') or 2^(b−1) − 1 (Q2)
-}
+fn group(i: u32) -> u32 { return (i / u.inner) % u.groups; }
 
-fn group(i: u32) -> u32 { return (i / P.inner) % P.groups; }
-
-// Returns v unchanged, through a bit pattern the compiler cannot see through (P.zero is a
+// Returns v unchanged, through a bit pattern the compiler cannot see through (u.zero is a
 // uniform), so v is rounded to f32 before it is used: no contraction into fma.
-fn opaque(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) | P.zero); }
+fn opaque(v: f32) -> f32 { return bitcast<f32>(bitcast<u32>(v) | u.zero); }
 
 // Lower and upper bound of group g ('symmetric': [−a, a] with a stored in his).
 fn lower(g: u32) -> f32 { return ${mode === 'symmetric' ? '-his[g]' : 'los[g]'}; }
 fn upper(g: u32) -> f32 { return his[g]; }
 
-// torch.minimum(torch.maximum(x, l), u); WGSL's min/max could drop a NaN x, so keep it.
-fn clampToBounds(x: f32, l: f32, u: f32) -> f32 {
+// torch.minimum(torch.maximum(x, lo), hi); WGSL's min/max could drop a NaN x, so keep it.
+fn clampToBounds(x: f32, lo: f32, hi: f32) -> f32 {
   if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { return x; }
-  return min(max(x, l), u);
+  return min(max(x, lo), hi);
 }
 
 ${ROUND_LEVEL[rounding]}
-fn quantize(c: f32, l: f32, u: f32) -> f32 {${quantize}
+fn quantize(c: f32, lo: f32, hi: f32) -> f32 {${quantize}
 }
 `;
 }
 
 function uniforms(n: number, shape: readonly number[], p: FakeQuantParams): Uniforms {
   const { groups, inner } = groupLayout(shape, p.axis);
-  return new Uniforms().u32(n, groups, inner, 0).f32(levelsOf(p));
+  return {
+    n: ['u32', n],
+    groups: ['u32', groups], // 1 per tensor, C per channel
+    inner: ['u32', inner], // elements after the quantized axis
+    zero: ['u32', 0], // always 0: feeds opaque()
+    levels: ['f32', levelsOf(p)], // 2^b − 1 (Q1, Q1') or 2^(b−1) − 1 (Q2)
+  };
 }
 
 /** Fake-quantizes `x` (float32) with per-tensor or per-channel bounds. */
 export function fakeQuantWebgpu(engine: Engine, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams): GPUBuffer {
   const n = sizeOf(x.shape);
-  const out = engine.allocate(n, 'fakeQuant');
-  engine.run({
+  return engine.compute({
     name: `fakeQuant_${p.mode}`,
     key: `fakeQuant:${p.mode}:${roundingOf(p)}`,
-    source: () => /* wgsl */ `
-@group(0) @binding(0) var<storage, read> xs: array<f32>;
-@group(0) @binding(1) var<storage, read> los: array<f32>;
-@group(0) @binding(2) var<storage, read> his: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> P: Params;
-${common(p.mode, roundingOf(p))}
-${FLAT_INDEX}
-${MAIN_1D.replace('u.n', 'P.n')}
-  let g = group(i);
-  let l = lower(g);
-  let u = upper(g);
-  out[i] = quantize(clampToBounds(xs[i], l, u), l, u);
-}`,
-    inputs: [buf(x), buf(lo), buf(hi)],
-    outputs: [out],
+    inputs: { xs: [bufferOf(x), 'f32'], los: [bufferOf(lo), 'f32'], his: [bufferOf(hi), 'f32'] },
+    output: { name: 'out', type: 'f32', elements: n },
     uniforms: uniforms(n, x.shape, p),
+    source: () => /* wgsl */ `
+${common(p.mode, roundingOf(p))}
+${main1d()}
+  let g = group(i);
+  let lo = lower(g);
+  let hi = upper(g);
+  out[i] = quantize(clampToBounds(xs[i], lo, hi), lo, hi);
+}`,
     workgroups: engine.grid(n),
   });
-  return out;
 }
 
 /**
@@ -142,45 +130,36 @@ export function fakeQuantBackwardWebgpu(
   const contribLo = symmetric ? null : engine.allocate(n, 'fakeQuantBackward');
   const boundTerms = symmetric
     ? /* wgsl */ `
-  // d/da = sign(x)·1[|x| > a] (the clamp) + (y − c)/a (the scale, through the STE).
-  chi[i] = g * (above - below + (y - c) / u);`
+  // d/da = sign(x)·1[|x| > a] (the clamp) + (y − c)/a (the scale, through the STE), a = hi.
+  chi[i] = g * (above - below + (y - c) / hi);`
     : /* wgsl */ `
-  // ∂y/∂u = 1[x > u] + (y − c)/(u − l), ∂y/∂l = 1[x < l] − (y − c)/(u − l).
-  let k = (y - c) / (u - l);
+  // ∂y/∂hi = 1[x > hi] + (y − c)/(hi − lo), ∂y/∂lo = 1[x < lo] − (y − c)/(hi − lo).
+  let k = (y - c) / (hi - lo);
   clo[i] = g * (below - k);
   chi[i] = g * (above + k);`;
   engine.run({
     name: `fakeQuantBackward_${p.mode}`,
     key: `fakeQuantBackward:${p.mode}:${ties}:${roundingOf(p)}`,
+    inputs: { gys: [bufferOf(gy), 'f32'], xs: [bufferOf(x), 'f32'], los: [bufferOf(lo), 'f32'], his: [bufferOf(hi), 'f32'] },
+    outputs: contribLo ? { gx: [gx, 'f32'], chi: [contribHi, 'f32'], clo: [contribLo, 'f32'] } : { gx: [gx, 'f32'], chi: [contribHi, 'f32'] },
+    uniforms: uniforms(n, x.shape, p),
     source: () => /* wgsl */ `
-@group(0) @binding(0) var<storage, read> gys: array<f32>;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read> los: array<f32>;
-@group(0) @binding(3) var<storage, read> his: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
-@group(0) @binding(5) var<storage, read_write> chi: array<f32>;
-${symmetric ? '' : '@group(0) @binding(6) var<storage, read_write> clo: array<f32>;'}
-@group(0) @binding(${symmetric ? 6 : 7}) var<uniform> P: Params;
 ${common(p.mode, roundingOf(p))}
-${FLAT_INDEX}
-${MAIN_1D.replace('u.n', 'P.n')}
+${main1d()}
   let grp = group(i);
-  let l = lower(grp);
-  let u = upper(grp);
+  let lo = lower(grp);
+  let hi = upper(grp);
   let x = xs[i];
   let g = gys[i];
-  let c = clampToBounds(x, l, u);
-  let y = quantize(c, l, u);
+  let c = clampToBounds(x, lo, hi);
+  let y = quantize(c, lo, hi);
   // Shares of the clamp's gradient: x inside the range, a bound past it, ${tieBound} / ${tieX} to
   // bound / x at a tie. A NaN x compares false everywhere: 0.
-  let below = select(select(0.0, ${tieBound}, x == l), 1.0, x < l);
-  let above = select(select(0.0, ${tieBound}, x == u), 1.0, x > u);
-  let inside = select(select(0.0, ${tieX}, x == l || x == u), 1.0, x > l && x < u);
+  let below = select(select(0.0, ${tieBound}, x == lo), 1.0, x < lo);
+  let above = select(select(0.0, ${tieBound}, x == hi), 1.0, x > hi);
+  let inside = select(select(0.0, ${tieX}, x == lo || x == hi), 1.0, x > lo && x < hi);
   gx[i] = select(g * inside, 0.0, inside == 0.0); // +0 where clipped, not g · 0 = −0${boundTerms}
 }`,
-    inputs: [buf(gy), buf(x), buf(lo), buf(hi)],
-    outputs: contribLo ? [gx, contribHi, contribLo] : [gx, contribHi],
-    uniforms: uniforms(n, x.shape, p),
     workgroups: engine.grid(n),
   });
 

@@ -7,7 +7,7 @@
 // four elements of each operand into shared memory, then runs 16 rank-1 updates from it.
 import type { KernelTensor } from '../../tensor/backend.js';
 import { DTypeError } from '../../tensor/errors.js';
-import { type Engine, Uniforms } from '../../backends/webgpu/engine.js';
+import { type Engine, bufferOf } from '../../backends/webgpu/engine.js';
 
 /** Rows and columns of C per workgroup. */
 const TILE = 64;
@@ -44,19 +44,9 @@ function loadSlice(shared: string, operand: string, base: string, extent: string
     }`;
 }
 
+/** The kernel's WGSL after the declarations of {@link matmulWebgpu}: a, b, c and the uniforms u. */
 function source(transA: boolean, transB: boolean): string {
   return /* wgsl */ `
-struct Params {
-  m: u32, n: u32, k: u32,
-  aStride: u32,   // elements between batches of A (0: one A shared by every batch)
-  bStride: u32,   // likewise for B
-  tilesN: u32, tilesM: u32, tiles: u32,
-}
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform> u: Params;
-
 // As[k·16 + l] = A rows m0 + l + 16·(0..3) at k; Bs[k·16 + l] = B columns n0 + l + 16·(0..3) at k.
 var<workgroup> As: array<vec4<f32>, ${TK * 16}>;
 var<workgroup> Bs: array<vec4<f32>, ${TK * 16}>;
@@ -123,19 +113,22 @@ export function matmulWebgpu(engine: Engine, a: KernelTensor, b: KernelTensor, t
   const k = transA ? a1 : a2;
   const n = transB ? b1 : b2;
   const batch = Math.max(ba, bb);
-  const out = engine.allocate(batch * m * n, 'matmul');
   const tilesN = Math.ceil(n / TILE);
   const tilesM = Math.ceil(m / TILE);
   const tiles = tilesN * tilesM * batch;
   // K = 0 still runs: the tiles then store zeros.
-  engine.run({
+  return engine.compute({
     name: 'matmul',
     key: `matmul:${transA ? 't' : 'n'}${transB ? 't' : 'n'}`,
+    inputs: { a: [bufferOf(a), 'f32'], b: [bufferOf(b), 'f32'] },
+    output: { name: 'c', type: 'f32', elements: batch * m * n },
+    uniforms: {
+      m: ['u32', m], n: ['u32', n], k: ['u32', k],
+      aStride: ['u32', ba === 1 ? 0 : m * k], // elements between batches of A (0: one A shared by every batch)
+      bStride: ['u32', bb === 1 ? 0 : k * n], // likewise for B
+      tilesN: ['u32', tilesN], tilesM: ['u32', tilesM], tiles: ['u32', tiles],
+    },
     source: () => source(transA, transB),
-    inputs: [a.data as GPUBuffer, b.data as GPUBuffer],
-    outputs: [out],
-    uniforms: new Uniforms().u32(m, n, k, ba === 1 ? 0 : m * k, bb === 1 ? 0 : k * n, tilesN, tilesM, tiles),
     workgroups: engine.grid(tiles, 1),
   });
-  return out;
 }

@@ -1,25 +1,20 @@
 // WGSL movement kernels: strided gather (permute, expand, slice, flip), constant pad, concat.
 import type { KernelTensor } from '../../tensor/backend.js';
 import { sizeOf } from '../../tensor/shape.js';
-import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms, dim, wgslType } from '../../backends/webgpu/engine.js';
-
-const buf = (t: KernelTensor) => t.data as GPUBuffer;
+import { type Engine, bufferOf, dim, main1d, wgslType } from '../../backends/webgpu/engine.js';
 
 /** out[i] = x[offset + Σ idx_d·strides[d]] over `outShape` (strides may be negative: flip). */
 export function gatherWebgpu(engine: Engine, x: KernelTensor, outShape: readonly number[], strides: readonly number[], offset: number): GPUBuffer {
   const n = sizeOf(outShape);
   const t = wgslType(x.dtype);
-  const out = engine.allocate(n, 'gather');
-  engine.run({
+  return engine.compute({
     name: 'gather',
     key: `gather:${x.dtype}`,
+    inputs: { xs: [bufferOf(x), t] },
+    output: { name: 'out', type: t, elements: n },
+    uniforms: { n: ['u32', n], rank: ['u32', outShape.length], offset: ['i32', offset], shape: ['dims', outShape], strides: ['idims', strides] },
     source: () => /* wgsl */ `
-struct Params { n: u32, rank: u32, offset: i32, shape: array<vec4<u32>, 2>, strides: array<vec4<i32>, 2> }
-@group(0) @binding(0) var<storage, read> xs: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(2) var<uniform> u: Params;
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   var rem = i;
   var src = u.offset;
   for (var d = i32(u.rank) - 1; d >= 0; d--) {
@@ -30,12 +25,8 @@ ${MAIN_1D}
   }
   out[i] = xs[u32(src)];
 }`,
-    inputs: [buf(x)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n, outShape.length).i32(offset).dims(outShape).idims(strides),
     workgroups: engine.grid(n),
   });
-  return out;
 }
 
 /** Constant padding, `pads[d] = [before, after]`. */
@@ -43,17 +34,17 @@ export function padWebgpu(engine: Engine, x: KernelTensor, pads: readonly (reado
   const outShape = x.shape.map((d, i) => d + pads[i][0] + pads[i][1]);
   const n = sizeOf(outShape);
   const t = wgslType(x.dtype);
-  const out = engine.allocate(n, 'pad');
-  engine.run({
+  return engine.compute({
     name: 'pad',
     key: `pad:${x.dtype}`,
+    inputs: { xs: [bufferOf(x), t] },
+    output: { name: 'out', type: t, elements: n },
+    uniforms: {
+      n: ['u32', n], rank: ['u32', x.shape.length], value: ['f32', value],
+      outShape: ['dims', outShape], inShape: ['dims', x.shape], before: ['dims', pads.map((p) => p[0])],
+    },
     source: () => /* wgsl */ `
-struct Params { n: u32, rank: u32, value: f32, outShape: array<vec4<u32>, 2>, inShape: array<vec4<u32>, 2>, before: array<vec4<u32>, 2> }
-@group(0) @binding(0) var<storage, read> xs: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(2) var<uniform> u: Params;
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   var rem = i;
   var src = 0u;
   var stride = 1u;
@@ -70,12 +61,8 @@ ${MAIN_1D}
   }
   out[i] = select(${t}(u.value), xs[src], inside);
 }`,
-    inputs: [buf(x)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n, x.shape.length).f32(value).dims(outShape).dims(x.shape).dims(pads.map((p) => p[0])),
     workgroups: engine.grid(n),
   });
-  return out;
 }
 
 /** Concatenation along `axis`: one block copy per input into its columns of the output rows. */
@@ -91,18 +78,13 @@ export function concatWebgpu(engine: Engine, xs: readonly KernelTensor[], axis: 
     engine.run({
       name: 'concat_block',
       key: `concat_block:${x.dtype}`,
+      inputs: { xs: [bufferOf(x), t] },
+      outputs: { out: [out, t] },
+      uniforms: { n: ['u32', n], chunk: ['u32', chunks[k]], row: ['u32', row], column: ['u32', column] },
       source: () => /* wgsl */ `
-struct Params { n: u32, chunk: u32, row: u32, column: u32 }
-@group(0) @binding(0) var<storage, read> xs: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(2) var<uniform> u: Params;
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   out[(i / u.chunk) * u.row + u.column + i % u.chunk] = xs[i];
 }`,
-      inputs: [buf(x)],
-      outputs: [out],
-      uniforms: new Uniforms().u32(n, chunks[k], row, column),
       workgroups: engine.grid(n),
     });
     column += chunks[k];

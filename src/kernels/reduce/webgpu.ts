@@ -13,7 +13,7 @@
 import type { KernelTensor, ReduceOp } from '../../tensor/backend.js';
 import type { DType } from '../../tensor/dtype.js';
 import { sizeOf, stridesOf } from '../../tensor/shape.js';
-import { type Engine, Uniforms, dim, wgslType } from '../../backends/webgpu/engine.js';
+import { type Engine, bufferOf, dim, wgslType } from '../../backends/webgpu/engine.js';
 
 /** Invocations per workgroup. */
 const WORKGROUP = 256;
@@ -89,26 +89,10 @@ function foldOf(op: ReduceOp, dtype: DType) {
   return { t, identity, combine, finish };
 }
 
+/** The kernel's WGSL after the declarations of {@link reduceWebgpu}: xs, out and the uniforms u. */
 function source(op: ReduceOp, dtype: DType, singleAxis: boolean): string {
   const { t, identity, combine, finish } = foldOf(op, dtype);
   return /* wgsl */ `
-struct Params {
-  segments: u32,  // outputs × parts
-  parts: u32,     // segments per output
-  chunk: u32,     // reduced elements per segment (the last may be shorter)
-  count: u32,     // reduced elements per output
-  lanes: u32,     // invocations per segment: a power of two ≤ ${WORKGROUP}
-  keptRank: u32,
-  reducedRank: u32,
-  keptShape: array<vec4<u32>, 2>,
-  keptStrides: array<vec4<u32>, 2>,
-  reducedShape: array<vec4<u32>, 2>,
-  reducedStrides: array<vec4<u32>, 2>,
-}
-@group(0) @binding(0) var<storage, read> xs: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${t}>;
-@group(0) @binding(2) var<uniform> u: Params;
-
 var<workgroup> scratch: array<${t}, ${WORKGROUP}>;
 
 fn isNan(v: f32) -> bool {
@@ -220,19 +204,26 @@ export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes
   const segments = outputs * parts;
   const singleAxis = reduced.length <= 1;
 
-  const out = engine.allocate(segments, `reduce_${op}`);
-  engine.run({
+  const t = wgslType(x.dtype);
+  const out = engine.compute({
     name: `reduce_${op}`,
     key: `reduce:${op}:${x.dtype}:${singleAxis ? 1 : 'n'}`,
+    inputs: { xs: [bufferOf(x), t] },
+    output: { name: 'out', type: t, elements: segments },
+    uniforms: {
+      segments: ['u32', segments], // outputs × parts
+      parts: ['u32', parts], // segments per output
+      chunk: ['u32', chunk], // reduced elements per segment (the last may be shorter)
+      count: ['u32', count], // reduced elements per output
+      lanes: ['u32', lanes], // invocations per segment: a power of two ≤ WORKGROUP
+      keptRank: ['u32', kept.length],
+      reducedRank: ['u32', reduced.length],
+      keptShape: ['dims', kept.map((k) => k[0])],
+      keptStrides: ['dims', kept.map((k) => k[1])],
+      reducedShape: ['dims', reduced.map((r) => r[0])],
+      reducedStrides: ['dims', reduced.map((r) => r[1])],
+    },
     source: () => source(op, x.dtype, singleAxis),
-    inputs: [x.data as GPUBuffer],
-    outputs: [out],
-    uniforms: new Uniforms()
-      .u32(segments, parts, chunk, count, lanes, kept.length, reduced.length)
-      .dims(kept.map((k) => k[0]))
-      .dims(kept.map((k) => k[1]))
-      .dims(reduced.map((r) => r[0]))
-      .dims(reduced.map((r) => r[1])),
     workgroups: engine.grid(segments, WORKGROUP / lanes),
   });
   if (parts === 1) return out;

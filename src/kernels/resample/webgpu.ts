@@ -8,10 +8,8 @@
 // plane, in chunks of grid points whose partial planes a second pass sums (deterministic).
 import type { KernelTensor } from '../../tensor/backend.js';
 import { DTypeError, ShapeError } from '../../tensor/errors.js';
-import { type Engine, FLAT_INDEX, MAIN_1D, Uniforms } from '../../backends/webgpu/engine.js';
+import { type Engine, type Storage, type Uniforms, bufferOf, main1d } from '../../backends/webgpu/engine.js';
 import { fillWebgpu } from '../elementwise/webgpu.js';
-
-const buf = (t: KernelTensor) => t.data as GPUBuffer;
 
 function checkFloat(what: string, ...ts: KernelTensor[]): void {
   for (const t of ts) {
@@ -19,15 +17,8 @@ function checkFloat(what: string, ...ts: KernelTensor[]): void {
   }
 }
 
-/** Binding declarations: read-only inputs, then read-write outputs, then the uniform block. */
-function bindings(inputs: string[], outputs: string[]): string {
-  const lines = [
-    ...inputs.map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`),
-    ...outputs.map((name, i) => `@group(0) @binding(${inputs.length + i}) var<storage, read_write> ${name}: array<f32>;`),
-    `@group(0) @binding(${inputs.length + outputs.length}) var<uniform> u: Params;`,
-  ];
-  return lines.join('\n');
-}
+/** A float32 tensor as a kernel input. */
+const f32 = (t: KernelTensor): Storage => [bufferOf(t), 'f32'];
 
 // ---------------------------------------------------------------------------------------------
 // Image-shaped dispatch
@@ -71,20 +62,23 @@ const ADAPTIVE_WINDOW = /* wgsl */ `
 fn windowStart(o: u32, inSize: u32, outSize: u32) -> u32 { return (o * inSize) / outSize; }
 fn windowEnd(o: u32, inSize: u32, outSize: u32) -> u32 { return ((o + 1u) * inSize + outSize - 1u) / outSize; }`;
 
-const POOL_PARAMS = 'struct Params { planes: u32, h: u32, w: u32, oh: u32, ow: u32 }';
+/** Uniforms of the pooling kernels: planes (n·c), input and output sizes. */
+function poolUniforms(planes: number, h: number, w: number, oh: number, ow: number): Uniforms {
+  return { planes: ['u32', planes], h: ['u32', h], w: ['u32', w], oh: ['u32', oh], ow: ['u32', ow] };
+}
 
 /** Adaptive average pooling, x [N, C, H, W] → [N, C, oh, ow] with PyTorch's windows. */
 export function adaptiveAvgPool2dWebgpu(engine: Engine, x: KernelTensor, outSize: readonly [number, number]): GPUBuffer {
   checkFloat('adaptiveAvgPool2d', x);
   const [n, c, h, w] = x.shape;
   const [oh, ow] = outSize;
-  const out = engine.allocate(n * c * oh * ow, 'adaptiveAvgPool2d');
-  engine.run({
+  return engine.compute({
     name: 'adaptive_avg_pool2d',
     key: 'adaptive_avg_pool2d',
+    inputs: { xs: f32(x) },
+    output: { name: 'out', type: 'f32', elements: n * c * oh * ow },
+    uniforms: poolUniforms(n * c, h, w, oh, ow),
     source: () => /* wgsl */ `
-${POOL_PARAMS}
-${bindings(['xs'], ['out'])}
 ${ADAPTIVE_WINDOW}
 ${imageMain('u.ow', 'u.oh')}
   let r0 = windowStart(row, u.h, u.oh);
@@ -101,12 +95,8 @@ ${imageMain('u.ow', 'u.oh')}
     out[(plane * u.oh + row) * u.ow + col] = sum / area;
   }
 }`,
-    inputs: [buf(x)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n * c, h, w, oh, ow),
     workgroups: imageGrid(engine, ow, oh, n * c),
   });
-  return out;
 }
 
 /**
@@ -117,13 +107,13 @@ export function adaptiveAvgPool2dBackwardWebgpu(engine: Engine, gy: KernelTensor
   checkFloat('adaptiveAvgPool2dBackward', gy);
   const [n, c, h, w] = xShape;
   const [, , oh, ow] = gy.shape;
-  const out = engine.allocate(n * c * h * w, 'adaptiveAvgPool2dBackward');
-  engine.run({
+  return engine.compute({
     name: 'adaptive_avg_pool2d_backward',
     key: 'adaptive_avg_pool2d_backward',
+    inputs: { gy: f32(gy) },
+    output: { name: 'out', type: 'f32', elements: n * c * h * w },
+    uniforms: poolUniforms(n * c, h, w, oh, ow),
     source: () => /* wgsl */ `
-${POOL_PARAMS}
-${bindings(['gy'], ['out'])}
 ${ADAPTIVE_WINDOW}
 ${imageMain('u.w', 'u.h')}
   // Window o contains r  ⇔  ⌊o·in/out⌋ ≤ r < ⌈(o+1)·in/out⌉  ⇔  ⌊r·out/in⌋ ≤ o < ⌈(r+1)·out/in⌉:
@@ -145,12 +135,8 @@ ${imageMain('u.w', 'u.h')}
     out[(plane * u.h + row) * u.w + col] = sum;
   }
 }`,
-    inputs: [buf(gy)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n * c, h, w, oh, ow),
     workgroups: imageGrid(engine, w, h, n * c),
   });
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,7 +151,10 @@ function ratioOf(inSize: number, outSize: number, scale?: number): number {
   return scale !== undefined && scale > 0 ? 1 / scale : inSize / outSize;
 }
 
-const RESIZE_PARAMS = 'struct Params { planes: u32, h: u32, w: u32, oh: u32, ow: u32, ratioH: f32, ratioW: f32 }';
+/** Uniforms of the resize kernels: the pooling ones, and the input step per output step along each axis. */
+function resizeUniforms(planes: number, h: number, w: number, oh: number, ow: number, scales?: readonly [number, number]): Uniforms {
+  return { ...poolUniforms(planes, h, w, oh, ow), ratioH: ['f32', ratioOf(h, oh, scales?.[0])], ratioW: ['f32', ratioOf(w, ow, scales?.[1])] };
+}
 
 const LINEAR_TAP = /* wgsl */ `
 struct Tap { lo: u32, hi: u32, wLo: f32, wHi: f32 }
@@ -190,13 +179,13 @@ export function resizeBilinearWebgpu(
   checkFloat('resizeBilinear', x);
   const [n, c, h, w] = x.shape;
   const [oh, ow] = outSize;
-  const out = engine.allocate(n * c * oh * ow, 'resizeBilinear');
-  engine.run({
+  return engine.compute({
     name: 'resize_bilinear',
     key: 'resize_bilinear',
+    inputs: { xs: f32(x) },
+    output: { name: 'out', type: 'f32', elements: n * c * oh * ow },
+    uniforms: resizeUniforms(n * c, h, w, oh, ow, scales),
     source: () => /* wgsl */ `
-${RESIZE_PARAMS}
-${bindings(['xs'], ['out'])}
 ${LINEAR_TAP}
 ${imageMain('u.ow', 'u.oh')}
   let ty = linearTap(row, u.ratioH, u.h);
@@ -209,12 +198,8 @@ ${imageMain('u.ow', 'u.oh')}
       + ty.wHi * (tx.wLo * xs[bottom + tx.lo] + tx.wHi * xs[bottom + tx.hi]);
   }
 }`,
-    inputs: [buf(x)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n * c, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
     workgroups: imageGrid(engine, ow, oh, n * c),
   });
-  return out;
 }
 
 /**
@@ -228,13 +213,13 @@ export function resizeBilinearBackwardWebgpu(
   checkFloat('resizeBilinearBackward', gy);
   const [n, c, h, w] = xShape;
   const [, , oh, ow] = gy.shape;
-  const out = engine.allocate(n * c * h * w, 'resizeBilinearBackward');
-  engine.run({
+  return engine.compute({
     name: 'resize_bilinear_backward',
     key: 'resize_bilinear_backward',
+    inputs: { gy: f32(gy) },
+    output: { name: 'out', type: 'f32', elements: n * c * h * w },
+    uniforms: resizeUniforms(n * c, h, w, oh, ow, scales),
     source: () => /* wgsl */ `
-${RESIZE_PARAMS}
-${bindings(['gy'], ['out'])}
 ${LINEAR_TAP}
 
 // Outputs [first, end) along an axis whose taps may include input index p. The taps of output o
@@ -279,12 +264,8 @@ ${imageMain('u.w', 'u.h')}
     }
   }
 }`,
-    inputs: [buf(gy)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n * c, h, w, oh, ow).f32(ratioOf(h, oh, scales?.[0]), ratioOf(w, ow, scales?.[1])),
     workgroups: imageGrid(engine, w, h, n * c),
   });
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,7 +301,10 @@ fn pixelOrZero(base: u32, yy: i32, xx: i32) -> f32 {
   return xs[base + u32(yy) * u.w + u32(xx)];
 }`;
 
-const GRID_PARAMS = 'struct Params { n: u32, c: u32, h: u32, w: u32, points: u32 }';
+/** Uniforms of the grid_sample kernels: invocations (one per grid point), channels, image size, points per image. */
+function gridUniforms(invocations: number, c: number, h: number, w: number, points: number): Uniforms {
+  return { n: ['u32', invocations], c: ['u32', c], h: ['u32', h], w: ['u32', w], points: ['u32', points] };
+}
 
 /**
  * `F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=True)`:
@@ -331,17 +315,16 @@ export function gridSampleWebgpu(engine: Engine, x: KernelTensor, grid: KernelTe
   const [n, c, h, w] = x.shape;
   const [, ho, wo] = grid.shape;
   const points = ho * wo;
-  const out = engine.allocate(n * c * points, 'gridSample');
-  engine.run({
+  return engine.compute({
     name: 'grid_sample',
     key: 'grid_sample',
+    inputs: { xs: f32(x), grid: f32(grid) },
+    output: { name: 'out', type: 'f32', elements: n * c * points },
+    uniforms: gridUniforms(n * points, c, h, w, points),
     source: () => /* wgsl */ `
-${GRID_PARAMS}
-${bindings(['xs', 'grid'], ['out'])}
-${FLAT_INDEX}
 ${GRID_LOCATE}
 ${PIXEL_OR_ZERO}
-${MAIN_1D}
+${main1d()}
   // One invocation per grid point (i = b·points + k): locate once, then sample every channel.
   let k = i % u.points;
   let b = i / u.points;
@@ -359,12 +342,8 @@ ${MAIN_1D}
                               + wSW * pixelOrZero(base, y1, cell.x0) + wSE * pixelOrZero(base, y1, x1);
   }
 }`,
-    inputs: [buf(x), buf(grid)],
-    outputs: [out],
-    uniforms: new Uniforms().u32(n * points, c, h, w, points),
     workgroups: engine.grid(n * points),
   });
-  return out;
 }
 
 /** Invocations grad-x's scatter pass aims for (the rest of the parallelism is in the gather pass). */
@@ -390,17 +369,16 @@ export function gridSampleBackwardWebgpu(engine: Engine, gy: KernelTensor, x: Ke
   const size = planes * h * w;
 
   // ---- grad grid: one invocation per grid point, summing over channels.
-  const gradGrid = engine.allocate(n * points * 2, 'gridSampleBackward');
-  engine.run({
+  const gradGrid = engine.compute({
     name: 'grid_sample_backward_grid',
     key: 'grid_sample_backward_grid',
+    inputs: { gy: f32(gy), xs: f32(x), grid: f32(grid) },
+    output: { name: 'gradGrid', type: 'f32', elements: n * points * 2 },
+    uniforms: gridUniforms(n * points, c, h, w, points),
     source: () => /* wgsl */ `
-${GRID_PARAMS}
-${bindings(['gy', 'xs', 'grid'], ['gradGrid'])}
-${FLAT_INDEX}
 ${GRID_LOCATE}
 ${PIXEL_OR_ZERO}
-${MAIN_1D}
+${main1d()}
   let k = i % u.points;
   let b = i / u.points;
   let cell = locate(grid[2u * i], grid[2u * i + 1u]);
@@ -424,9 +402,6 @@ ${MAIN_1D}
   gradGrid[2u * i] = dix * f32(u.w - 1u) * 0.5;
   gradGrid[2u * i + 1u] = diy * f32(u.h - 1u) * 0.5;
 }`,
-    inputs: [buf(gy), buf(x), buf(grid)],
-    outputs: [gradGrid],
-    uniforms: new Uniforms().u32(n * points, c, h, w, points),
     workgroups: engine.grid(n * points),
   });
 
@@ -440,10 +415,10 @@ ${MAIN_1D}
   engine.run({
     name: 'grid_sample_backward_x_scatter',
     key: 'grid_sample_backward_x_scatter',
+    inputs: { gy: f32(gy), grid: f32(grid) },
+    outputs: { partial: [partial, 'f32'] },
+    uniforms: { ...gridUniforms(parts * planes, c, h, w, points), planes: ['u32', planes], chunk: ['u32', chunk] },
     source: () => /* wgsl */ `
-struct Params { n: u32, c: u32, h: u32, w: u32, points: u32, planes: u32, chunk: u32 }
-${bindings(['gy', 'grid'], ['partial'])}
-${FLAT_INDEX}
 ${GRID_LOCATE}
 // Adds v at (yy, xx) of the plane at base when inside the image; padding absorbs the rest.
 fn addIfInside(base: u32, yy: i32, xx: i32, v: f32) {
@@ -452,7 +427,7 @@ fn addIfInside(base: u32, yy: i32, xx: i32, v: f32) {
     partial[at] = partial[at] + v;
   }
 }
-${MAIN_1D}
+${main1d()}
   // i = part·planes + plane: neighbouring invocations share their grid points.
   let plane = i % u.planes;
   let part = i / u.planes;
@@ -472,30 +447,23 @@ ${MAIN_1D}
     addIfInside(base, y1, x1, cell.fx * cell.fy * g);
   }
 }`,
-    inputs: [buf(gy), buf(grid)],
-    outputs: [partial],
-    uniforms: new Uniforms().u32(parts * planes, c, h, w, points, planes, chunk),
     workgroups: engine.grid(parts * planes),
   });
   if (parts === 1) return [partial, gradGrid];
 
   // ---- grad x, pass 2: sum the partial planes pixel by pixel (reads coalesce across pixels).
-  const gradX = engine.allocate(size, 'gridSampleBackward');
-  engine.run({
+  const gradX = engine.compute({
     name: 'grid_sample_backward_x_sum',
     key: 'grid_sample_backward_x_sum',
+    inputs: { partial: [partial, 'f32'] },
+    output: { name: 'gradX', type: 'f32', elements: size },
+    uniforms: { n: ['u32', size], parts: ['u32', parts] },
     source: () => /* wgsl */ `
-struct Params { n: u32, parts: u32 }
-${bindings(['partial'], ['gradX'])}
-${FLAT_INDEX}
-${MAIN_1D}
+${main1d()}
   var sum = 0.0;
   for (var p = 0u; p < u.parts; p++) { sum += partial[p * u.n + i]; }
   gradX[i] = sum;
 }`,
-    inputs: [partial],
-    outputs: [gradX],
-    uniforms: new Uniforms().u32(size, parts),
     workgroups: engine.grid(size),
   });
   engine.release(partial);
