@@ -20,6 +20,7 @@ export * from './nn/index.js';
 export * from './models/index.js';
 export * from './io/tensors.js';
 export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/safetensors.js';
+export { exportOnnx, graphToOnnx, OnnxExportError, ONNX_OPSET, type OnnxExportOptions } from './io/onnx.js';
 export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './backends/select.js';
 export * from './image/index.js';
 export * from './quant/index.js';

@@ -10,6 +10,7 @@ import { UPSCALE_USAGE, upscaleCommand } from './upscale.js';
 import { TRAIN_USAGE, trainCommand } from './train.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './quantize.js';
 import { PTQ_USAGE, ptqCommand } from './ptq.js';
+import { EXPORT_USAGE, exportCommand } from './export.js';
 
 /** Usage text of `srq`. */
 export const USAGE = `Usage: srq <command> [options]
@@ -27,7 +28,8 @@ ${EVAL_USAGE}
 ${UPSCALE_USAGE}
 ${TRAIN_USAGE}
 ${QUANTIZE_USAGE}
-${PTQ_USAGE}`;
+${PTQ_USAGE}
+${EXPORT_USAGE}`;
 
 const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<number>> = {
   eval: evalCommand,
@@ -35,6 +37,7 @@ const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<n
   train: trainCommand,
   quantize: quantizeCommand,
   ptq: ptqCommand,
+  export: exportCommand,
 };
 
 /**
