@@ -27,7 +27,12 @@ export default defineConfig([
   {
     // The CLI's shebang is the first line of src/cli/srq.ts (esbuild keeps it; tsup then marks the
     // file executable): tsup's banner option would apply to the library entry too.
-    entry: { index: 'src/index.ts', 'cli/srq': 'src/cli/srq.ts' },
+    // cpu-conv-worker and cpu-executor are the CPU backend's worker scripts (src/backends/cpu/worker-url.ts
+    // finds them beside the file it was bundled into).
+    entry: {
+      index: 'src/index.ts', 'cli/srq': 'src/cli/srq.ts',
+      'cpu-conv-worker': 'src/backends/cpu/conv-worker.ts', 'cpu-executor': 'src/backends/cpu/executor.ts',
+    },
     format: ['esm', 'cjs'],
     dts: { entry: { index: 'src/index.ts' } },
     sourcemap: true,

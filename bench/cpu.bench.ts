@@ -1,11 +1,11 @@
 /**
- * `npm run bench`: the CPU backend's conv2d throughput (WebAssembly SIMD path and scalar reference) and
- * EDSR-baseline ×4 forward time, each against a peer measured in the same run (a naive JS loop, and tfjs's
- * pure-JS CPU backend).
+ * `npm run bench`: the CPU backend's conv2d throughput (scalar reference, WebAssembly SIMD on one thread and
+ * on two) and EDSR-baseline ×4 forward time (default thread count), each against a peer measured in the same
+ * run (a naive JS loop, and tfjs's pure-JS CPU backend).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { benchConvCpu } from './conv-cpu.js';
+import { benchConvCpu, formatConvCpu } from './conv-cpu.js';
 import { tfjsEdsrBaseline, timeMs } from './tfjs-edsr.js';
 import { createModel, noGrad, randn } from '../src/index.js';
 
@@ -34,15 +34,13 @@ async function tfjsEdsrMs(): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  console.log('CPU backend benchmarks (single thread)\n');
-  const conv = benchConvCpu(5);
+  console.log('CPU backend benchmarks\n');
+  const conv = benchConvCpu(5, 2);
   const tfjsConv = await tfjsConvGflops();
-  const path = conv.simd ? 'wasm SIMD' : 'SIMD unavailable or off';
-  console.log(`conv2d 3×3 64→64 on 1×64×128×128 (GFLOP/s):`);
-  console.log(`  ours (${path}) forward ${conv.forward.toFixed(2)}, backward-data ${conv.backwardData.toFixed(2)}, backward-weight ${conv.backwardWeight.toFixed(2)}`);
-  console.log(`  ours (scalar reference) forward ${conv.scalar.forward.toFixed(2)}, backward-data ${conv.scalar.backwardData.toFixed(2)}, backward-weight ${conv.scalar.backwardWeight.toFixed(2)}`);
-  console.log(`  SIMD / scalar: forward ×${(conv.forward / conv.scalar.forward).toFixed(2)}, backward-data ×${(conv.backwardData / conv.scalar.backwardData).toFixed(2)}, backward-weight ×${(conv.backwardWeight / conv.scalar.backwardWeight).toFixed(2)}`);
-  console.log(`  peers: naive JS loop ${conv.naive.toFixed(2)} (×${(conv.forward / conv.naive).toFixed(1)}), tfjs-backend-cpu ${tfjsConv.toFixed(2)} (×${(conv.forward / tfjsConv).toFixed(1)})`);
+  for (const line of formatConvCpu(conv)) console.log(line);
+  console.log(`  SIMD 1T / scalar: forward ×${(conv.forward / conv.scalar.forward).toFixed(2)}, backward-data ×${(conv.backwardData / conv.scalar.backwardData).toFixed(2)}, backward-weight ×${(conv.backwardWeight / conv.scalar.backwardWeight).toFixed(2)}`);
+  console.log(`  SIMD ${conv.threads}T / SIMD 1T: forward ×${(conv.threaded.forward / conv.forward).toFixed(2)}, backward-data ×${(conv.threaded.backwardData / conv.backwardData).toFixed(2)}, backward-weight ×${(conv.threaded.backwardWeight / conv.backwardWeight).toFixed(2)}`);
+  console.log(`  peers: naive JS loop ${conv.naive.toFixed(2)} (1T ×${(conv.forward / conv.naive).toFixed(1)}), tfjs-backend-cpu ${tfjsConv.toFixed(2)} (1T ×${(conv.forward / tfjsConv).toFixed(1)}, ${conv.threads}T ×${(conv.threaded.forward / tfjsConv).toFixed(1)})`);
 
   const model = createModel('edsr-baseline', { scale: 4 });
   model.eval();

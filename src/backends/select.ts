@@ -1,13 +1,22 @@
 import { getBackend, registerBackend, setBackend, unregisterBackend, type Backend } from '../tensor/backend.js';
 import { BackendError } from '../tensor/errors.js';
 
-export type BackendName = 'cpu' | 'webgpu';
+/**
+ * 'cpu': the reference kernels on the calling thread (large convs shared with worker threads in Node);
+ * 'cpu-worker': the same kernels run by a worker, so the calling thread stays free (Node); 'webgpu'.
+ */
+export type BackendName = 'cpu' | 'cpu-worker' | 'webgpu';
 
 export interface UseBackendOptions {
   /** Throw instead of falling back to the CPU when WebGPU is unavailable. */
   require?: boolean;
   /** Where the one fallback line goes (default console.warn). */
   log?: (line: string) => void;
+  /**
+   * 'cpu-worker' only: threads for large convolutions, its executor included (default SRQ_CPU_THREADS, else
+   * min(cores, 4)). Applies when the backend is first created.
+   */
+  threads?: number;
 }
 
 /** The backend named by SRQ_BACKEND in Node (or undefined). */
@@ -23,7 +32,8 @@ function backendFromEnv(): string | undefined {
 export async function useBackend(name?: BackendName, options: UseBackendOptions = {}): Promise<Backend> {
   const wanted = name ?? backendFromEnv() ?? 'cpu';
   if (wanted === 'cpu') return setBackend('cpu');
-  if (wanted !== 'webgpu') throw new BackendError(`unknown backend '${wanted}' (expected cpu or webgpu)`);
+  if (wanted === 'cpu-worker') return useCpuWorker(options);
+  if (wanted !== 'webgpu') throw new BackendError(`unknown backend '${wanted}' (expected cpu, cpu-worker or webgpu)`);
   try {
     return setBackend('webgpu');
   } catch {
@@ -43,14 +53,37 @@ export async function useBackend(name?: BackendName, options: UseBackendOptions 
   return setBackend('webgpu');
 }
 
-/** Releases the WebGPU device (if any) so a Node process can exit; the CPU backend stays. */
-export function shutdown(): void {
-  let webgpu: Backend | undefined;
+/** The cpu-worker backend, started on first use; where worker threads are missing, the CPU with one log line. */
+async function useCpuWorker(options: UseBackendOptions): Promise<Backend> {
   try {
-    webgpu = getBackend('webgpu');
+    return setBackend('cpu-worker');
   } catch {
-    return; // never initialised
+    // not registered yet: start it below
   }
-  unregisterBackend('webgpu');
-  webgpu.dispose?.();
+  const { createCpuWorkerBackend } = await import('./cpu/worker-backend.js');
+  try {
+    registerBackend(createCpuWorkerBackend({ threads: options.threads }));
+  } catch (error) {
+    if (options.require) throw error;
+    (options.log ?? console.warn)(`srq: ${(error as Error).message}; using the cpu backend`);
+    return setBackend('cpu');
+  }
+  return setBackend('cpu-worker');
+}
+
+/**
+ * Releases the WebGPU device and stops the cpu-worker executor (those started) so a Node process can exit
+ * promptly; the CPU backend stays.
+ */
+export function shutdown(): void {
+  for (const name of ['webgpu', 'cpu-worker']) {
+    let backend: Backend | undefined;
+    try {
+      backend = getBackend(name);
+    } catch {
+      continue; // never initialised
+    }
+    unregisterBackend(name);
+    backend.dispose?.();
+  }
 }

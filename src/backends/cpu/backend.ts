@@ -12,6 +12,8 @@ import {
 } from '../../kernels/resample/cpu.js';
 import { fakeQuantBackwardCpu, fakeQuantCpu } from '../../kernels/fakequant/cpu.js';
 import { preluBackwardCpu, preluCpu } from '../../kernels/prelu/cpu.js';
+// Large convolutions share their work with worker threads where the runtime allows (Node); see threads.ts.
+import './threads.js';
 
 const arr = (t: KernelTensor) => t.data as TypedArray;
 

@@ -18,6 +18,10 @@
  *
  * For float32 tensors gemm/gemmPackedB run the WebAssembly SIMD kernel (matmul/wasm-simd.ts) unless it is
  * switched off; the packers below then write float32 panels in wasm memory instead of float64 ones.
+ *
+ * Every call is a job that can be cut into parts computing disjoint pieces of the output, for worker threads
+ * (backends/cpu/threads.ts installs the runner, see setConvParallel); any cut gives the same bits ("Jobs split
+ * into parts" below).
  */
 import type { Conv2dParams } from '../../tensor/backend.js';
 import type { FloatArray } from '../../tensor/dtype.js';
@@ -115,19 +119,24 @@ function stripHeight(g: Geometry, budget: number): number {
   return Math.max(1, Math.min(g.ho, Math.floor((rowsFit - g.kh) / g.sh) + 1));
 }
 
-function* strips(g: Geometry, height: number): Generator<Strip> {
-  for (let oy0 = 0; oy0 < g.ho; oy0 += height) {
-    const rows = Math.min(height, g.ho - oy0);
+/** Strips of `height` output rows covering rows [from, to). */
+function* strips(g: Geometry, height: number, from = 0, to = g.ho): Generator<Strip> {
+  for (let oy0 = from; oy0 < to; oy0 += height) {
+    const rows = Math.min(height, to - oy0);
     yield { oy0, rows, bandRows: (rows - 1) * g.sh + g.kh };
   }
 }
 
-/** Copies the strip's input rows of channels [xBase, xBase + cg planes) into a zero-padded float64 band. */
-function fillBand(x: FloatArray, xBase: number, g: Geometry, s: Strip): Float64Array {
+/**
+ * Copies the strip's input rows of the group's channels [c0, c0 + cn) (the group's planes start at xBase) into
+ * a zero-padded float64 band whose channel 0 is c0.
+ */
+function fillBand(x: FloatArray, xBase: number, g: Geometry, s: Strip, c0 = 0, cn = g.cg): Float64Array {
   const { h, w, wp, pw } = g;
-  const band = bandBuffer(g.cg * s.bandRows * wp);
+  const band = bandBuffer(cn * s.bandRows * wp);
   const iy0 = s.oy0 * g.sh - g.ph;
-  for (let c = 0; c < g.cg; c++) {
+  xBase += c0 * h * w;
+  for (let c = 0; c < cn; c++) {
     for (let r = 0; r < s.bandRows; r++) {
       const d = (c * s.bandRows + r) * wp;
       const iy = iy0 + r;
@@ -144,11 +153,12 @@ function fillBand(x: FloatArray, xBase: number, g: Geometry, s: Strip): Float64A
   return band;
 }
 
-/** dx[channels at xBase] += the in-image part of a padded band (the inverse of fillBand's copy). */
-function addBand(band: Float64Array, dx: FloatArray, xBase: number, g: Geometry, s: Strip): void {
+/** dx[channels c0 … c0 + cn of the group at xBase] += the in-image part of a padded band (fillBand's inverse). */
+function addBand(band: Float64Array, dx: FloatArray, xBase: number, g: Geometry, s: Strip, c0 = 0, cn = g.cg): void {
   const { h, w, wp, pw } = g;
   const iy0 = s.oy0 * g.sh - g.ph;
-  for (let c = 0; c < g.cg; c++) {
+  xBase += c0 * h * w;
+  for (let c = 0; c < cn; c++) {
     for (let r = Math.max(0, -iy0); r < s.bandRows && iy0 + r < h; r++) {
       const src = (c * s.bandRows + r) * wp + pw;
       const d = xBase + (c * h + iy0 + r) * w;
@@ -157,15 +167,18 @@ function addBand(band: Float64Array, dx: FloatArray, xBase: number, g: Geometry,
   }
 }
 
-/** tapOff[t] = band offset of tap r0 + t relative to a window's top-left corner (c·bandRows·wp + ki·wp + kj). */
-function buildTapTable(g: Geometry, bandRows: number, r0: number, count: number): Int32Array {
+/**
+ * tapOff[t] = band offset of tap r0 + t relative to a window's top-left corner (c·bandRows·wp + ki·wp + kj),
+ * in a band whose channel 0 is the group's channel `cBase`.
+ */
+function buildTapTable(g: Geometry, bandRows: number, r0: number, count: number, cBase = 0): Int32Array {
   if (tapOff.length < count) tapOff = new Int32Array(count);
   const khw = g.kh * g.kw;
   for (let t = 0; t < count; t++) {
     const r = r0 + t;
-    const c = Math.floor(r / khw);
-    const ki = Math.floor((r - c * khw) / g.kw);
-    const kj = r - c * khw - ki * g.kw;
+    const c = Math.floor(r / khw) - cBase;
+    const ki = Math.floor((r - (c + cBase) * khw) / g.kw);
+    const kj = r - (c + cBase) * khw - ki * g.kw;
     tapOff[t] = (c * bandRows + ki) * g.wp + kj;
   }
   return tapOff;
@@ -212,11 +225,12 @@ function colPacker(band: Float64Array, g: Geometry, s: Strip): PackB {
 
 /**
  * PackB producing colᵀ[k0 : k0+kc, j0 : j0+nc] of a band (backward weight: GEMM rows are strip pixels,
- * columns are taps). Each panel holds four taps; for each pixel, its four values are written together.
+ * columns are taps t0 + j). Each panel holds four taps; for each pixel, its four values are written together.
+ * The band's channel 0 is channel `cBase`.
  */
-function colTransposedPacker(band: Float64Array, g: Geometry, s: Strip): PackB {
+function colTransposedPacker(band: Float64Array, g: Geometry, s: Strip, t0 = 0, cBase = 0): PackB {
   return (dst, k0, kc, j0, nc) => {
-    const off = buildTapTable(g, s.bandRows, j0, nc);
+    const off = buildTapTable(g, s.bandRows, t0 + j0, nc, cBase);
     const base = buildPixelTable(g, k0, kc);
     for (let q = 0; q < nc; q += NR) {
       // A short last panel repeats its final tap; those lanes' results are never stored.
@@ -284,21 +298,24 @@ let gyScratch = new Float64Array(0);
 
 /**
  * Backward-weight counterpart of directStrip for groups with few output channels:
- * dW[o, tap] += Σ_pixels gy[o, pixel] · band[pixel window + tap], four taps at a time.
+ * dW[o, tap] += Σ_pixels gy[o, pixel] · band[pixel window + tap] for taps [t0, t1), four taps at a time (each
+ * sum is its own float64 accumulator, so how the taps are grouped does not change a bit). The band's channel 0
+ * is channel `cBase`.
  */
 function directWeightStrip(
   band: Float64Array, gy: FloatArray, gyOff: number, g: Geometry, s: Strip, dw: FloatArray, dwOff: number,
+  t0 = 0, t1 = g.k, cBase = 0,
 ): void {
-  const k = g.k;
+  const k = t1 - t0;
   const len = s.rows * g.wo;
   if (gyScratch.length < len) gyScratch = new Float64Array(len);
   const gv = gyScratch;
-  const off = buildTapTable(g, s.bandRows, 0, k);
+  const off = buildTapTable(g, s.bandRows, t0, k, cBase);
   const base = buildPixelTable(g, 0, len);
   for (let o = 0; o < g.cog; o++) {
     // Float64 copy of this channel's strip of gy so the hot loop reads one array type.
     for (let t = 0, src = gyOff + o * g.pixels + s.oy0 * g.wo; t < len; t++) gv[t] = gy[src + t]!;
-    const row = dwOff + o * k;
+    const row = dwOff + o * g.k + t0;
     let r = 0;
     for (; r + 4 <= k; r += 4) {
       const o0 = off[r]!, o1 = off[r + 1]!, o2 = off[r + 2]!, o3 = off[r + 3]!;
@@ -329,6 +346,156 @@ function weightView(w: FloatArray, g: Geometry, grp: number, trans: boolean): Ma
   return { data: w, offset: grp * g.cog * g.k, ld: g.k, trans };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Jobs split into parts
+//
+// Each kernel call is a ConvJob: inputs, geometry and the (zeroed) output array. runConvPart computes one of
+// `parts` disjoint pieces of the output, so threads can share a job (worker_threads over SharedArrayBuffers,
+// src/backends/cpu/threads.ts). The split never cuts a reduction: every output element is computed by exactly
+// one part, through the same arithmetic whatever `parts` is, so any thread count gives the same bits.
+// That holds because the GEMMs' rounding depends only on the reduction length (the KC blocking over k) and
+// never on the m/n blocking or on which strip a pixel falls in, and because gemm() is told the whole
+// problem's shape when it picks its small-matrix path (see its `decideBy`).
+//   forward          output rows (or, pointwise, pixel ranges in whole panels); each part packs only its pixels
+//   backward data    at stride 1 the forward job it becomes (prepareConvJob); otherwise input channels (col2im
+//                    path) or pixel ranges (pointwise), with the strips of the whole image, so overlapping
+//                    bands add into dx in the same order
+//   backward weight  dW's columns (taps), at channel boundaries when there are enough channels, so each part
+//                    fills only its channels' band and packs only its taps; the sum over pixels stays whole
+
+/** One conv2d kernel call and the array it writes (zero-filled by whoever allocates it). */
+export type ConvJob =
+  | {
+    readonly kind: 'forward';
+    readonly x: FloatArray; readonly xShape: readonly number[];
+    readonly w: FloatArray; readonly wShape: readonly number[];
+    readonly bias: FloatArray | null; readonly p: Conv2dParams; readonly out: FloatArray;
+  }
+  | {
+    readonly kind: 'backwardData';
+    readonly gy: FloatArray; readonly gyShape: readonly number[];
+    readonly w: FloatArray; readonly wShape: readonly number[];
+    readonly xShape: readonly number[]; readonly p: Conv2dParams; readonly out: FloatArray;
+  }
+  | {
+    readonly kind: 'backwardWeight';
+    readonly x: FloatArray; readonly xShape: readonly number[];
+    readonly gy: FloatArray; readonly gyShape: readonly number[];
+    readonly wShape: readonly number[]; readonly p: Conv2dParams; readonly out: FloatArray;
+  };
+
+/** The job with every array (inputs and output) replaced by `f(array)`: how a pool moves it to shared memory. */
+export function mapJobArrays(job: ConvJob, f: (a: FloatArray) => FloatArray): ConvJob {
+  switch (job.kind) {
+    case 'forward': return { ...job, x: f(job.x), w: f(job.w), bias: job.bias && f(job.bias), out: f(job.out) };
+    case 'backwardData': return { ...job, gy: f(job.gy), w: f(job.w), out: f(job.out) };
+    case 'backwardWeight': return { ...job, x: f(job.x), gy: f(job.gy), out: f(job.out) };
+  }
+}
+
+function jobGeometry(job: ConvJob): Geometry {
+  if (job.kind === 'forward') {
+    const ho = Math.max(0, outSize(job.xShape[2]!, job.wShape[2]!, job.p.stride[0], job.p.padding[0]));
+    const wo = Math.max(0, outSize(job.xShape[3]!, job.wShape[3]!, job.p.stride[1], job.p.padding[1]));
+    return geometry(job.xShape, job.wShape, job.p, ho, wo);
+  }
+  return geometry(job.xShape, job.wShape, job.p, job.gyShape[2]!, job.gyShape[3]!);
+}
+
+/** Multiply-adds of a job (the same count for the three kernels): what decides whether threads pay. */
+export function convMacs(job: ConvJob): number {
+  const g = jobGeometry(job);
+  return g.n * g.co * g.k * g.pixels;
+}
+
+/**
+ * Runs every part of a job on several threads and returns true, or returns false to leave the job to the
+ * calling thread (too small, no workers).
+ */
+export type ConvParallel = (job: ConvJob) => boolean;
+
+let parallel: ConvParallel | null = null;
+
+/** Installs (or, with null, removes) the multi-threaded runner; returns the previous one. */
+export function setConvParallel(runner: ConvParallel | null): ConvParallel | null {
+  const previous = parallel;
+  parallel = runner;
+  return previous;
+}
+
+/** Runs a prepared job in one part on this thread: the single-threaded kernels. */
+function runJob(job: ConvJob): void {
+  const prepared = prepareConvJob(job);
+  if (!parallel?.(prepared)) runConvPart(prepared, 0, 1);
+}
+
+/**
+ * Rewrites a job into the form its parts run: backward data at stride 1 becomes the forward conv of gy with
+ * flipped weights (done once here, not once per part).
+ */
+export function prepareConvJob(job: ConvJob): ConvJob {
+  if (job.kind !== 'backwardData') return job;
+  const g = jobGeometry(job);
+  if (isPointwise(g) || !isFullCorrelation(g)) return job;
+  return {
+    kind: 'forward', x: job.gy, xShape: job.gyShape, w: flipWeights(job.w, g), wShape: [g.c, g.cog, g.kh, g.kw],
+    bias: null, p: { stride: [1, 1], padding: [g.kh - 1 - g.ph, g.kw - 1 - g.pw], groups: g.groups }, out: job.out,
+  };
+}
+
+/** Boundary `i` of `total` cut into `parts` pieces at multiples of `align` (the last boundary is `total`). */
+function cut(total: number, i: number, parts: number, align: number): number {
+  if (i >= parts) return total;
+  return Math.min(total, Math.floor((total * i) / parts / align) * align);
+}
+
+/** Computes part `part` of `parts` of a prepared job's output (see the section comment). */
+export function runConvPart(job: ConvJob, part: number, parts: number): void {
+  switch (job.kind) {
+    case 'forward': forwardPart(job.x, job.w, job.bias, jobGeometry(job), job.out, part, parts); return;
+    case 'backwardData': backwardDataPart(job.gy, job.w, jobGeometry(job), job.out, part, parts); return;
+    case 'backwardWeight': backwardWeightPart(job.x, job.gy, jobGeometry(job), job.out, part, parts); return;
+  }
+}
+
+function forwardPart(
+  x: FloatArray, w: FloatArray, bias: FloatArray | null, g: Geometry, y: FloatArray, part: number, parts: number,
+): void {
+  if (g.pixels === 0) return;
+  const pointwise = isPointwise(g);
+  // Pointwise: one GEMM over all pixels, cut into whole panels; otherwise output rows, cut for the strips.
+  const total = pointwise ? g.pixels : g.ho, align = pointwise ? NR : 1;
+  const lo = cut(total, part, parts, align), hi = cut(total, part + 1, parts, align);
+  if (lo >= hi) return;
+  const p0 = pointwise ? lo : lo * g.wo, p1 = pointwise ? hi : hi * g.wo;
+  const height = stripHeight(g, BAND_BUDGET);
+  for (let n = 0; n < g.n; n++) {
+    for (let grp = 0; grp < g.groups; grp++) {
+      const xBase = (n * g.c + grp * g.cg) * g.h * g.w;
+      const yOff = (n * g.co + grp * g.cog) * g.pixels;
+      if (bias) {
+        // Seed C with the bias and let the GEMM accumulate onto it.
+        for (let o = 0; o < g.cog; o++) y.fill(bias[grp * g.cog + o]!, yOff + o * g.pixels + p0, yOff + o * g.pixels + p1);
+      }
+      const a = weightView(w, g, grp, false);
+      if (pointwise) {
+        gemm(g.cog, p1 - p0, g.cg, a, { data: x, offset: xBase + p0, ld: g.pixels, trans: false },
+          { data: y, offset: yOff + p0, ld: g.pixels }, bias !== null, [g.cog, g.pixels, g.cg]);
+        continue;
+      }
+      for (const s of strips(g, height, lo, hi)) {
+        const band = fillBand(x, xBase, g, s);
+        if (g.cog < GEMM_MR) {
+          directStrip(band, w, g, grp, s, y, yOff);
+        } else {
+          gemmPackedB(g.cog, s.rows * g.wo, g.k, a, colPacker(band, g, s),
+            { data: y, offset: yOff + s.oy0 * g.wo, ld: g.pixels }, bias !== null);
+        }
+      }
+    }
+  }
+}
+
 /**
  * conv2d forward: x [N, C, H, W], w [Co, C/groups, kh, kw], optional bias [Co] → y [N, Co, Ho, Wo] with
  * Ho = ⌊(H + 2·ph − kh) / sh⌋ + 1 (likewise Wo). The result has x's array type.
@@ -340,37 +507,11 @@ export function conv2dCpu(
 ): FloatArray {
   const ho = Math.max(0, outSize(xShape[2]!, wShape[2]!, p.stride[0], p.padding[0]));
   const wo = Math.max(0, outSize(xShape[3]!, wShape[3]!, p.stride[1], p.padding[1]));
-  const g = geometry(xShape, wShape, p, ho, wo);
-  const y = allocLike(x, g.n * g.co * g.pixels);
-  if (g.pixels === 0) return y;
-  const height = stripHeight(g, BAND_BUDGET);
-  for (let n = 0; n < g.n; n++) {
-    for (let grp = 0; grp < g.groups; grp++) {
-      const xBase = (n * g.c + grp * g.cg) * g.h * g.w;
-      const yOff = (n * g.co + grp * g.cog) * g.pixels;
-      if (bias) {
-        // Seed C with the bias and let the GEMM accumulate onto it.
-        for (let o = 0; o < g.cog; o++) y.fill(bias[grp * g.cog + o]!, yOff + o * g.pixels, yOff + (o + 1) * g.pixels);
-      }
-      const a = weightView(w, g, grp, false);
-      if (isPointwise(g)) {
-        gemm(g.cog, g.pixels, g.cg, a, { data: x, offset: xBase, ld: g.pixels, trans: false },
-          { data: y, offset: yOff, ld: g.pixels }, bias !== null);
-        continue;
-      }
-      for (const s of strips(g, height)) {
-        const band = fillBand(x, xBase, g, s);
-        if (g.cog < GEMM_MR) {
-          directStrip(band, w, g, grp, s, y, yOff);
-        } else {
-          gemmPackedB(g.cog, s.rows * g.wo, g.k, a, colPacker(band, g, s),
-            { data: y, offset: yOff + s.oy0 * g.wo, ld: g.pixels }, bias !== null);
-        }
-      }
-    }
-  }
-  return y;
+  const out = allocLike(x, xShape[0]! * wShape[0]! * ho * wo);
+  runJob({ kind: 'forward', x, xShape, w, wShape, bias, p, out });
+  return out;
 }
+
 
 /**
  * True when dx is a plain stride-1 convolution of gy: every input pixel gathers from a full kh×kw window
@@ -398,15 +539,64 @@ function flipWeights(w: FloatArray, g: Geometry): FloatArray {
   return out;
 }
 
-/** band[pixBase[t] + tapOff[r]] += dcol[r, t] for a strip's pixels: col2im into the padded band. */
-function col2imBand(band: Float64Array, g: Geometry, s: Strip, dcol: Float64Array): void {
+/**
+ * band[pixBase[t] + tapOff[r]] += dcol[r, t] for a strip's pixels: col2im into the padded band, for the taps
+ * of channels [c0, c0 + cn) (dcol's rows, the band's channels).
+ */
+function col2imBand(band: Float64Array, g: Geometry, s: Strip, dcol: Float64Array, c0 = 0, cn = g.cg): void {
   const len = s.rows * g.wo;
-  const off = buildTapTable(g, s.bandRows, 0, g.k);
+  const taps = cn * g.kh * g.kw;
+  const off = buildTapTable(g, s.bandRows, c0 * g.kh * g.kw, taps, c0);
   const base = buildPixelTable(g, 0, len);
-  for (let r = 0; r < g.k; r++) {
+  for (let r = 0; r < taps; r++) {
     const o = off[r]!;
     const row = r * len;
     for (let t = 0; t < len; t++) band[base[t]! + o] += dcol[row + t]!;
+  }
+}
+
+function backwardDataPart(gy: FloatArray, w: FloatArray, g: Geometry, dx: FloatArray, part: number, parts: number): void {
+  if (g.pixels === 0) return;
+  const hw = g.h * g.w;
+  const khw = g.kh * g.kw;
+  if (isPointwise(g)) {
+    const p0 = cut(g.pixels, part, parts, NR), p1 = cut(g.pixels, part + 1, parts, NR);
+    if (p0 >= p1) return;
+    for (let n = 0; n < g.n; n++) {
+      for (let grp = 0; grp < g.groups; grp++) {
+        const xBase = (n * g.c + grp * g.cg) * hw;
+        const gyOff = (n * g.co + grp * g.cog) * g.pixels;
+        gemm(g.cg, p1 - p0, g.cog, weightView(w, g, grp, true), { data: gy, offset: gyOff + p0, ld: g.pixels, trans: false },
+          { data: dx, offset: xBase + p0, ld: hw }, false, [g.cg, g.pixels, g.cog]);
+      }
+    }
+    return;
+  }
+  const c0 = cut(g.cg, part, parts, 1), c1 = cut(g.cg, part + 1, parts, 1);
+  if (c0 >= c1) return;
+  const cn = c1 - c0, taps = cn * khw;
+  // Strips sized (for the whole group, whatever the part) so that both the padded band and the dcol block
+  // (k × strip pixels) fit the budget.
+  const height = Math.max(1, Math.min(stripHeight(g, BAND_BUDGET), Math.floor(BAND_BUDGET / (g.k * g.wo))));
+  for (let n = 0; n < g.n; n++) {
+    for (let grp = 0; grp < g.groups; grp++) {
+      const xBase = (n * g.c + grp * g.cg) * hw;
+      const gyOff = (n * g.co + grp * g.cog) * g.pixels;
+      // Rows [c0·khw, c1·khw) of W_gᵀ: the taps of this part's channels.
+      const full = weightView(w, g, grp, true);
+      const a: MatrixView = { ...full, offset: full.offset + c0 * khw };
+      for (const s of strips(g, height)) {
+        const len = s.rows * g.wo;
+        const dcol = dcolBuffer(taps * len);
+        gemm(taps, len, g.cog, a, { data: gy, offset: gyOff + s.oy0 * g.wo, ld: g.pixels, trans: false },
+          { data: dcol, offset: 0, ld: len }, false, [g.k, len, g.cog]);
+        const band = bandBuffer(cn * s.bandRows * g.wp);
+        band.fill(0, 0, cn * s.bandRows * g.wp);
+        col2imBand(band, g, s, dcol, c0, cn);
+        // Neighbouring strips' bands overlap by kh − sh rows, so the crop is added, not stored.
+        addBand(band, dx, xBase, g, s, c0, cn);
+      }
+    }
   }
 }
 
@@ -420,40 +610,48 @@ export function conv2dBackwardDataCpu(
   w: FloatArray, wShape: readonly number[],
   xShape: readonly number[], p: Conv2dParams,
 ): FloatArray {
-  const g = geometry(xShape, wShape, p, gyShape[2]!, gyShape[3]!);
-  if (!isPointwise(g) && isFullCorrelation(g)) {
-    return conv2dCpu(gy, gyShape, flipWeights(w, g), [g.c, g.cog, g.kh, g.kw], null,
-      { stride: [1, 1], padding: [g.kh - 1 - g.ph, g.kw - 1 - g.pw], groups: g.groups });
-  }
+  const out = allocLike(gy, xShape.reduce((a, b) => a * b, 1));
+  runJob({ kind: 'backwardData', gy, gyShape, w, wShape, xShape, p, out });
+  return out;
+}
+
+function backwardWeightPart(x: FloatArray, gy: FloatArray, g: Geometry, dw: FloatArray, part: number, parts: number): void {
   const hw = g.h * g.w;
-  const dx = allocLike(gy, g.n * g.c * hw);
-  if (g.pixels === 0) return dx;
-  // Strips sized so that both the padded band and the dcol block (k × strip pixels) fit the budget.
-  const height = Math.max(1, Math.min(stripHeight(g, BAND_BUDGET), Math.floor(BAND_BUDGET / (g.k * g.wo))));
-  for (let n = 0; n < g.n; n++) {
-    for (let grp = 0; grp < g.groups; grp++) {
+  const khw = g.kh * g.kw;
+  // Whole channels when there are enough of them (each part then fills only its channels' band), else
+  // whole panels of taps.
+  const align = g.cg >= parts ? khw : NR;
+  const t0 = cut(g.k, part, parts, align), t1 = cut(g.k, part + 1, parts, align);
+  if (t0 >= t1) return;
+  const cA = Math.floor(t0 / khw), cn = Math.ceil(t1 / khw) - cA;
+  const height = stripHeight(g, BAND_BUDGET);
+  for (let grp = 0; grp < g.groups; grp++) {
+    const dwOff = grp * g.cog * g.k;
+    const c = { data: dw, offset: dwOff + t0, ld: g.k };
+    // The first GEMM into dW_g overwrites it (dw starts zeroed anyway); later ones accumulate.
+    let accumulate = false;
+    for (let n = 0; n < g.n; n++) {
       const xBase = (n * g.c + grp * g.cg) * hw;
       const gyOff = (n * g.co + grp * g.cog) * g.pixels;
-      const a = weightView(w, g, grp, true);
       if (isPointwise(g)) {
-        gemm(g.cg, g.pixels, g.cog, a, { data: gy, offset: gyOff, ld: g.pixels, trans: false },
-          { data: dx, offset: xBase, ld: hw }, false);
+        // One tap per channel: columns t0 … t1 are channels t0 … t1.
+        gemm(g.cog, t1 - t0, g.pixels, { data: gy, offset: gyOff, ld: g.pixels, trans: false },
+          { data: x, offset: xBase + t0 * hw, ld: hw, trans: true }, c, accumulate, [g.cog, g.cg, g.pixels]);
+        accumulate = true;
         continue;
       }
       for (const s of strips(g, height)) {
-        const len = s.rows * g.wo;
-        const dcol = dcolBuffer(g.k * len);
-        gemm(g.k, len, g.cog, a, { data: gy, offset: gyOff + s.oy0 * g.wo, ld: g.pixels, trans: false },
-          { data: dcol, offset: 0, ld: len }, false);
-        const band = bandBuffer(g.cg * s.bandRows * g.wp);
-        band.fill(0, 0, g.cg * s.bandRows * g.wp);
-        col2imBand(band, g, s, dcol);
-        // Neighbouring strips' bands overlap by kh − sh rows, so the crop is added, not stored.
-        addBand(band, dx, xBase, g, s);
+        const band = fillBand(x, xBase, g, s, cA, cn);
+        if (g.cog < GEMM_MR) {
+          directWeightStrip(band, gy, gyOff, g, s, dw, dwOff, t0, t1, cA);
+        } else {
+          const a: MatrixView = { data: gy, offset: gyOff + s.oy0 * g.wo, ld: g.pixels, trans: false };
+          gemmPackedB(g.cog, t1 - t0, s.rows * g.wo, a, colTransposedPacker(band, g, s, t0, cA), c, accumulate);
+        }
+        accumulate = true;
       }
     }
   }
-  return dx;
 }
 
 /**
@@ -465,34 +663,7 @@ export function conv2dBackwardWeightCpu(
   gy: FloatArray, gyShape: readonly number[],
   wShape: readonly number[], p: Conv2dParams,
 ): FloatArray {
-  const g = geometry(xShape, wShape, p, gyShape[2]!, gyShape[3]!);
-  const hw = g.h * g.w;
-  const dw = allocLike(x, g.co * g.k);
-  const height = stripHeight(g, BAND_BUDGET);
-  for (let grp = 0; grp < g.groups; grp++) {
-    const c = { data: dw, offset: grp * g.cog * g.k, ld: g.k };
-    // The first GEMM into dW_g overwrites it (dw starts zeroed anyway); later ones accumulate.
-    let accumulate = false;
-    for (let n = 0; n < g.n; n++) {
-      const xBase = (n * g.c + grp * g.cg) * hw;
-      const gyOff = (n * g.co + grp * g.cog) * g.pixels;
-      if (isPointwise(g)) {
-        gemm(g.cog, g.cg, g.pixels, { data: gy, offset: gyOff, ld: g.pixels, trans: false },
-          { data: x, offset: xBase, ld: hw, trans: true }, c, accumulate);
-        accumulate = true;
-        continue;
-      }
-      for (const s of strips(g, height)) {
-        const band = fillBand(x, xBase, g, s);
-        if (g.cog < GEMM_MR) {
-          directWeightStrip(band, gy, gyOff, g, s, dw, c.offset);
-        } else {
-          const a: MatrixView = { data: gy, offset: gyOff + s.oy0 * g.wo, ld: g.pixels, trans: false };
-          gemmPackedB(g.cog, g.k, s.rows * g.wo, a, colTransposedPacker(band, g, s), c, accumulate);
-        }
-        accumulate = true;
-      }
-    }
-  }
-  return dw;
+  const out = allocLike(x, wShape.reduce((a, b) => a * b, 1));
+  runJob({ kind: 'backwardWeight', x, xShape, gy, gyShape, wShape, p, out });
+  return out;
 }

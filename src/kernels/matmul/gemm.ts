@@ -84,13 +84,19 @@ function balancedBlock(total: number, max: number, align: number): number {
 /**
  * C[m×n] = op(A)[m×k] · op(B)[k×n], or C += … when `accumulate`. Operands may be sub-matrices of larger
  * arrays (offset + leading dimension); C must not alias A or B.
+ *
+ * The small-matrix path rounds differently from the packed one, so a caller computing one piece of a larger
+ * product (a thread's share) passes that product's [m, n, k] as `decideBy`: every piece then takes the path
+ * the whole would, and the pieces' bits do not depend on how the product was cut.
  */
 export function gemm(
   m: number, n: number, k: number,
   a: MatrixView, b: MatrixView, c: OutputView, accumulate: boolean,
+  decideBy: readonly [number, number, number] = [m, n, k],
 ): void {
   if (m === 0 || n === 0) return;
-  if (m < GEMM_MR || n < GEMM_NR || m * n * k <= SMALL_MACS) {
+  const [dm, dn, dk] = decideBy;
+  if (dm < GEMM_MR || dn < GEMM_NR || dm * dn * dk <= SMALL_MACS) {
     gemmDirect(m, n, k, a, b, c, accumulate);
     return;
   }
