@@ -2,18 +2,21 @@
 // fake-quant model it was lowered from — output codes within 1 LSB on ≥ 99.9 % of them — and the
 // typed errors for graphs the lowering cannot express. The kernels' own arithmetic is checked in
 // src/kernels/int8 against BigInt and hand cases.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CARN, EDSR, ESPCN, FSRCNN, type Module, Random, SRResNet, type Tensor, Upscaler, ZOO, createImage, loadPretrained, noGrad, ptqStatic,
-  saveQuantized, tensor, uniform, writePng,
+  saveQuantized, integerModelOf, loadSRModel, setBackend, shutdown, tensor, uniform, useBackend, writePng,
 } from '../src/index.js';
 import { main } from '../src/cli/main.js';
 import { type IntegerModel, type Register, LoweringError, applyStep, lowerGraph, lowerInt8 } from '../src/quant/integer.js';
 import { traceGraph } from '../src/graph/trace.js';
 import { roundHalfAway } from '../src/kernels/fakequant/cpu.js';
+import type { Engine } from '../src/backends/webgpu/engine.js';
+import type { WebgpuBackend } from '../src/backends/webgpu/backend.js';
+import { type Int8Dot, setInt8Dot } from '../src/kernels/int8/webgpu.js';
 
 interface Agreement {
   /** Share of output codes within one step of the fake-quant model's. */
@@ -230,5 +233,100 @@ describe('traceGraph', () => {
     expect(Array.from(w.values)).toEqual(Array.from(before));
     expect(model.parameters()[0].backend.name).toBe('cpu');
     expect(Array.from(await model.parameters()[0].data())).toEqual(Array.from(before));
+  });
+});
+
+describe('the integer path on webgpu equals the CPU reference bit for bit (dot4I8Packed and the fallback)', () => {
+  let engine: Engine | null = null;
+  let skipReason = '';
+  let dots: Int8Dot[] = ['unpack'];
+
+  beforeAll(async () => {
+    const lines: string[] = [];
+    const backend = await useBackend('webgpu', { require: process.env.SRQ_REQUIRE_WEBGPU === '1', log: (line) => lines.push(line) });
+    setBackend('cpu'); // models stay on the cpu; inputs go to webgpu explicitly
+    if (backend.name === 'webgpu') {
+      engine = (backend as WebgpuBackend).engine;
+      if (engine.ctx.features.packed4x8IntegerDotProduct) dots = ['packed', 'unpack'];
+    } else {
+      skipReason = lines.join('; ') || 'no WebGPU adapter';
+      console.warn(`integer webgpu tests skipped: ${skipReason}`);
+    }
+  });
+
+  afterAll(() => {
+    if (engine) setInt8Dot(engine, null);
+    shutdown();
+  });
+
+  /** integer.call on a webgpu tensor, with each dot product, against integer.run on the CPU. */
+  async function expectSame(integer: IntegerModel, values: Float32Array, shape: number[], what: string): Promise<void> {
+    const want = integer.run(values, shape);
+    for (const dot of dots) {
+      setInt8Dot(engine!, dot);
+      const x = tensor(values, shape, { backend: 'webgpu' });
+      const y = integer.call(x);
+      expect(y.backend.name).toBe('webgpu');
+      expect(y.shape).toEqual(want.shape);
+      const got = await y.data();
+      x.dispose();
+      y.dispose();
+      const i = want.values.findIndex((v, k) => !Object.is(v, got[k]));
+      expect(i, `${what} (${dot}): element ${i} is ${got[i]}, cpu ${want.values[i]}`).toBe(-1);
+    }
+    setInt8Dot(engine!, null);
+  }
+
+  it("the zoo's espcn-x3-cfqp, batch 2, both roundings", async (ctx) => {
+    if (!engine) return ctx.skip(skipReason);
+    const { model } = await loadPretrained('espcn-x3-cfqp');
+    const rng = new Random(21);
+    const x = uniform([2, 1, 23, 30], 0, 1, { rng });
+    const values = (await x.data()) as Float32Array;
+    for (const rounding of ['single', 'double'] as const) {
+      const integer = await lowerInt8(model, x, { rounding });
+      await expectSame(integer, values, [...x.shape], `espcn-x3-cfqp ${rounding}`);
+    }
+  });
+
+  const families: [string, () => Module, number, number][] = [
+    ['fsrcnn (per-channel PReLU tables, 9×9 transposed conv, stride 3)', () => new FSRCNN({ scale: 3, d: 8, s: 4, m: 2, rng: new Random(5) }), 1, 1],
+    ['edsr (mean shift, residual adds, ReLU clamps)', () => new EDSR({ scale: 2, nResblocks: 2, nFeats: 8, rng: new Random(5) }), 255, 3],
+    ['espcn with an output clip (float clamp after DEQUANTIZE)', () => new ESPCN({ scale: 3, outputClip: true, rng: new Random(6) }), 1, 1],
+  ];
+  for (const [name, build, range, channels] of families) {
+    it(`a PTQ'd ${name}`, async (ctx) => {
+      if (!engine) return ctx.skip(skipReason);
+      const rng = new Random(22);
+      const model = await calibrated(build(), range, channels, rng);
+      const x = uniform([1, channels, 11, 13], 0, range, { rng });
+      const integer = await lowerInt8(model, x);
+      await expectSame(integer, (await x.data()) as Float32Array, [...x.shape], name);
+      const y = uniform([2, channels, 6, 9], 0, range, { rng });
+      await expectSame(integer, (await y.data()) as Float32Array, [...y.shape], `${name}, batch 2, another size`);
+    });
+  }
+
+  it('the Upscaler runs the integer model on its webgpu backend, image identical to the cpu run', async (ctx) => {
+    if (!engine) return ctx.skip(skipReason);
+    const loaded = await loadSRModel('espcn-x3-cfqp');
+    const integer = await integerModelOf(loaded);
+    expect(integer).not.toBeNull();
+    const onGpu = Upscaler.fromModel(loaded, { integer, backend: 'webgpu' });
+    const onCpu = Upscaler.fromModel(loaded, { integer, backend: 'cpu' });
+    const image = createImage(21, 18, 3, Uint8Array.from({ length: 21 * 18 * 3 }, (_, i) => ((i % 63) > 30 ? 200 : 30) + ((i * 29) % 31)));
+    const before = engine.stats.liveBytes;
+    const a = await onGpu.upscale(image, { patch: 12, overlap: 2 });
+    const b = await onCpu.upscale(image, { patch: 12, overlap: 2 });
+    expect([a.width, a.height, a.channels]).toEqual([63, 54, 3]);
+    expect(a.data.findIndex((v, i) => v !== b.data[i])).toBe(-1);
+    // Intermediate codes go back to the pool; only the steps' constants stay (uploaded on the first tile).
+    const again = await onGpu.upscale(image, { patch: 12, overlap: 2 });
+    expect(again.data.findIndex((v, i) => v !== b.data[i])).toBe(-1);
+    const afterFirst = engine.stats.liveBytes;
+    await onGpu.upscale(image, { patch: 12, overlap: 2 });
+    expect(engine.stats.liveBytes).toBe(afterFirst);
+    expect(afterFirst).toBeGreaterThanOrEqual(before);
+    loaded.model.dispose();
   });
 });

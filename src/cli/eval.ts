@@ -25,7 +25,7 @@ Options:
   --shave <n>        border pixels left out of the metrics (default: the scale)
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --fake-quant       run an INT8 model's fake-quant float forward instead of its integer path
-                     (which is the default, on the cpu backend)
+                     (the default for INT8 models, on either backend)
   --json             print JSON instead of a table
   -h, --help         this text
 `;
@@ -98,7 +98,7 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
       onImage: ({ name, psnr, ssim, ms }, { lr }) => {
         // The header waits for the first image, so a bad folder prints nothing but the error.
         if (!json && rows.length === 0) {
-          io.stdout(`${upscaler.label} ×${scale} on ${data} (${upscaler.integer ? 'integer path, cpu' : `${backend.name} backend`}, shave ${shave})\n`);
+          io.stdout(`${upscaler.label} ×${scale} on ${data} (${backend.name} backend${upscaler.integer ? ', integer path' : ''}, shave ${shave})\n`);
           io.stdout(tableRow('image', 'PSNR', 'SSIM', 'ms', costAt ? 'raw GBitOPs' : undefined));
         }
         const row: Row = { name, psnr, ssim: ssim!, ms };
@@ -123,7 +123,7 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
   if (json) {
     // Same field names as CostReport: bitops is raw, bitops64 raw/64, bitopsRefqsr the refqsr convention.
     const cost = costSummary ? { bitops: meanBitops, bitops64: meanBitops! / 64, bitopsRefqsr: meanRefqsr, ...costSummary } : undefined;
-    const result = { model: upscaler.label, data, scale, shave, backend: upscaler.integer ? 'cpu' : backend.name, integer: upscaler.integer !== null, images: rows, mean: summary, ...(cost ? { cost } : {}) };
+    const result = { model: upscaler.label, data, scale, shave, backend: backend.name, integer: upscaler.integer !== null, images: rows, mean: summary, ...(cost ? { cost } : {}) };
     io.stdout(`${JSON.stringify(result, null, 2)}\n`);
   } else {
     io.stdout(tableRow(`mean (${rows.length})`, summary.psnr.toFixed(2), summary.ssim.toFixed(4), summary.ms.toFixed(0), giga(meanBitops)));

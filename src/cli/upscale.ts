@@ -27,7 +27,7 @@ Options:
   --overlap <o>      context kept around each patch, in input pixels (default ${DEFAULT_OVERLAP})
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --fake-quant       run an INT8 model's fake-quant float forward instead of its integer path
-                     (which is the default, on the cpu backend)
+                     (the default for INT8 models, on either backend)
   -h, --help         this text
 `;
 

@@ -92,7 +92,8 @@ export interface FromModelOptions extends Partial<ModelFeeding> {
   backend?: string;
   /**
    * Run this integer model instead of the network's fake-quant forward (lowerInt8 of the same
-   * model; the network stays for costs and reports). Integer inputs live on the cpu backend.
+   * model; the network stays for costs and reports). It runs on the Upscaler's backend: WGSL
+   * integer kernels on webgpu, the CPU reference on cpu (identical codes).
    */
   integer?: IntegerModel | null;
 }
@@ -315,7 +316,7 @@ export class Upscaler {
     this.quantized = init.quantized;
     this.integer = init.integer ?? null;
     this.owned = init.owned;
-    this.backend = this.integer ? 'cpu' : init.backend;
+    this.backend = init.backend;
   }
 
   /** MATLAB-exact bicubic by `scale`: the baseline, with the same interface. */

@@ -18,6 +18,8 @@ import { stridesOf } from '../tensor/shape.js';
 import type { Module } from '../nn/module.js';
 import type { QuantPlan } from './plan.js';
 import { type Graph, type GraphNode, traceGraph } from '../graph/trace.js';
+import { int32Bias, int8Weight } from './int8-weights.js';
+import { runIntegerWebgpu } from './integer-webgpu.js';
 import { roundHalfAway } from '../kernels/fakequant/cpu.js';
 import {
   INT8_MAX, INT8_MIN, type QuantParams, type Requant, type RequantRounding, addInt8Cpu, conv2dInt8Cpu, convTranspose2dInt8Cpu, dequantizeInt8Cpu,
@@ -96,11 +98,14 @@ export class IntegerModel {
   }
 
   /**
-   * The integer forward of a tensor on a backend with host memory (cpu), synchronously, as a
-   * Module's call would run it: the Upscaler's tiles. The result is a float32 tensor on that backend.
+   * The integer forward of a tensor, synchronously, as a Module's call would run it: the Upscaler's
+   * tiles. On webgpu the steps run as WGSL kernels (recorded, not awaited; identical codes to the
+   * CPU's), on a backend with host memory (cpu) as the CPU reference. The result is a float32 tensor
+   * on the input's backend.
    */
   call(x: Tensor): Tensor {
-    if (!x.backend.readSync) throw new BackendError(`the integer path runs on the cpu backend; move the input there first (it is on '${x.backend.name}')`);
+    if (x.backend.name === 'webgpu') return runIntegerWebgpu(this.steps, this.input, this.output, x);
+    if (!x.backend.readSync) throw new BackendError(`the integer path runs on the cpu and webgpu backends; move the input there first (it is on '${x.backend.name}')`);
     const values = x.dataSync();
     const out = this.run(values instanceof Float32Array ? values : Float32Array.from(values), x.shape);
     return tensor(out.values, out.shape, { backend: x.backend.name });
@@ -423,28 +428,11 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
     const w = constant(conv.inputs[1], 'the conv weight');
     const wShape = [...conv.shapes[1]];
     if (p.transposed && params.groups !== 1) fail(conv, 'a grouped transposed convolution');
-    const outChannels = p.transposed ? wShape[1] : wShape[0];
     const sIn = qparams.get(p.src)!.scale;
-    // Per output channel: the scale max|ŵ_c|/127 and the codes ŵ/s (exact integers on a PTQ grid).
-    const channelOf = (i: number) => (p.transposed ? Math.floor(i / (wShape[2] * wShape[3])) % wShape[1] : Math.floor(i / (w.length / wShape[0])));
-    const maxAbs = new Float64Array(outChannels);
-    w.forEach((v, i) => { const c = channelOf(i); maxAbs[c] = Math.max(maxAbs[c], Math.abs(v)); });
-    const sW = Array.from(maxAbs, (m) => (m > 0 ? Math.fround(m / 127) : 1));
-    const codes = new Int8Array(w.length);
-    let worst = 0;
-    w.forEach((v, i) => {
-      const k = v / sW[channelOf(i)];
-      const r = roundHalfAway(k);
-      worst = Math.max(worst, Math.abs(k - r));
-      codes[i] = Math.max(-127, Math.min(127, r));
-    });
-    if (worst > 1e-3) fail(conv, `its weights are not on a per-channel int8 grid (off by ${worst.toFixed(3)} steps): quantize the model with ptqStatic`);
-    let bias: Int32Array | null = null;
+    const { codes, scales: sW, offGrid } = int8Weight(w, wShape, p.transposed);
+    if (offGrid > 1e-3) fail(conv, `its weights are not on a per-channel int8 grid (off by ${offGrid.toFixed(3)} steps): quantize the model with ptqStatic`);
     const biasId = p.bias ?? (conv.inputs.length > 2 ? conv.inputs[2] : null);
-    if (biasId !== null) {
-      const b = constant(biasId, 'the conv bias');
-      bias = Int32Array.from(b, (v, c) => roundHalfAway(v / (sIn * sW[c])));
-    }
+    const bias = biasId === null ? null : int32Bias(constant(biasId, 'the conv bias'), sIn, sW);
     const clampCode = (v: number) => Math.max(INT8_MIN, Math.min(INT8_MAX, v));
     // A clamp before the quantizer is a clamp of the codes: rounding is monotone.
     const lo = p.relu ? Math.max(p.lo, 0) : p.lo;

@@ -3,7 +3,8 @@
  * uses it): a real multiplier M > 0 becomes an int32 significand q ∈ [2^30, 2^31) and a power-of-two
  * shift, M ≈ q·2^(shift − 31), and an int32 accumulator x is scaled by
  *   RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x·2^max(shift, 0), q), max(−shift, 0)),
- * both steps rounding half away from zero. This file is the one definition of that arithmetic; the
+ * both steps rounding to nearest — ties away from zero, except that the high multiply sends a
+ * negative tie (−½) toward zero, as gemmlowp does. This file is the one definition of that arithmetic; the
  * CPU integer kernels call it, and the WGSL kernels' version is tested against it bit for bit.
  *
  * JavaScript has no int64, so the 32×32-bit product is split into 16-bit halves whose partial

@@ -1,0 +1,122 @@
+/**
+ * `npm run bench:int8`: the WGSL int8 path against our f32 WGSL, on one device in one run.
+ *  1. conv 3×3 64→64, pad 1, on 1×64×128×128 (1.21 GFLOP; int8 counted as the same multiply-adds):
+ *     our f32 conv2d (the op, on the webgpu backend), the int8 conv with `dot4I8Packed` and with the
+ *     unpacking fallback — the kernel on packed input, and with its pack pass — GFLOP/s and ratios.
+ *  2. espcn-x3-cfqp end to end on a 1×1×256×256 Y input: its integer model on webgpu, its fake-quant
+ *     float model on webgpu, and the float espcn-x3 on webgpu (ms, each ending in a readback).
+ * Medians after a warm-up run. Under lavapipe these are CPU-emulated GPU figures, and a loaded machine moves them.
+ */
+import { Random, conv2d, loadPretrained, noGrad, randn, setBackend, type Tensor, uniform, useBackend } from '../src/index.js';
+import type { WebgpuBackend } from '../src/backends/webgpu/backend.js';
+import { lowerInt8 } from '../src/quant/integer.js';
+import { requantOf } from '../src/kernels/int8/cpu.js';
+import { type Int8Dot, convInt8OutShape, convInt8PackedWebgpu, convInt8Webgpu, packInt8Webgpu, prepareConvInt8, setInt8Dot } from '../src/kernels/int8/webgpu.js';
+
+const N = 1, C = 64, H = 128, W = 128, CO = 64, K = 3;
+const FLOPS = 2 * N * CO * H * W * C * K * K;
+const RUNS = Number(process.env.SRQ_BENCH_RUNS ?? 7);
+
+async function timeMs(fn: () => Promise<void>, runs = RUNS): Promise<number> {
+  await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+const gflops = (ms: number) => FLOPS / (ms / 1000) / 1e9;
+const fmt = (v: number, digits = 1) => v.toFixed(digits);
+
+async function main(): Promise<void> {
+  const backend = (await useBackend('webgpu', { require: true })) as WebgpuBackend;
+  const engine = backend.engine;
+  console.log(`device: ${engine.ctx.describe()}\n`);
+
+  // 1. The conv.
+  const x = await randn([N, C, H, W]).to('webgpu');
+  const w = await randn([CO, C, K, K]).to('webgpu');
+  const b = await randn([CO]).to('webgpu');
+  const f32 = await timeMs(async () => {
+    const y = conv2d(x, w, b, { padding: 1 });
+    await backend.sync();
+    y.dispose();
+  });
+  const rng = new Random(1);
+  const codes = Int8Array.from({ length: N * C * H * W }, () => Math.floor(rng.next() * 256) - 128);
+  const weights = Int8Array.from({ length: CO * C * K * K }, () => Math.floor(rng.next() * 255) - 127);
+  const bias = Int32Array.from({ length: CO }, () => Math.floor((rng.next() - 0.5) * 2 ** 16));
+  const rq = requantOf(Array.from({ length: CO }, () => 2 ** -14 * (1 + rng.next())), 3, -128, 127, 'single');
+  const params = { stride: [1, 1] as [number, number], padding: [1, 1] as [number, number], groups: 1 };
+  const prep = prepareConvInt8(engine, weights, [CO, C, K, K], bias, -5, params, rq, false);
+  const xShape = [N, C, H, W];
+  const outShape = convInt8OutShape(prep, xShape);
+  const xCodes = engine.upload(Int32Array.from(codes), 'int32');
+  const xPacked = packInt8Webgpu(engine, xCodes, xShape);
+  const dots: Int8Dot[] = engine.ctx.features.packed4x8IntegerDotProduct ? ['packed', 'unpack'] : ['unpack'];
+  const int8: Record<string, { kernel: number; withPack: number }> = {};
+  for (const dot of dots) {
+    const kernel = await timeMs(async () => {
+      engine.release(convInt8PackedWebgpu(engine, xPacked, xShape, prep, outShape, { dot }));
+      await backend.sync();
+    });
+    const withPack = await timeMs(async () => {
+      engine.release(convInt8Webgpu(engine, xCodes, xShape, prep, outShape, { dot }));
+      await backend.sync();
+    });
+    int8[dot] = { kernel, withPack };
+  }
+  console.log(`conv 3×3 ${C}→${CO} on ${N}×${C}×${H}×${W} (${fmt(FLOPS / 1e9, 2)} GFLOP; int8 as GFLOP/s-equivalent), medians of ${RUNS}:`);
+  console.log(`  f32 WGSL conv2d          ${fmt(f32)} ms  ${fmt(gflops(f32))} GFLOP/s`);
+  for (const dot of dots) {
+    const r = int8[dot]!;
+    const name = dot === 'packed' ? 'dot4I8Packed' : 'unpack fallback';
+    console.log(`  int8 ${name.padEnd(16)} ${fmt(r.kernel)} ms  ${fmt(gflops(r.kernel))} GFLOP/s  ×${fmt(f32 / r.kernel, 2)} vs f32` +
+      ` | with its pack pass ${fmt(r.withPack)} ms, ×${fmt(f32 / r.withPack, 2)}`);
+  }
+  for (const t of [x, w, b]) t.dispose();
+  engine.release(xCodes);
+  engine.release(xPacked);
+  prep.dispose();
+
+  // 2. espcn-x3-cfqp end to end on 256×256.
+  setBackend('cpu');
+  const fake = (await loadPretrained('espcn-x3-cfqp')).model;
+  fake.eval();
+  const example = uniform([1, 1, 256, 256], 0, 1, { rng: new Random(2) });
+  const integer = await lowerInt8(fake, example);
+  await fake.toBackend('webgpu');
+  const float = (await loadPretrained('espcn-x3')).model;
+  float.eval();
+  await float.toBackend('webgpu');
+  const input = await example.to('webgpu');
+  const endToEnd = (forward: (t: Tensor) => Tensor) => timeMs(async () => {
+    const y = noGrad(() => forward(input));
+    await y.data();
+    y.dispose();
+  });
+  const rows: [string, number][] = [];
+  for (const dot of dots) {
+    setInt8Dot(engine, dot);
+    rows.push([`integer path (${dot === 'packed' ? 'dot4I8Packed' : 'unpack fallback'})`, await endToEnd((t) => integer.call(t))]);
+  }
+  setInt8Dot(engine, null);
+  rows.push(['fake-quant float model', await endToEnd((t) => fake.call(t))]);
+  rows.push(['float espcn-x3', await endToEnd((t) => float.call(t))]);
+  console.log(`\nespcn-x3-cfqp end to end, 1×1×256×256 → 768×768 on webgpu (ms, medians of ${RUNS}, readback included):`);
+  const floatMs = rows[rows.length - 1]![1];
+  for (const [name, ms] of rows) console.log(`  ${name.padEnd(34)} ${fmt(ms)} ms  ×${fmt(floatMs / ms, 2)} vs float`);
+  input.dispose();
+  example.dispose();
+  fake.dispose();
+  float.dispose();
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,652 @@
+/**
+ * WGSL kernels of the integer graph (the GPU twin of cpu.ts, equal to it bit for bit): QUANTIZE,
+ * DEQUANTIZE, int8 × int8 → int32 convolutions (transposed too) with per-channel fixed-point
+ * requantization, table lookups, TFLite's int8 ADD, rescaling and pixel shuffle on codes.
+ *
+ * ## Layouts
+ * - Codes: one int8 code per `i32` element, NCHW — what every elementwise kernel reads and writes.
+ * - Packed codes (conv inputs only): four channels per `u32`, [N, ⌈C/4⌉, H, W]; byte k of word
+ *   (n, q, y, x) is channel 4q + k (two's complement), missing channels are 0. {@link packInt8Webgpu}
+ *   makes them from codes just before each convolution.
+ * - Packed weights: [Co, ⌈Ci/4⌉, kh, kw] words, the same four-channel bytes (missing channels 0),
+ *   re-laid out once per step by {@link prepareConvInt8} (a transposed conv's [Ci, Co, kh, kw] too).
+ * - Requantization table `rq` (i32): per output channel, the multiplier, the shift, then one
+ *   corrected bias per stride phase (1 for a conv, sh·sw for a transposed conv), see below.
+ *
+ * ## The zero point of the input
+ * TFLite sums (x − zₓ)·w, whose terms do not fit int8; the kernels sum raw codes x·w with
+ * `dot4I8Packed` and subtract zₓ·Σw once: taps outside the image read the packed code zₓ (a real 0),
+ * so every tap of a window contributes and Σ (x − zₓ)·w = Σ x·w − zₓ·Σ_taps w. A conv's windows all
+ * have the full kernel, so Σ_taps w is one number per output channel; a transposed conv's output
+ * pixels gather the taps of their stride phase only, so it is one number per channel and phase.
+ * Both fold into the int32 bias (`rq`), computed exactly on the host. Int32 arithmetic in WGSL
+ * wraps, so partial sums that leave int32 still end exact whenever the accumulator fits, as it
+ * does under checkAccumulator's bound.
+ *
+ * ## Packed dot product and its fallback
+ * `dot4I8Packed` (WGSL language feature `packed_4x8_integer_dot_product`, `features.packed4x8IntegerDotProduct`)
+ * where the device has it, else `dot4` unpacking the bytes with shifts and multiplying as vec4<i32>:
+ * the same integers either way. {@link setInt8Dot} forces one path (tests run both).
+ *
+ * ## Fixed-point multiplies without 64-bit integers
+ * WGSL has no i64: the 31×32-bit products of requant.ts are formed from 16-bit halves into a
+ * (lo, hi) u32 pair, the rounding constant added with a carry, and the pair shifted right —
+ * single rounding (round(x·M/2^(31−shift)) half away from zero) and TFLite's double rounding
+ * (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT). Results beyond int32 saturate to
+ * ±(2^31 − 1), and kernels clamp before adding a zero point, so nothing wraps.
+ *
+ * QUANTIZE divides in f32 as the CPU does (`x / scale`, correctly rounded by IEEE division, which
+ * WGSL implementations use; the spec allows 2.5 ULP) and rounds half away from zero exactly
+ * (trunc and the exact fraction, not floor(x + 0.5), whose addition can round up).
+ */
+import type { Conv2dParams } from '../../tensor/backend.js';
+import { BackendError, ShapeError } from '../../tensor/errors.js';
+import { sizeOf } from '../../tensor/shape.js';
+import { type Engine, main1d } from '../../backends/webgpu/engine.js';
+import type { AddParams, QuantParams, Requant, RequantRounding } from './cpu.js';
+import { quantizeMultiplier } from './requant.js';
+
+/** Which dot product the conv kernels use: `dot4I8Packed`, or unpacked bytes multiplied as vec4<i32>. */
+export type Int8Dot = 'packed' | 'unpack';
+
+const dotOverrides = new WeakMap<Engine, Int8Dot>();
+
+/** The dot product the device offers: packed where WGSL has `packed_4x8_integer_dot_product`. */
+export function int8DotOf(engine: Engine): Int8Dot {
+  return dotOverrides.get(engine) ?? (engine.ctx.features.packed4x8IntegerDotProduct ? 'packed' : 'unpack');
+}
+
+/** Forces the conv kernels' dot product on an engine (tests exercise both paths); null returns to the detected one. */
+export function setInt8Dot(engine: Engine, dot: Int8Dot | null): void {
+  if (dot === 'packed' && !engine.ctx.features.packed4x8IntegerDotProduct) {
+    throw new BackendError('this WebGPU device has no WGSL packed_4x8_integer_dot_product');
+  }
+  if (dot === null) dotOverrides.delete(engine);
+  else dotOverrides.set(engine, dot);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixed-point arithmetic in WGSL
+// ---------------------------------------------------------------------------------------------------------------
+
+/** WGSL of requant.ts: `mulSingle`, `mulDouble` (x·M for M = m·2^(shift−31)) and `requant(x, m, shift)` by `rounding`. */
+function requantSource(rounding: RequantRounding): string {
+  return /* wgsl */ `
+// a·b as (lo, hi), from 16-bit halves: every partial product and sum below stays under 2^32.
+fn mulWide(a: u32, b: u32) -> vec2<u32> {
+  let al = a & 0xffffu;
+  let ah = a >> 16u;
+  let bl = b & 0xffffu;
+  let bh = b >> 16u;
+  let ll = al * bl;
+  let mid = al * bh + (ll >> 16u);
+  let mid2 = ah * bl + (mid & 0xffffu);
+  return vec2<u32>((mid2 << 16u) | (ll & 0xffffu), ah * bh + (mid >> 16u) + (mid2 >> 16u));
+}
+
+fn add64(p: vec2<u32>, lo: u32, hi: u32) -> vec2<u32> {
+  let l = p.x + lo;
+  return vec2<u32>(l, p.y + hi + select(0u, 1u, l < lo));
+}
+
+// floor(p / 2^n) for 1 ≤ n ≤ 62, saturated to 2^31 − 1.
+fn shiftRight64(p: vec2<u32>, n: u32) -> u32 {
+  var hi = 0u;
+  var lo = 0u;
+  if (n >= 32u) {
+    lo = p.y >> (n - 32u);
+  } else {
+    hi = p.y >> n;
+    lo = (p.x >> n) | (p.y << (32u - n));
+  }
+  return select(min(lo, 0x7fffffffu), 0x7fffffffu, hi != 0u);
+}
+
+// requant.ts multiplyByQuantizedMultiplierSingle: round(|x|·m / 2^(31 − shift)) half away from zero, signed.
+fn mulSingle(x: i32, m: i32, shift: i32) -> i32 {
+  let n = u32(31 - shift);
+  let half = select(vec2<u32>(1u << (n - 1u), 0u), vec2<u32>(0u, 1u << (n - 33u)), n > 32u);
+  let mag = bitcast<i32>(shiftRight64(add64(mulWide(bitcast<u32>(abs(x)), bitcast<u32>(m)), half.x, half.y), n));
+  return select(mag, -mag, x < 0);
+}
+
+// gemmlowp SaturatingRoundingDoublingHighMul for b ≥ 0: (a·b + nudge) / 2^31 truncated toward zero.
+fn srdhm(a: i32, b: i32) -> i32 {
+  let neg = a < 0 && b != 0;
+  let p = add64(mulWide(bitcast<u32>(abs(a)), bitcast<u32>(b)), select(0x40000000u, 0x3fffffffu, neg), 0u);
+  let mag = bitcast<i32>((p.x >> 31u) | (p.y << 1u));
+  return select(mag, -mag, neg);
+}
+
+// gemmlowp RoundingDivideByPOT, 0 ≤ e ≤ 31.
+fn roundingDivideByPOT(x: i32, e: u32) -> i32 {
+  let mask = bitcast<i32>((1u << e) - 1u);
+  let remainder = x & mask;
+  let threshold = (mask >> 1u) + select(0, 1, x < 0);
+  return (x >> e) + select(0, 1, remainder > threshold);
+}
+
+// requant.ts multiplyByQuantizedMultiplier (TFLite's reference): the left shift wraps as C's int32 does.
+fn mulDouble(x: i32, m: i32, shift: i32) -> i32 {
+  return roundingDivideByPOT(srdhm(x << u32(max(shift, 0)), m), u32(max(-shift, 0)));
+}
+
+fn requant(x: i32, m: i32, shift: i32) -> i32 {
+  return ${rounding === 'single' ? 'mulSingle' : 'mulDouble'}(x, m, shift);
+}
+
+// clamp(v + zp, lo, hi) without overflow for any int32 v.
+fn toCode(v: i32, zp: i32, lo: i32, hi: i32) -> i32 {
+  return clamp(v, lo - zp, hi - zp) + zp;
+}`;
+}
+
+/** The int32 grid of `v` (throws where a JS number left int32). */
+const int32 = (v: number, what: string): number => {
+  if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw new BackendError(`${what}: ${v} is not an int32`);
+  return v;
+};
+
+/**
+ * x·M for int32 values on the GPU, through the same WGSL the kernels use (tests hold it to requant.ts).
+ * Returns the int32 results, saturated to ±(2^31 − 1) where the exact product leaves int32.
+ */
+export async function multiplyByQuantizedMultiplierWebgpu(
+  engine: Engine, xs: Int32Array, multiplier: Int32Array, shift: Int32Array, rounding: RequantRounding,
+): Promise<Int32Array> {
+  const n = xs.length;
+  const data = new Int32Array(3 * n);
+  for (let i = 0; i < n; i++) data.set([xs[i], multiplier[i], shift[i]], 3 * i);
+  const input = engine.upload(data, 'int32');
+  const out = engine.compute({
+    name: 'int8_requant', key: `int8_requant:${rounding}`,
+    inputs: { xs: [input, 'i32'] },
+    output: { name: 'ys', type: 'i32', elements: n },
+    uniforms: { n: ['u32', n] },
+    source: () => `${requantSource(rounding)}
+${main1d()}
+  ys[i] = requant(xs[3u * i], xs[3u * i + 1u], xs[3u * i + 2u]);
+}`,
+    workgroups: engine.grid(n),
+  });
+  const result = (await engine.read(out, 'int32', n)) as Int32Array;
+  engine.release(input);
+  engine.release(out);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Elementwise kernels on codes (one code per i32)
+// ---------------------------------------------------------------------------------------------------------------
+
+const F32_MAX = 3.4028234663852886e38;
+
+/** TFLite's QUANTIZE of `size` float32 values: codes clamp(round(x / scale) + zeroPoint), i32 per code. */
+export function quantizeInt8Webgpu(engine: Engine, x: GPUBuffer, size: number, q: QuantParams): GPUBuffer {
+  return engine.compute({
+    name: 'int8_quantize', key: 'int8_quantize',
+    inputs: { xs: [x, 'f32'] },
+    output: { name: 'ys', type: 'i32', elements: size },
+    uniforms: { n: ['u32', size], scale: ['f32', Math.fround(q.scale)], zp: ['i32', q.zeroPoint] },
+    source: () => `${main1d()}
+  let v = xs[i] / u.scale;
+  let t = trunc(v);
+  let r = t + select(0.0, sign(v), abs(v - t) >= 0.5);
+  ys[i] = clamp(i32(clamp(r, -1024.0, 1024.0)) + u.zp, -128, 127);
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/** TFLite's DEQUANTIZE: scale·(code − zeroPoint) in f32. */
+export function dequantizeInt8Webgpu(engine: Engine, codes: GPUBuffer, size: number, q: QuantParams): GPUBuffer {
+  return engine.compute({
+    name: 'int8_dequantize', key: 'int8_dequantize',
+    inputs: { xs: [codes, 'i32'] },
+    output: { name: 'ys', type: 'f32', elements: size },
+    uniforms: { n: ['u32', size], scale: ['f32', Math.fround(q.scale)], zp: ['i32', q.zeroPoint] },
+    source: () => `${main1d()}
+  ys[i] = u.scale * f32(xs[i] - u.zp);
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/** A float clamp to [lo, hi] (infinite bounds: no bound), as the integer graph's float tail uses. */
+export function clampFloatWebgpu(engine: Engine, x: GPUBuffer, size: number, lo: number, hi: number): GPUBuffer {
+  return engine.compute({
+    name: 'int8_clamp_float', key: 'int8_clamp_float',
+    inputs: { xs: [x, 'f32'] },
+    output: { name: 'ys', type: 'f32', elements: size },
+    uniforms: { n: ['u32', size], lo: ['f32', Math.max(lo, -F32_MAX)], hi: ['f32', Math.min(hi, F32_MAX)] },
+    source: () => `${main1d()}
+  ys[i] = min(max(xs[i], u.lo), u.hi);
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/**
+ * Table lookup of codes [N, C, …]: `tables` holds 256 entries (one table) or 256·C (channel c's at
+ * 256·c), entry c + 128 for code c, one per i32; upload them with {@link uploadTables}.
+ */
+export function lookupInt8Webgpu(engine: Engine, codes: GPUBuffer, shape: readonly number[], tables: GPUBuffer, tableCount: number): GPUBuffer {
+  const size = sizeOf(shape);
+  const channels = shape[1] ?? 1;
+  if (tableCount !== 1 && tableCount !== channels) throw new ShapeError(`lookupInt8: ${tableCount} tables for ${channels} channels of ${JSON.stringify(shape)}`);
+  return engine.compute({
+    name: 'int8_lookup', key: 'int8_lookup',
+    inputs: { xs: [codes, 'i32'], tables: [tables, 'i32'] },
+    output: { name: 'ys', type: 'i32', elements: size },
+    uniforms: { n: ['u32', size], plane: ['u32', Math.max(1, sizeOf(shape.slice(2)))], tableCount: ['u32', tableCount] },
+    source: () => `${main1d()}
+  let table = (i / u.plane) % u.tableCount;
+  ys[i] = tables[table * 256u + u32(xs[i] + 128)];
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/** Lookup tables (lookupTable's Int8Array, 256 per table) as the i32 buffer {@link lookupInt8Webgpu} reads. */
+export function uploadTables(engine: Engine, tables: Int8Array): GPUBuffer {
+  return engine.upload(Int32Array.from(tables), 'int32');
+}
+
+/** TFLite's int8 ADD of same-size operands (addInt8Cpu): inputs rescaled with 20 bits of headroom, then to the output. */
+export function addInt8Webgpu(engine: Engine, a: GPUBuffer, b: GPUBuffer, size: number, p: AddParams, rounding: RequantRounding = 'single'): GPUBuffer {
+  const leftShift = 20;
+  const sa = Math.fround(p.a.scale);
+  const sb = Math.fround(p.b.scale);
+  const twiceMax = 2 * Math.max(sa, sb);
+  const ma = quantizeMultiplier(sa / twiceMax);
+  const mb = quantizeMultiplier(sb / twiceMax);
+  const mo = quantizeMultiplier(twiceMax / (2 ** leftShift * Math.fround(p.out.scale)));
+  return engine.compute({
+    name: 'int8_add', key: `int8_add:${rounding}`,
+    inputs: { xa: [a, 'i32'], xb: [b, 'i32'] },
+    output: { name: 'ys', type: 'i32', elements: size },
+    uniforms: {
+      n: ['u32', size], za: ['i32', p.a.zeroPoint], zb: ['i32', p.b.zeroPoint], zo: ['i32', p.out.zeroPoint],
+      ma: ['i32', ma.multiplier], sa: ['i32', ma.shift], mb: ['i32', mb.multiplier], sb: ['i32', mb.shift],
+      mo: ['i32', mo.multiplier], so: ['i32', mo.shift],
+    },
+    source: () => `${requantSource(rounding)}
+${main1d()}
+  let va = requant((xa[i] - u.za) << ${leftShift}u, u.ma, u.sa);
+  let vb = requant((xb[i] - u.zb) << ${leftShift}u, u.mb, u.sb);
+  ys[i] = toCode(requant(va + vb, u.mo, u.so), u.zo, -128, 127);
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/** Codes to other parameters times a real factor (rescaleInt8Cpu): y = z_y + M·(x − zₓ), M = factor·sₓ/s_y. */
+export function rescaleInt8Webgpu(
+  engine: Engine, x: GPUBuffer, size: number, from: QuantParams, to: QuantParams, factor = 1, rounding: RequantRounding = 'single',
+): GPUBuffer {
+  const m = quantizeMultiplier(Math.abs(factor) * Math.fround(from.scale) / Math.fround(to.scale));
+  return engine.compute({
+    name: 'int8_rescale', key: `int8_rescale:${rounding}`,
+    inputs: { xs: [x, 'i32'] },
+    output: { name: 'ys', type: 'i32', elements: size },
+    uniforms: {
+      n: ['u32', size], zf: ['i32', from.zeroPoint], zt: ['i32', to.zeroPoint], sign: ['i32', factor < 0 ? -1 : 1],
+      m: ['i32', m.multiplier], shift: ['i32', m.shift],
+    },
+    source: () => `${requantSource(rounding)}
+${main1d()}
+  ys[i] = toCode(requant(u.sign * (xs[i] - u.zf), u.m, u.shift), u.zt, -128, 127);
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/** PixelShuffle on codes: [N, C·r², H, W] → [N, C, H·r, W·r]. */
+export function pixelShuffleInt8Webgpu(engine: Engine, x: GPUBuffer, shape: readonly number[], r: number): GPUBuffer {
+  const [n, c, h, w] = shape;
+  if (c % (r * r) !== 0) throw new ShapeError(`pixelShuffle: ${c} channels are not a multiple of ${r}²`);
+  const size = n * c * h * w;
+  return engine.compute({
+    name: 'int8_pixel_shuffle', key: 'int8_pixel_shuffle',
+    inputs: { xs: [x, 'i32'] },
+    output: { name: 'ys', type: 'i32', elements: size },
+    uniforms: { n: ['u32', size], h: ['u32', h], w: ['u32', w], r: ['u32', r] },
+    source: () => `${main1d()}
+  let wr = u.w * u.r;
+  let hr = u.h * u.r;
+  let xx = i % wr;
+  let y = (i / wr) % hr;
+  let bc = i / (wr * hr);  // b·C_out + channel
+  let src = ((bc * u.r + y % u.r) * u.r + xx % u.r) * u.h * u.w + (y / u.r) * u.w + xx / u.r;
+  ys[i] = xs[src];
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/** Codes [N, C, H, W] (i32 each) → packed words [N, ⌈C/4⌉, H, W], four channels a word, missing channels 0. */
+export function packInt8Webgpu(engine: Engine, codes: GPUBuffer, shape: readonly number[]): GPUBuffer {
+  const [n, c] = shape;
+  const plane = sizeOf(shape.slice(2));
+  const c4 = Math.ceil(c / 4);
+  const size = n * c4 * plane;
+  return engine.compute({
+    name: 'int8_pack', key: 'int8_pack',
+    inputs: { xs: [codes, 'i32'] },
+    output: { name: 'ys', type: 'u32', elements: size },
+    uniforms: { n: ['u32', size], c: ['u32', c], c4: ['u32', c4], plane: ['u32', plane] },
+    source: () => `${main1d()}
+  let p = i % u.plane;
+  let q = (i / u.plane) % u.c4;
+  let b = i / (u.plane * u.c4);
+  var word = 0u;
+  for (var k = 0u; k < 4u; k++) {
+    let ch = 4u * q + k;
+    if (ch < u.c) {
+      word |= (bitcast<u32>(xs[(b * u.c + ch) * u.plane + p]) & 0xffu) << (8u * k);
+    }
+  }
+  ys[i] = word;
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Convolutions
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A conv step's constants on the device: packed weights and the requantization table. */
+export interface PreparedConvInt8 {
+  readonly engine: Engine;
+  /** [Co, ⌈Ci/4⌉, kh, kw] packed words. */
+  readonly weights: GPUBuffer;
+  /** Per output channel: multiplier, shift, then the corrected bias of each stride phase. */
+  readonly rq: GPUBuffer;
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly kh: number;
+  readonly kw: number;
+  readonly params: Conv2dParams;
+  readonly transposed: boolean;
+  readonly xZeroPoint: number;
+  readonly rounding: RequantRounding;
+  readonly outZeroPoint: number;
+  readonly min: number;
+  readonly max: number;
+  /** Frees the device buffers. */
+  dispose(): void;
+}
+
+/**
+ * Re-lays a conv step's constants out for the device once: weights [Co, Ci, kh, kw] (a transposed
+ * conv's [Ci, Co, kh, kw]) as packed words, and per output channel the multiplier, shift and the
+ * int32 bias minus zₓ·Σw over each stride phase's taps (see the header).
+ */
+export function prepareConvInt8(
+  engine: Engine, weight: Int8Array, weightShape: readonly number[], bias: Int32Array | null, xZeroPoint: number,
+  params: Conv2dParams, rq: Requant, transposed: boolean,
+): PreparedConvInt8 {
+  if (params.groups !== 1) throw new BackendError(`int8 webgpu conv: groups = ${params.groups}; the WGSL kernels run ungrouped convolutions only`);
+  const [a, b, kh, kw] = weightShape;
+  const [ci, co] = transposed ? [a, b] : [b, a];
+  if (rq.multiplier.length !== co) throw new ShapeError(`int8 webgpu conv: ${rq.multiplier.length} multipliers for ${co} output channels`);
+  const c4 = Math.ceil(ci / 4);
+  const taps = kh * kw;
+  const w = (o: number, c: number, t: number) => weight[(transposed ? c * co + o : o * ci + c) * taps + t];
+  const words = new Uint32Array(co * c4 * taps);
+  for (let o = 0; o < co; o++) {
+    for (let c = 0; c < ci; c++) {
+      for (let t = 0; t < taps; t++) words[(o * c4 + (c >> 2)) * taps + t] |= (w(o, c, t) & 0xff) << (8 * (c & 3));
+    }
+  }
+  const [sh, sw] = transposed ? params.stride : [1, 1];
+  const phases = sh * sw;
+  const stride = 2 + phases;
+  const table = new Int32Array(co * stride);
+  for (let o = 0; o < co; o++) {
+    table[o * stride] = rq.multiplier[o];
+    table[o * stride + 1] = rq.shift[o];
+    for (let phase = 0; phase < phases; phase++) {
+      // A transposed conv's output pixel in phase (ky0, kx0) gathers kernel taps ki ≡ ky0 (mod sh), kj ≡ kx0 (mod sw).
+      const ky0 = Math.floor(phase / sw);
+      const kx0 = phase % sw;
+      let sum = 0;
+      for (let c = 0; c < ci; c++) {
+        for (let ki = ky0; ki < kh; ki += sh) for (let kj = kx0; kj < kw; kj += sw) sum += w(o, c, ki * kw + kj);
+      }
+      table[o * stride + 2 + phase] = int32((bias ? bias[o] : 0) - xZeroPoint * sum, 'int8 webgpu conv bias');
+    }
+  }
+  const weights = engine.upload(new Int32Array(words.buffer), 'int32');
+  const rqBuffer = engine.upload(table, 'int32');
+  let live = true;
+  return {
+    engine, weights, rq: rqBuffer, inChannels: ci, outChannels: co, kh, kw, params, transposed, xZeroPoint,
+    rounding: rq.rounding, outZeroPoint: rq.outZeroPoint, min: rq.min, max: rq.max,
+    dispose() {
+      if (!live) return;
+      live = false;
+      engine.release(weights);
+      engine.release(rqBuffer);
+    },
+  };
+}
+
+/** Static description of one conv pipeline (all of it goes into the cache key). */
+interface ConvConfig {
+  readonly transposed: boolean;
+  readonly kh: number;
+  readonly kw: number;
+  readonly sh: number;
+  readonly sw: number;
+  /** Output channels and pixels (consecutive in a row; of one column phase when transposed) per invocation. */
+  readonly rm: number;
+  readonly rn: number;
+  readonly dot: Int8Dot;
+  readonly rounding: RequantRounding;
+}
+
+/** Lanes per workgroup; a workgroup's lanes share one block of output channels. */
+const CONV_LANES = 64;
+
+/**
+ * WGSL of the int8 conv. A workgroup owns a block of RM output channels of one image and
+ * CONV_LANES pixel tiles of RN output pixels; each invocation keeps RM×RN int32 accumulators and
+ * walks the packed input channels four at a time, every tap unrolled.
+ *
+ * Conv: output (oy, ox0 + r) reads rows oy·sh − ph + ki and columns (ox0 + r)·sw − pw + kj.
+ * Transposed (a gather, no atomics): output row oy has phase ky0 = (oy + ph) mod sh and reads
+ * kernel rows ki = ky0 + ti·sh < kh at input row (oy + ph − ky0)/sh − ti; its RN pixels are
+ * ox = px + sw·(jx·RN + r) of one column phase, so they read consecutive input columns.
+ */
+function convSource(c: ConvConfig): string {
+  const { kh, kw, sh, sw, rm, rn } = c;
+  const tkh = c.transposed ? Math.ceil(kh / sh) : kh;
+  const tkw = c.transposed ? Math.ceil(kw / sw) : kw;
+  const taps = kh * kw;
+  const sx = c.transposed ? 1 : sw;
+  const nj = (rn - 1) * sx + tkw; // input columns an invocation reads per window row
+  const L: string[] = [];
+  const emit = (s: string) => L.push(s);
+  emit(requantSource(c.rounding));
+  emit(c.dot === 'packed'
+    ? `fn dot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }`
+    : `fn unpack4(a: u32) -> vec4<i32> {
+  return vec4<i32>(bitcast<i32>(a << 24u), bitcast<i32>(a << 16u), bitcast<i32>(a << 8u), bitcast<i32>(a)) >> vec4<u32>(24u);
+}
+fn dot4(a: u32, b: u32) -> i32 { return dot(unpack4(a), unpack4(b)); }`);
+  emit(`
+@compute @workgroup_size(${CONV_LANES})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let wg = wid.y * nwg.x + wid.x;
+  if (wg >= u.tiles) { return; }
+  let pg = wg % u.groupsPerBlock;
+  let blk = (wg / u.groupsPerBlock) % u.blocks;
+  let n = wg / (u.groupsPerBlock * u.blocks);
+  let p = pg * ${CONV_LANES}u + li;
+  if (p >= u.pixelTiles) { return; }
+  let oy = p / u.tilesX;
+  let q = p % u.tilesX;
+  let m0 = blk * ${rm}u;
+  let plane = u.inH * u.inW;
+  let zp = u.zPacked;`);
+  if (!c.transposed) {
+    emit(`  let ox0 = q * ${rn}u;
+  let baseY = i32(oy * ${sh}u) - u.padY;
+  let baseX = i32(ox0 * ${sw}u) - u.padX;
+  let phase = 0u;`);
+  } else {
+    emit(`  let px = q % ${sw}u;
+  let jx = q / ${sw}u;
+  let ky0 = (oy + u32(u.padY)) % ${sh}u;
+  let kx0 = (px + u32(u.padX)) % ${sw}u;
+  let baseY = i32((oy + u32(u.padY) - ky0) / ${sh}u);
+  let baseX = i32((px + u32(u.padX) - kx0) / ${sw}u + jx * ${rn}u) - ${tkw - 1};
+  let phase = ky0 * ${sw}u + kx0;`);
+  }
+  // Rows and columns of the window, clamped into the image, with masks for the padding.
+  for (let ti = 0; ti < tkh; ti++) {
+    emit(`  let iy${ti} = baseY ${c.transposed ? '-' : '+'} ${ti};
+  let rOk${ti} = iy${ti} >= 0 && iy${ti} < i32(u.inH);
+  let rOff${ti} = u32(clamp(iy${ti}, 0, i32(u.inH) - 1)) * u.inW;`);
+  }
+  for (let j = 0; j < nj; j++) {
+    emit(`  let ix${j} = baseX + ${j};
+  let cOk${j} = ix${j} >= 0 && ix${j} < i32(u.inW);
+  let cIdx${j} = u32(clamp(ix${j}, 0, i32(u.inW) - 1));`);
+  }
+  // Kernel tap of window tap (ti, tj): fixed for a conv; per phase (and possibly outside the kernel) when transposed.
+  const tapOf = (ti: number, tj: number): string => (c.transposed ? `tap${ti}_${tj}` : `${ti * kw + tj}u`);
+  if (c.transposed) {
+    for (let ti = 0; ti < tkh; ti++) {
+      for (let tj = 0; tj < tkw; tj++) {
+        emit(`  let tapOk${ti}_${tj} = ky0 + ${ti * sh}u < ${kh}u && kx0 + ${tj * sw}u < ${kw}u;
+  let tap${ti}_${tj} = select(0u, (ky0 + ${ti * sh}u) * ${kw}u + kx0 + ${tj * sw}u, tapOk${ti}_${tj});`);
+      }
+    }
+  }
+  for (let m = 0; m < rm; m++) {
+    emit(`  let wRow${m} = min(m0 + ${m}u, u.outC - 1u) * u.c4 * ${taps}u;`);
+    for (let r = 0; r < rn; r++) emit(`  var acc${m}_${r} = 0;`);
+  }
+  emit(`  for (var c4 = 0u; c4 < u.c4; c4++) {
+    let xBase = (n * u.c4 + c4) * plane;
+    let wBase = c4 * ${taps}u;`);
+  for (let ti = 0; ti < tkh; ti++) {
+    for (let j = 0; j < nj; j++) emit(`    let v${ti}_${j} = select(zp, xs[xBase + rOff${ti} + cIdx${j}], rOk${ti} && cOk${j});`);
+  }
+  for (let ti = 0; ti < tkh; ti++) {
+    for (let tj = 0; tj < tkw; tj++) {
+      for (let m = 0; m < rm; m++) {
+        const load = `ws[wRow${m} + wBase + ${tapOf(ti, tj)}]`;
+        emit(`    let w${m}_${ti}_${tj} = ${c.transposed ? `select(0u, ${load}, tapOk${ti}_${tj})` : load};`);
+        for (let r = 0; r < rn; r++) {
+          // Column of pixel r at window tap tj: conv r·sw + tj; transposed r − tj + (TKW − 1).
+          const j = c.transposed ? r - tj + tkw - 1 : r * sx + tj;
+          emit(`    acc${m}_${r} += dot4(v${ti}_${j}, w${m}_${ti}_${tj});`);
+        }
+      }
+    }
+  }
+  emit(`  }`);
+  // Epilogue: corrected bias, requantization, clamp, masked stores.
+  const colOf = (r: number) => (c.transposed ? `px + (jx * ${rn}u + ${r}u) * ${sw}u` : `ox0 + ${r}u`);
+  for (let m = 0; m < rm; m++) {
+    emit(`  if (m0 + ${m}u < u.outC) {
+    let o = m0 + ${m}u;
+    let rb = o * u.rqStride;
+    let mult = rq[rb];
+    let shift = rq[rb + 1u];
+    let corr = rq[rb + 2u + phase];
+    let row = ((n * u.outC + o) * u.outH + oy) * u.outW;`);
+    for (let r = 0; r < rn; r++) {
+      emit(`    if (${colOf(r)} < u.outW) { ys[row + ${colOf(r)}] = toCode(requant(acc${m}_${r} + corr, mult, shift), u.outZp, u.lo, u.hi); }`);
+    }
+    emit(`  }`);
+  }
+  emit(`}`);
+  return L.join('\n');
+}
+
+/** Output channels per invocation: up to 16 (register blocking), fewer for small layers. */
+function pickRm(co: number, taps: number): number {
+  const byChannels = co >= 16 ? 16 : co >= 8 ? 8 : co >= 4 ? 4 : co >= 2 ? 2 : 1;
+  return Math.max(1, Math.min(byChannels, 2 ** Math.floor(Math.log2(Math.max(1, 320 / taps)))));
+}
+
+/** The output shape of a prepared conv on input [N, C, H, W] (a transposed conv needs its output padding). */
+export function convInt8OutShape(prep: PreparedConvInt8, xShape: readonly number[], outputPadding: readonly [number, number] = [0, 0]): number[] {
+  const [n, , h, w] = xShape;
+  const [sh, sw] = prep.params.stride;
+  const [ph, pw] = prep.params.padding;
+  if (prep.transposed) {
+    return [n, prep.outChannels, (h - 1) * sh - 2 * ph + prep.kh + outputPadding[0], (w - 1) * sw - 2 * pw + prep.kw + outputPadding[1]];
+  }
+  return [n, prep.outChannels, Math.floor((h + 2 * ph - prep.kh) / sh) + 1, Math.floor((w + 2 * pw - prep.kw) / sw) + 1];
+}
+
+/** Options of the conv kernels. */
+export interface ConvInt8Options {
+  /** The dot product (default: the engine's, see {@link int8DotOf}). */
+  dot?: Int8Dot;
+}
+
+/**
+ * The int8 conv (or transposed conv) of packed codes `x` ([N, ⌈C/4⌉, H, W] words, see
+ * {@link packInt8Webgpu}) of logical shape `xShape`, into output codes of `outShape` (i32 each).
+ */
+export function convInt8PackedWebgpu(
+  engine: Engine, x: GPUBuffer, xShape: readonly number[], prep: PreparedConvInt8, outShape: readonly number[], options: ConvInt8Options = {},
+): GPUBuffer {
+  const [n, c, h, w] = xShape;
+  const [, co, ho, wo] = outShape;
+  if (c !== prep.inChannels || co !== prep.outChannels) {
+    throw new ShapeError(`int8 webgpu conv: input ${JSON.stringify(xShape)} / output ${JSON.stringify(outShape)} for ${prep.inChannels} → ${prep.outChannels} channels`);
+  }
+  const terms = prep.inChannels * (prep.transposed ? Math.ceil(prep.kh / prep.params.stride[0]) * Math.ceil(prep.kw / prep.params.stride[1]) : prep.kh * prep.kw);
+  if (terms * 255 * 127 >= 2 ** 31) throw new BackendError(`int8 webgpu conv: ${terms} terms per output can overflow an int32 accumulator`);
+  const [sh, sw] = prep.params.stride;
+  const taps = prep.kh * prep.kw;
+  const rm = pickRm(co, prep.transposed ? Math.ceil(prep.kh / sh) * Math.ceil(prep.kw / sw) : taps);
+  const rn = 4;
+  const cfg: ConvConfig = {
+    transposed: prep.transposed, kh: prep.kh, kw: prep.kw, sh, sw, rm, rn,
+    dot: options.dot ?? int8DotOf(engine), rounding: prep.rounding,
+  };
+  const tilesX = prep.transposed ? sw * Math.ceil(Math.ceil(wo / sw) / rn) : Math.ceil(wo / rn);
+  const pixelTiles = ho * tilesX;
+  const groupsPerBlock = Math.ceil(pixelTiles / CONV_LANES);
+  const blocks = Math.ceil(co / rm);
+  const tiles = n * blocks * groupsPerBlock;
+  const elements = n * co * ho * wo;
+  const zp = prep.xZeroPoint & 0xff;
+  const max = engine.ctx.limits.maxComputeWorkgroupsPerDimension;
+  const y = Math.ceil(tiles / max);
+  return engine.compute({
+    name: prep.transposed ? 'int8_conv_transpose2d' : 'int8_conv2d',
+    key: `int8_conv:${Object.values(cfg).join(',')}`,
+    inputs: { xs: [x, 'u32'], ws: [prep.weights, 'u32'], rq: [prep.rq, 'i32'] },
+    output: { name: 'ys', type: 'i32', elements },
+    uniforms: {
+      c4: ['u32', Math.ceil(c / 4)], inH: ['u32', h], inW: ['u32', w], outC: ['u32', co], outH: ['u32', ho], outW: ['u32', wo],
+      padY: ['i32', prep.params.padding[0]], padX: ['i32', prep.params.padding[1]],
+      zPacked: ['u32', (zp | (zp << 8) | (zp << 16) | (zp << 24)) >>> 0],
+      outZp: ['i32', prep.outZeroPoint], lo: ['i32', prep.min], hi: ['i32', prep.max], rqStride: ['u32', 2 + (prep.transposed ? sh * sw : 1)],
+      tilesX: ['u32', tilesX], pixelTiles: ['u32', pixelTiles], groupsPerBlock: ['u32', groupsPerBlock], blocks: ['u32', blocks], tiles: ['u32', tiles],
+    },
+    source: () => convSource(cfg),
+    workgroups: [Math.ceil(tiles / y), y, 1],
+  });
+}
+
+/** The int8 conv of codes `x` (i32 each, [N, C, H, W]): packs them, convolves, frees the packed copy. */
+export function convInt8Webgpu(
+  engine: Engine, x: GPUBuffer, xShape: readonly number[], prep: PreparedConvInt8, outShape: readonly number[], options: ConvInt8Options = {},
+): GPUBuffer {
+  const packed = packInt8Webgpu(engine, x, xShape);
+  const out = convInt8PackedWebgpu(engine, packed, xShape, prep, outShape, options);
+  engine.release(packed); // later work only reuses it
+  return out;
+}
