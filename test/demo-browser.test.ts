@@ -3,6 +3,7 @@
  * playwright-core and served by scripts/serve-demo.ts (the page loads dist/browser.js and fetches
  * the zoo's weights from /zoo/, as a user's site would):
  * - it upscales a small image on WebGPU to within 1 LSB of Node's Upscaler on the CPU backend;
+ * - it offers the INT8 zoo model and runs its integer path (WGSL int8 kernels) like Node's CPU one;
  * - Cancel stops a larger upscale, on WebGPU and on the CPU: the page reports an AbortError and
  *   shows no result;
  * - in a browser without WebGPU (no adapter), 'auto' runs on the CPU in the Worker, and the page's
@@ -26,6 +27,8 @@ import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS, browserSkipReason } from './support/
  * 14.5 s against FSRCNN's 24.5 s (2-core machine under load from other jobs).
  */
 const MODEL = 'espcn-x3';
+/** The zoo's INT8 model (CFQP): the demo runs it through the integer path. */
+const INT8_MODEL = 'espcn-x3-cfqp';
 /**
  * Budget for the first WebGPU upscale, which compiles every pipeline cold (chromium gets a fresh
  * profile, so nothing is cached between runs). Measured 14.5–24 s on a 2-core machine loaded by other
@@ -82,10 +85,10 @@ async function openDemo(url: string, args: string[]): Promise<Demo> {
 }
 
 /** Picks `image` in the file input and the run's settings, as a user would. */
-async function choose({ page }: Demo, image: Image, settings: { backend: 'auto' | 'webgpu' | 'cpu'; patch: string }): Promise<void> {
+async function choose({ page }: Demo, image: Image, settings: { backend: 'auto' | 'webgpu' | 'cpu'; patch: string; model?: string }): Promise<void> {
   await page.setInputFiles('#file', { name: 'input.png', mimeType: 'image/png', buffer: Buffer.from(await encodePng(image)) });
   await page.waitForSelector('#status[data-state="ready"]');
-  await page.selectOption('#model', MODEL);
+  await page.selectOption('#model', settings.model ?? MODEL);
   await page.selectOption('#backend', settings.backend);
   await page.selectOption('#patch', settings.patch);
 }
@@ -169,6 +172,37 @@ describe.skipIf(reason !== null)(NAME, () => {
       console.log(`demo webgpu vs node cpu: max |Δ| = ${worst} LSB over ${expected.width}×${expected.height}×3`);
       expect(worst, 'max abs difference from Node, in LSB').toBeLessThanOrEqual(1);
       expect(opaque, 'an opaque input stays opaque').toBe(true);
+    }, FIRST_WEBGPU_MS + RUN_MS);
+
+    it(`offers the INT8 zoo model ${INT8_MODEL} and runs its integer path on WebGPU, as Node's integer path on the CPU`, async () => {
+      const input = testImage(24);
+      setBackend('cpu');
+      const upscaler = await Upscaler.load(INT8_MODEL, { zoo: join(repo, 'zoo') });
+      expect(upscaler.integer, 'Node runs the integer path').not.toBeNull();
+      const expected = await upscaler.upscale(input, { patch: 64 });
+      upscaler.dispose();
+
+      const offered = await demo.page.$$eval('#model option', (options) => options.map((o) => (o as HTMLOptionElement).value));
+      expect(offered).toContain(INT8_MODEL);
+      await choose(demo, input, { backend: 'webgpu', patch: '64', model: INT8_MODEL });
+      const t0 = performance.now();
+      await demo.page.click('#upscale');
+      const status = await outcome(demo, FIRST_WEBGPU_MS);
+      console.log(`demo webgpu ${INT8_MODEL} (cold int8 pipelines): ${((performance.now() - t0) / 1000).toFixed(1)} s: ${status.text}`);
+      expect([status.state, status.backend], status.text).toEqual(['done', 'webgpu']);
+      expect(status.text).toContain('(integer path)');
+      const got = await demo.page.evaluate(() => {
+        const r = (window as unknown as { srqDemo: { result(): ImageData } }).srqDemo.result();
+        return { width: r.width, height: r.height, data: Array.from(r.data) };
+      });
+      expect([got.width, got.height]).toEqual([expected.width, expected.height]);
+      let worst = 0;
+      for (let i = 0; i < expected.width * expected.height; i++) {
+        for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(got.data[4 * i + c] - expected.data[3 * i + c]));
+      }
+      console.log(`demo webgpu ${INT8_MODEL} vs node cpu integer path: max |Δ| = ${worst} LSB`);
+      // The int8 kernels give the CPU reference's codes bit for bit; the chroma is float bicubic on both.
+      expect(worst, 'max abs difference from Node, in LSB').toBeLessThanOrEqual(1);
     }, FIRST_WEBGPU_MS + RUN_MS);
 
     it('Cancel stops a larger WebGPU upscale: AbortError, no result', async () => {

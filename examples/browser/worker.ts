@@ -32,7 +32,8 @@ export type Request =
 export type Reply =
   | { type: 'phase'; id: number; phase: 'loading' | 'running'; backend?: string }
   | { type: 'progress'; id: number; fraction: number }
-  | { type: 'done'; id: number; image: Image; backend: string; loadMs: number; ms: number }
+  /** `integer`: the model ran as integers (an INT8 zoo model's integer path). */
+  | { type: 'done'; id: number; image: Image; backend: string; integer: boolean; loadMs: number; ms: number }
   | { type: 'failed'; id: number; name: string; message: string };
 
 // The DOM lib types `self` as a Window; this is the part of a worker's global the demo uses.
@@ -76,7 +77,7 @@ async function run(request: Extract<Request, { type: 'upscale' }>): Promise<void
       onProgress: (fraction) => post({ type: 'progress', id, fraction }),
     });
     const t2 = performance.now();
-    post({ type: 'done', id, image: out, backend: backend.name, loadMs: t1 - t0, ms: t2 - t1 }, [out.data.buffer]);
+    post({ type: 'done', id, image: out, backend: backend.name, integer: up.integer !== null, loadMs: t1 - t0, ms: t2 - t1 }, [out.data.buffer]);
   } catch (e) {
     const error = e instanceof Error ? e : new Error(String(e));
     post({ type: 'failed', id, name: error.name, message: error.message });
