@@ -75,7 +75,7 @@ export function requantOf(scales: ArrayLike<number>, outZeroPoint: number, min =
 }
 
 /** Adds the bias, requantizes channel by channel (axis 1 of NCHW) and clamps: int32 accumulators → int8 codes. */
-function requantize(acc: Float64Array, shape: readonly number[], bias: Int32Array | null, rq: Requant): Int8Array {
+function requantize(acc: Float32Array | Float64Array, shape: readonly number[], bias: Int32Array | null, rq: Requant): Int8Array {
   const [n, c, h, w] = shape;
   const plane = h * w;
   const out = new Int8Array(acc.length);
@@ -94,11 +94,29 @@ function requantize(acc: Float64Array, shape: readonly number[], bias: Int32Arra
   return out;
 }
 
-/** Codes minus their zero point, as float64 (exact). */
-function centered(codes: Int8Array, zeroPoint: number): Float64Array {
-  const out = new Float64Array(codes.length);
-  for (let i = 0; i < codes.length; i++) out[i] = codes[i] - zeroPoint;
-  return out;
+/**
+ * Codes minus their zero point and the weight codes, as floats the reference conv kernels take:
+ * float32 (the SIMD, multi-threaded path) when every partial sum is provably an integer below 2^24
+ * — |x − zₓ|max · Σ|w| over each output's weights — so float32 holds it exactly; float64 otherwise.
+ * Either way the accumulators are the exact integers.
+ */
+function operands(codes: Int8Array, zeroPoint: number, w: Int8Array, outputs: number, weightsOf: (o: number) => Iterable<number>): [Float32Array, Float32Array] | [Float64Array, Float64Array] {
+  let maxX = 0;
+  for (let i = 0; i < codes.length; i++) maxX = Math.max(maxX, Math.abs(codes[i] - zeroPoint));
+  let maxW = 0;
+  for (let o = 0; o < outputs; o++) {
+    let sum = 0;
+    for (const i of weightsOf(o)) sum += Math.abs(w[i]);
+    maxW = Math.max(maxW, sum);
+  }
+  const exact32 = maxX * maxW < 2 ** 24;
+  const x = exact32 ? new Float32Array(codes.length) : new Float64Array(codes.length);
+  for (let i = 0; i < codes.length; i++) x[i] = codes[i] - zeroPoint;
+  return (exact32 ? [x, Float32Array.from(w)] : [x, Float64Array.from(w)]) as [Float32Array, Float32Array] | [Float64Array, Float64Array];
+}
+
+function* range(start: number, count: number, step = 1): Generator<number> {
+  for (let i = 0; i < count; i++) yield start + i * step;
 }
 
 function checkAccumulator(what: string, terms: number): void {
@@ -117,7 +135,9 @@ export function conv2dInt8Cpu(
 ): Int8Array {
   if (rq.multiplier.length !== wShape[0]) throw new ShapeError(`conv2dInt8: ${rq.multiplier.length} multipliers for ${wShape[0]} output channels`);
   checkAccumulator('conv2dInt8', wShape[1] * wShape[2] * wShape[3]);
-  const acc = conv2dCpu(centered(x, xZeroPoint), xShape, Float64Array.from(w), wShape, null, p) as Float64Array;
+  const per = wShape[1] * wShape[2] * wShape[3];
+  const [xs, ws] = operands(x, xZeroPoint, w, wShape[0], (o) => range(o * per, per));
+  const acc = conv2dCpu(xs, xShape, ws, wShape, null, p);
   const [n, , h, wd] = xShape;
   const ho = Math.floor((h + 2 * p.padding[0] - wShape[2]) / p.stride[0]) + 1;
   const wo = Math.floor((wd + 2 * p.padding[1] - wShape[3]) / p.stride[1]) + 1;
@@ -134,7 +154,12 @@ export function convTranspose2dInt8Cpu(
 ): Int8Array {
   if (rq.multiplier.length !== outShape[1]) throw new ShapeError(`convTranspose2dInt8: ${rq.multiplier.length} multipliers for ${outShape[1]} output channels`);
   checkAccumulator('convTranspose2dInt8', wShape[0] * wShape[2] * wShape[3]);
-  const acc = conv2dBackwardDataCpu(centered(x, xZeroPoint), xShape, Float64Array.from(w), wShape, outShape, p) as Float64Array;
+  // Output channel o of [Ci, Co/g, kh, kw] (groups 1 here: see the lowering) reads w[i, o, ·] for every i.
+  const taps = wShape[2] * wShape[3];
+  const [xs, ws] = operands(x, xZeroPoint, w, wShape[1], function* (o) {
+    for (let i = 0; i < wShape[0]; i++) yield* range((i * wShape[1] + o) * taps, taps);
+  });
+  const acc = conv2dBackwardDataCpu(xs, xShape, ws, wShape, outShape, p);
   return requantize(acc, outShape, bias, rq);
 }
 
