@@ -12,22 +12,14 @@ import type { WebgpuBackend } from '../src/backends/webgpu/backend.js';
 import { lowerInt8 } from '../src/quant/integer.js';
 import { requantOf } from '../src/kernels/int8/cpu.js';
 import { type Int8Dot, convInt8OutShape, convInt8PackedWebgpu, convInt8Webgpu, packInt8Webgpu, prepareConvInt8, setInt8Dot } from '../src/kernels/int8/webgpu.js';
+import { timeMs as timeMedianMs } from './tfjs-edsr.js';
 
 const N = 1, C = 64, H = 128, W = 128, CO = 64, K = 3;
 const FLOPS = 2 * N * CO * H * W * C * K * K;
 const RUNS = Number(process.env.SRQ_BENCH_RUNS ?? 7);
 
-async function timeMs(fn: () => Promise<void>, runs = RUNS): Promise<number> {
-  await fn();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
+/** Median of RUNS timed calls after one warm-up (bench/tfjs-edsr.ts's timer). */
+const timeMs = (fn: () => Promise<void>, runs = RUNS): Promise<number> => timeMedianMs(fn, runs);
 
 const gflops = (ms: number) => FLOPS / (ms / 1000) / 1e9;
 const fmt = (v: number, digits = 1) => v.toFixed(digits);

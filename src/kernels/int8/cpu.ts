@@ -11,7 +11,7 @@ import { ShapeError, ValueError } from '../../tensor/errors.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { roundHalfAway } from '../fakequant/cpu.js';
 import { conv2dBackwardDataCpu, conv2dCpu } from '../conv/cpu.js';
-import { multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier } from './requant.js';
+import { type QuantizedMultiplier, multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier } from './requant.js';
 
 /**
  * How a fixed-point multiply rounds: 'double' is TFLite's reference (gemmlowp: a rounding high
@@ -202,17 +202,28 @@ export interface AddParams {
   out: QuantParams;
 }
 
-/** TFLite's int8 ADD of same-shape operands (reference_integer_ops::AddElementwise). */
-export function addInt8Cpu(a: Int8Array, b: Int8Array, p: AddParams, rounding: RequantRounding = 'single'): Int8Array {
-  const mul = multiplyBy(rounding);
-  if (a.length !== b.length) throw new ShapeError(`addInt8: operands of ${a.length} and ${b.length} elements`);
+/**
+ * The fixed-point multipliers of TFLite's int8 ADD (PrepareGeneralSubOp): both inputs to 2·max(s₁, s₂)
+ * after a left shift of 20 bits, then the sum to the output scale.
+ */
+export function addMultipliers(p: AddParams): { leftShift: number; ma: QuantizedMultiplier; mb: QuantizedMultiplier; mo: QuantizedMultiplier } {
   const leftShift = 20;
   const sa = Math.fround(p.a.scale);
   const sb = Math.fround(p.b.scale);
   const twiceMax = 2 * Math.max(sa, sb);
-  const ma = quantizeMultiplier(sa / twiceMax);
-  const mb = quantizeMultiplier(sb / twiceMax);
-  const mo = quantizeMultiplier(twiceMax / (2 ** leftShift * Math.fround(p.out.scale)));
+  return {
+    leftShift,
+    ma: quantizeMultiplier(sa / twiceMax),
+    mb: quantizeMultiplier(sb / twiceMax),
+    mo: quantizeMultiplier(twiceMax / (2 ** leftShift * Math.fround(p.out.scale))),
+  };
+}
+
+/** TFLite's int8 ADD of same-shape operands (reference_integer_ops::AddElementwise). */
+export function addInt8Cpu(a: Int8Array, b: Int8Array, p: AddParams, rounding: RequantRounding = 'single'): Int8Array {
+  const mul = multiplyBy(rounding);
+  if (a.length !== b.length) throw new ShapeError(`addInt8: operands of ${a.length} and ${b.length} elements`);
+  const { leftShift, ma, mb, mo } = addMultipliers(p);
   const out = new Int8Array(a.length);
   for (let i = 0; i < a.length; i++) {
     const va = mul((a[i] - p.a.zeroPoint) * 2 ** leftShift, ma.multiplier, ma.shift);

@@ -43,7 +43,7 @@ import type { Conv2dParams } from '../../tensor/backend.js';
 import { BackendError, ShapeError } from '../../tensor/errors.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, main1d } from '../../backends/webgpu/engine.js';
-import type { AddParams, QuantParams, Requant, RequantRounding } from './cpu.js';
+import { type AddParams, type QuantParams, type Requant, type RequantRounding, addMultipliers } from './cpu.js';
 import { quantizeMultiplier } from './requant.js';
 
 /** Which dot product the conv kernels use: `dot4I8Packed`, or unpacked bytes multiplied as vec4<i32>. */
@@ -254,13 +254,7 @@ export function uploadTables(engine: Engine, tables: Int8Array): GPUBuffer {
 
 /** TFLite's int8 ADD of same-size operands (addInt8Cpu): inputs rescaled with 20 bits of headroom, then to the output. */
 export function addInt8Webgpu(engine: Engine, a: GPUBuffer, b: GPUBuffer, size: number, p: AddParams, rounding: RequantRounding = 'single'): GPUBuffer {
-  const leftShift = 20;
-  const sa = Math.fround(p.a.scale);
-  const sb = Math.fround(p.b.scale);
-  const twiceMax = 2 * Math.max(sa, sb);
-  const ma = quantizeMultiplier(sa / twiceMax);
-  const mb = quantizeMultiplier(sb / twiceMax);
-  const mo = quantizeMultiplier(twiceMax / (2 ** leftShift * Math.fround(p.out.scale)));
+  const { leftShift, ma, mb, mo } = addMultipliers(p);
   return engine.compute({
     name: 'int8_add', key: `int8_add:${rounding}`,
     inputs: { xa: [a, 'i32'], xb: [b, 'i32'] },
