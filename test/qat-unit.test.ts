@@ -130,3 +130,23 @@ describeShared('Trainer hooks with a QAT method', () => {
     noGrad(() => model.dispose());
   });
 });
+
+describe('ODM mismatch terms', () => {
+  it('are recorded by training forwards only: a validation forward (eval, no gradients) between steps leaves none', () => {
+    const q = new ActivationQuantizer({ kind: 'zero', bits: 2, init: { mode: 'constant', lo: 0, hi: 1 } }, 1);
+    q.mismatch = 'ste';
+    const x = uniform([1, 1, 4, 4], -1, 2, { rng: new Random(1) });
+    // The regression: `srq quantize --method odm` crashed at the first step after validation, adding
+    // a term that validation's tidy had freed ("tensor [] float32 was used after dispose()").
+    q.eval();
+    tidy(() => noGrad(() => q.call(x)));
+    expect(q.takeMismatches()).toHaveLength(0);
+    q.train(true);
+    noGrad(() => q.call(x));
+    expect(q.takeMismatches(), 'no gradients: nothing to feed a backward').toHaveLength(0);
+    q.call(x);
+    const terms = q.takeMismatches();
+    expect(terms).toHaveLength(1);
+    expect(terms[0].dataSync()[0]).toBeGreaterThan(0);
+  });
+});

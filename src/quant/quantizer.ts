@@ -1,7 +1,7 @@
 // Quantizer modules: fake quantization (quantize then dequantize, in float) with their bounds
 // held as parameters, so bounds train with the network and appear in state dicts.
 import { ValueError } from '../tensor/errors.js';
-import { noGrad } from '../tensor/autograd.js';
+import { isGradEnabled, noGrad } from '../tensor/autograd.js';
 import { keep } from '../tensor/memory.js';
 import { type Tensor, full, tensor } from '../tensor/tensor.js';
 import {
@@ -165,7 +165,7 @@ export class ActivationQuantizer extends Module {
 
   /**
    * ODM's mismatch of this input, M = ‖X − Q(X)‖₂ with the bounds detached, recorded on each
-   * forward while set (see takeMismatches): 'ste' differentiates Q straight-through (so only
+   * training forward (train mode, gradients on) while set (see takeMismatches): 'ste' differentiates Q straight-through (so only
    * clipped elements pass gradient), 'detached-target' treats Q(X) as a constant, and
    * 'clip-distance' measures ‖X − clamp(X, l, u)‖ (clipping error only).
    */
@@ -197,7 +197,9 @@ export class ActivationQuantizer extends Module {
         return fakeQuantZero(x, lo, hi, this.bits, { axis: 0, ties: this.ties, rounding: this.rounding });
       }
     }
-    if (this.mismatch) this.mismatches.push(this.mismatchOf(x));
+    // Only a training forward feeds a backward: a validation forward (eval, no gradients, its
+    // tensors freed by tidy) must not leave terms for the next step to add.
+    if (this.mismatch && this.training && isGradEnabled()) this.mismatches.push(this.mismatchOf(x));
     return this.quantizeWith(x, this.bounds());
   }
 
