@@ -277,17 +277,19 @@ describe('the integer path on webgpu equals the CPU reference bit for bit (dot4I
     setInt8Dot(engine!, null);
   }
 
-  it("the zoo's espcn-x3-cfqp, batch 2, both roundings", async (ctx) => {
-    if (!engine) return ctx.skip(skipReason);
-    const { model } = await loadPretrained('espcn-x3-cfqp');
-    const rng = new Random(21);
-    const x = uniform([2, 1, 23, 30], 0, 1, { rng });
-    const values = (await x.data()) as Float32Array;
-    for (const rounding of ['single', 'double'] as const) {
-      const integer = await lowerInt8(model, x, { rounding });
-      await expectSame(integer, values, [...x.shape], `espcn-x3-cfqp ${rounding}`);
-    }
-  });
+  for (const entry of ZOO.filter((e) => e.quantized)) {
+    it(`the zoo's ${entry.id}, batch 2, both roundings`, async (ctx) => {
+      if (!engine) return ctx.skip(skipReason);
+      const { model } = await loadPretrained(entry.id);
+      const rng = new Random(21);
+      const x = uniform([2, 1, 23, 30], 0, 1, { rng });
+      const values = (await x.data()) as Float32Array;
+      for (const rounding of ['single', 'double'] as const) {
+        const integer = await lowerInt8(model, x, { rounding });
+        await expectSame(integer, values, [...x.shape], `${entry.id} ${rounding}`);
+      }
+    });
+  }
 
   const families: [string, () => Module, number, number][] = [
     ['fsrcnn (per-channel PReLU tables, 9×9 transposed conv, stride 3)', () => new FSRCNN({ scale: 3, d: 8, s: 4, m: 2, rng: new Random(5) }), 1, 1],

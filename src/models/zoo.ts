@@ -29,6 +29,7 @@ export const ZOO: readonly ZooEntry[] = [
   { id: 'espcn-x3', name: 'espcn', config: { scale: 3 } },
   { id: 'espcn-x3-clip', name: 'espcn', config: { scale: 3, output_clip: true } },
   { id: 'espcn-x3-cfqp', name: 'espcn', config: { scale: 3 }, quantized: 'CFQP INT8' },
+  { id: 'fsrcnn-x3-cfqp', name: 'fsrcnn', config: { scale: 3 }, quantized: 'CFQP INT8' },
   { id: 'edsr-lite-x2', name: 'edsr', config: { scale: 2, n_resblocks: 4, n_feats: 32 } },
   { id: 'edsr-lite-x4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 } },
 ];
