@@ -27,3 +27,4 @@ export { createCpuWorkerBackend, readTensor, type CpuWorkerBackend } from './bac
 export * from './image/index.js';
 export * from './quant/index.js';
 export * from './train/index.js';
+export * from './refqsr/index.js';

@@ -47,8 +47,8 @@ const readCard = (out: string): QuantCard => JSON.parse(readFileSync(join(out, '
 describe('srq quantize usage errors', () => {
   const base = ['quantize', '--model', fpModel, '--data', dir, '--val', dir, '--iters', '1', '--out', join(dir, 'never')];
   const cases: [string[], string][] = [
-    [['--bits', '4'], "quantize: missing --method (pams, ddtb, odm)"],
-    [['--method', 'foo', '--bits', '4'], "quantize: --method must be pams, ddtb or odm, got 'foo'"],
+    [['--bits', '4'], "quantize: missing --method (pams, ddtb, odm, refqsr)"],
+    [['--method', 'foo', '--bits', '4'], "quantize: --method must be pams, ddtb, odm or refqsr, got 'foo'"],
     [['--method', 'pams', '--bits', '5'], "quantize: --bits must be 2, 3, 4 or 8, got '5'"],
     [['--method', 'pams'], 'quantize: missing --bits (2, 3, 4, 8)'],
     [['--method', 'odm', '--bits', '4', '--placement', 'some'], "--placement must be code or all, got 'some'"],

@@ -4,6 +4,8 @@ import { type CostReport, evaluateUpscaler, modelCost } from '../index.js';
 import { loadPairs } from '../image/dataset.js';
 import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
 import { loadUpscaler } from './model.js';
+import { evalRefqsr, loadRefqsrUpscaler } from './refqsr.js';
+import type { RefqsrReport } from '../refqsr/upscale.js';
 
 /** Usage text of `srq eval`. */
 export const EVAL_USAGE = `Usage: srq eval --model <bicubic|zoo id|weights.safetensors> --data <folder> [--scale <s>] [options]
@@ -12,7 +14,9 @@ Measures PSNR and SSIM (Y channel, borders shaved) of the model's upscaled LR ag
 For a quantized model (saved by saveQuantized) it also prints BitOPs for each LR image, in units
 of 10^9, in three conventions (ALGORITHMS §6): raw = Σ MACs·b_w·b_a with float layers at 32·32
 (the per-image column), raw/64, and refqsr = Σ 2·MACs·(b_w/32)·(b_a/32) over the residual body
-only (the RefQSR/CADyQ unit); and FAB, parameters and storage.
+only (the RefQSR/CADyQ unit); and FAB, parameters and storage. A RefQSR model (srq quantize
+--method refqsr) runs patch-wise with mixed precision; per image it prints the BitOPs summed
+over its patches at each patch's bits, FQR, and how many patches were references.
 The folder holds HR/ and LR_bicubic/X<s>/<name>x<s>.png (Set5 layout), only HR/, or plain PNGs
 (LR is then made with MATLAB-exact bicubic).
 
@@ -26,6 +30,7 @@ Options:
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --fake-quant       run an INT8 model's fake-quant float forward instead of its integer path
                      (the default for INT8 models, on either backend)
+  --patch <p>        RefQSR models: the LR patch side P (default: the one the file records)
   --json             print JSON instead of a table
   -h, --help         this text
 `;
@@ -37,6 +42,7 @@ const OPTIONS = {
   shave: { type: 'string' },
   backend: { type: 'string' },
   'fake-quant': { type: 'boolean' },
+  patch: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -84,6 +90,17 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
   const json = parsed.values.json === true;
   const backend = await selectBackend(parsed, 'eval', io);
 
+  const reports: RefqsrReport[] = [];
+  const patch = parsed.values.patch === undefined ? undefined : integerOption(parsed, 'patch', 'eval', 15);
+  const refqsr = await loadRefqsrUpscaler(spec, reports, { backend: backend.name, patch });
+  if (patch !== undefined && !refqsr) throw new UsageError('eval: --patch applies to RefQSR models only');
+  if (refqsr) {
+    if (wantedScale !== undefined && wantedScale !== refqsr.scale) {
+      refqsr.dispose();
+      throw new UsageError(`${spec} is a ×${refqsr.scale} model, but --scale is ${wantedScale}`);
+    }
+    return evalRefqsr(refqsr, reports, data, io, json, backend.name);
+  }
   const upscaler = await loadUpscaler(spec, wantedScale, { fakeQuant: parsed.values['fake-quant'] === true });
   const scale = upscaler.scale;
   const shave = wantedShave ?? scale;

@@ -11,6 +11,7 @@ import { TRAIN_USAGE, trainCommand } from './train.js';
 import { QUANTIZE_USAGE, quantizeCommand } from './quantize.js';
 import { PTQ_USAGE, ptqCommand } from './ptq.js';
 import { EXPORT_USAGE, exportCommand } from './export.js';
+import { CLUSTBLOCK_USAGE, clustblockCommand } from './clustblock.js';
 
 /** Usage text of `srq`. */
 export const USAGE = `Usage: srq <command> [options]
@@ -19,8 +20,9 @@ Commands:
   eval       PSNR/SSIM of a model or the bicubic baseline on an SR data set
   upscale    upscale one PNG with a model
   train      train a model on folders of HR images (checkpoints, resume)
-  quantize   quantization-aware training of a model with PAMS, DDTB or ODM
+  quantize   quantization-aware training: PAMS, DDTB, ODM, or RefQSR on a quantized model
   ptq        static INT8 post-training quantization, TFLite-style or CFQP
+  clustblock pre-train and 8-bit quantize RefQSR's patch classifier (ClustBlock)
 
 Run 'srq <command> --help' for a command's options; 'srq --version' prints the version.
 
@@ -29,7 +31,8 @@ ${UPSCALE_USAGE}
 ${TRAIN_USAGE}
 ${QUANTIZE_USAGE}
 ${PTQ_USAGE}
-${EXPORT_USAGE}`;
+${EXPORT_USAGE}
+${CLUSTBLOCK_USAGE}`;
 
 const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<number>> = {
   eval: evalCommand,
@@ -38,6 +41,7 @@ const COMMANDS: Record<string, (argv: readonly string[], io: CliIO) => Promise<n
   quantize: quantizeCommand,
   ptq: ptqCommand,
   export: exportCommand,
+  clustblock: clustblockCommand,
 };
 
 /**
@@ -92,9 +96,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
       io.stdout(`${packageVersion()}\n`);
       return 0;
     }
-    if (command === undefined) throw new UsageError("missing command (eval, upscale, train, quantize or ptq; see 'srq --help')");
+    const names = Object.keys(COMMANDS);
+    const expected = `${names.slice(0, -1).join(', ')} or ${names.at(-1)}`;
+    if (command === undefined) throw new UsageError(`missing command (${expected}; see 'srq --help')`);
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command '${command}' (expected eval, upscale, train, quantize or ptq; see 'srq --help')`);
+    if (!run) throw new UsageError(`unknown command '${command}' (expected ${expected}; see 'srq --help')`);
     return await run(rest, io);
   } catch (error) {
     io.stderr(`srq: ${oneLine(error)}\n`);

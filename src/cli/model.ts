@@ -4,6 +4,9 @@
 // file adds the command line's errors: usage errors that list the zoo, and the --scale check.
 import { existsSync } from 'node:fs';
 import { type ModelFromMetadata, Upscaler, ZOO, integerModelOf, isModelName, loadSRModel, zooEntry } from '../index.js';
+import { readSafetensorsFile } from '../io/safetensors-node.js';
+import { isRefqsrMetadata, loadRefqsr } from '../refqsr/io.js';
+import { type RefqsrReport, refqsrUpscaler } from '../refqsr/upscale.js';
 import { UsageError } from './args.js';
 
 /** Whether `spec` names an architecture ('fsrcnn', 'fsrcnn-x3', 'edsr_baseline_x4', …). */
@@ -47,6 +50,14 @@ export async function loadUpscaler(spec: string, scale?: number, options: { fake
     if (scale === undefined) throw new UsageError('missing --scale (bicubic has no scale of its own)');
     return Upscaler.bicubic(scale);
   }
+  const refqsr = await loadRefqsrUpscaler(spec, []);
+  if (refqsr) {
+    if (scale !== undefined && refqsr.scale !== scale) {
+      refqsr.dispose();
+      throw new UsageError(`${spec} is a ×${refqsr.scale} model, but --scale is ${scale}`);
+    }
+    return refqsr;
+  }
   const { label, built, quantized } = await loadModel(spec);
   if (scale !== undefined && built.scale !== scale) {
     built.model.dispose();
@@ -54,4 +65,20 @@ export async function loadUpscaler(spec: string, scale?: number, options: { fake
   }
   const integer = options.fakeQuant ? null : await integerModelOf({ ...built, label, quantized });
   return Upscaler.fromModel(built, { label, quantized, owned: true, integer });
+}
+
+/**
+ * A RefQSR file's Upscaler (patch P from the file unless `patch`), with its reports pushed to
+ * `reports`; null when `spec` is not a RefQSR file.
+ */
+export async function loadRefqsrUpscaler(spec: string, reports: RefqsrReport[], options: { patch?: number; backend?: string } = {}): Promise<Upscaler | null> {
+  if (!/\.safetensors$/i.test(spec) || !existsSync(spec)) return null;
+  const header = await readSafetensorsFile(spec);
+  if (!isRefqsrMetadata(header.metadata ?? {})) return null;
+  const loaded = await loadRefqsr(spec, { backend: options.backend });
+  const { settings } = loaded;
+  return refqsrUpscaler(loaded.model, {
+    range: loaded.range, tau: settings.tau, patch: options.patch ?? settings.patch, overlap: settings.overlap, owned: true, backend: options.backend,
+    label: spec.replace(/^.*\//, ''), onReport: (r) => void reports.push(r),
+  });
 }

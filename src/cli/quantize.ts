@@ -15,10 +15,13 @@ import { type CliIO, type Parsed, UsageError, integerOption, parseCommand, requi
 import { evalCommand } from './eval.js';
 import { type LoadedModel, loadModel } from './model.js';
 import { LOOP_OPTIONS, LOOP_USAGE, cropSampler, loopSettings, numberOption, runLoop } from './train.js';
+import { REFQSR_OPTIONS, REFQSR_USAGE, refqsrQuantize } from './refqsr.js';
 
 /** Usage text of `srq quantize`. */
 export const QUANTIZE_USAGE = `Usage: srq quantize --method <pams|ddtb|odm> --bits <2|3|4|8> --model <zoo id|file> --data <folders>
                     --val <folder> --iters <n> --out <dir> [options]
+       srq quantize --method refqsr --bits <h>-<l> --base <quantized file> --clust <file> --model <teacher>
+                    --data <folders> --val <folder> --iters <n> --out <dir> [options]
 
 Quantization-aware training of a full-precision model (ALGORITHMS §3). The model is loaded
 twice: the student, quantized in place and calibrated on --calib-batches batches, and (PAMS,
@@ -54,7 +57,7 @@ Options:
   --mismatch <m>       ste (default), detached-target or clip-distance
   --no-wcc             fix the weight clipping (γ = 1) instead of learning it
   --wcc-base <b>       weight clipping statistic: p99 (default) or max
-Training loop (as srq train):
+${REFQSR_USAGE}Training loop (as srq train):
 ${LOOP_USAGE}`;
 
 const OPTIONS = {
@@ -76,6 +79,7 @@ const OPTIONS = {
   mismatch: { type: 'string' },
   'no-wcc': { type: 'boolean' },
   'wcc-base': { type: 'string' },
+  ...REFQSR_OPTIONS,
 } as const;
 
 /** Options that only some methods take. */
@@ -350,7 +354,15 @@ export async function quantizeCommand(argv: readonly string[], io: CliIO): Promi
     io.stdout(QUANTIZE_USAGE);
     return 0;
   }
-  const method = choice<QatMethod>(parsed, 'method', ['pams', 'ddtb', 'odm'], true)!;
+  const chosen = choice<QatMethod | 'refqsr'>(parsed, 'method', ['pams', 'ddtb', 'odm', 'refqsr'], true)!;
+  const refqsrOnly = Object.keys(REFQSR_OPTIONS).filter((k) => parsed.values[k] !== undefined);
+  if (chosen === 'refqsr') {
+    const foreign = Object.keys(METHOD_OPTIONS).filter((k) => parsed.values[k] !== undefined);
+    if (foreign.length) throw new UsageError(`quantize: --${foreign[0]} applies to ${METHOD_OPTIONS[foreign[0]].join(' and ')}, not refqsr`);
+    return refqsrQuantize(argv, parsed, io, testSetsNear, TEST_SETS);
+  }
+  if (refqsrOnly.length) throw new UsageError(`quantize: --${refqsrOnly[0]} applies to refqsr, not ${chosen}`);
+  const method: QatMethod = chosen;
   const qat = qatOptions(parsed, method);
   const spec = requiredString(parsed, 'model', 'quantize');
   const loop = loopSettings(parsed, 'quantize');

@@ -5,7 +5,8 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  type ModelFromMetadata, type ScheduleSpec, type TrainProgress, type TrainResult, type TrainerOptions, Random, Trainer,
+  type Module, type ModelFromMetadata, type PairOptions, type ScheduleSpec, type TrainProgress, type TrainResult, type TrainerOptions,
+  type ValidationResult, Random, Trainer,
   TrainingSampler, disposeCheckpoint, loadCheckpoint, loadSafetensors, manualSeed, modelFromMetadata, saveSafetensors,
   validatePsnr,
 } from '../index.js';
@@ -193,9 +194,11 @@ export function loopSettings(parsed: Parsed, command: string): LoopSettings {
 export type Feeding = Pick<ModelFromMetadata, 'scale' | 'range' | 'colors'>;
 
 /** Random crops for `net` (luma for Y models) with the loop's patch and batch, seeded by `seed`. */
-export function cropSampler(loop: LoopSettings, net: Feeding, backend: string, seed: number): Promise<TrainingSampler> {
+export function cropSampler(loop: LoopSettings, net: Feeding, backend: string, seed: number, pairs?: PairOptions): Promise<TrainingSampler> {
   const { folders, patch, batch, holdout } = loop;
-  return TrainingSampler.create({ folders, scale: net.scale, patch, batch, seed, range: net.range, mode: net.colors === 1 ? 'y' : 'rgb', backend, exclude: holdout });
+  return TrainingSampler.create({
+    folders, scale: net.scale, patch, batch, seed, range: net.range, mode: net.colors === 1 ? 'y' : 'rgb', backend, exclude: holdout, pairs,
+  });
 }
 
 /** One redrawn terminal line: bar, iteration, loss, lr, speed. */
@@ -218,6 +221,10 @@ export interface LoopRun {
   /** The Trainer's options other than those the loop sets (iterations, lr, schedule, sampler, checkpoints, validation, signal, progress). */
   trainer: Omit<TrainerOptions, 'iterations' | 'lr' | 'schedule' | 'sampler' | 'backend' | 'checkpointPath' | 'checkpointEvery'
     | 'validate' | 'validateEvery' | 'signal' | 'onProgress'>;
+  /** Crops in pairs of one image (RefQSR), judged by `pairs.accept`. */
+  pairs?: PairOptions;
+  /** Replaces the default validation (Y-PSNR of the model on --val through an Upscaler). */
+  validate?: (model: Module) => Promise<ValidationResult>;
 }
 
 /**
@@ -231,7 +238,7 @@ export async function runLoop(run: LoopRun): Promise<TrainResult | null> {
   const { io, loop, net, backend } = run;
   const { iterations, logEvery, checkpointPath, valFolder } = loop;
   await mkdir(loop.out, { recursive: true });
-  const sampler = await cropSampler(loop, net, backend, loop.seed);
+  const sampler = await cropSampler(loop, net, backend, loop.seed, run.pairs);
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
@@ -243,7 +250,7 @@ export async function runLoop(run: LoopRun): Promise<TrainResult | null> {
     const trainer = await Trainer.create({
       ...run.trainer, sampler, iterations, lr: loop.lr, schedule: loop.schedule, backend,
       checkpointPath, checkpointEvery: loop.saveEvery, signal: controller.signal,
-      validate: valFolder ? (m) => validatePsnr(m, { folder: valFolder, ...net, backend, include: loop.holdout }) : undefined,
+      validate: valFolder ? run.validate ?? ((m) => validatePsnr(m, { folder: valFolder, ...net, backend, include: loop.holdout })) : undefined,
       validateEvery: loop.valEvery,
       onProgress: (p) => {
         if (p.validation) lastPsnr = p.validation.psnr;

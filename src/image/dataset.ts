@@ -185,6 +185,22 @@ export interface TrainingSamplerOptions {
   backend?: string;
   /** Leaves out the images whose file name (without folder) matches: a held-out validation split. */
   exclude?: RegExp;
+  /**
+   * Pairs of crops of one image (RefQSR's reference and query): each visit takes two crops, and
+   * a batch holds 2B crops, the B references first and their B queries after, in the same order.
+   */
+  pairs?: PairOptions;
+}
+
+/** How TrainingSampler draws pairs (see TrainingSamplerOptions.pairs). */
+export interface PairOptions {
+  /**
+   * Whether a candidate pair is good enough, from the two LR crops ([C, p, p] values each); the
+   * query crop is redrawn up to `tries` times until it is, and the last draw is kept otherwise.
+   */
+  accept?: (reference: Float32Array, query: Float32Array) => boolean | Promise<boolean>;
+  /** Draws of the query crop per pair (default 8). */
+  tries?: number;
 }
 
 /** One batch: LR crops [B, C, p, p] and the matching HR crops [B, C, p·s, p·s]. */
@@ -267,7 +283,7 @@ export class TrainingSampler {
   readonly files: readonly string[];
   /** Files left out because their mod-cropped HR is smaller than one HR patch. */
   readonly skipped: readonly string[];
-  private readonly options: Required<Omit<TrainingSamplerOptions, 'backend' | 'folders' | 'seed' | 'exclude'>> & { backend?: string };
+  private readonly options: Required<Omit<TrainingSamplerOptions, 'backend' | 'folders' | 'seed' | 'exclude' | 'pairs'>> & { backend?: string; pairs?: PairOptions };
   private readonly rng: Random;
   private epoch = 0;
   private cursor = 0;
@@ -288,6 +304,7 @@ export class TrainingSampler {
       augment: options.augment ?? true,
       cacheSize: options.cacheSize ?? 16,
       backend: options.backend,
+      pairs: options.pairs,
     };
   }
 
@@ -301,6 +318,7 @@ export class TrainingSampler {
     checkInteger('patch', options.patch, 1);
     checkInteger('batch', options.batch, 1);
     checkInteger('cacheSize', options.cacheSize ?? 16, 1);
+    if (options.pairs) checkInteger('pairs.tries', options.pairs.tries ?? 8, 1);
     if (options.range !== undefined && options.range !== 255 && options.range !== 1) {
       throw new ValueError(`TrainingSampler: range must be 255 or 1, got ${String(options.range)}`);
     }
@@ -327,28 +345,43 @@ export class TrainingSampler {
 
   /** The next batch; advances the generator and the position. */
   async nextBatch(): Promise<TrainingBatch> {
-    const { batch, patch, scale, mode } = this.options;
+    const { batch, patch, scale, mode, pairs } = this.options;
     const channels = mode === 'y' ? 1 : 3;
     const big = patch * scale;
-    const lr = new Float32Array(batch * channels * patch * patch);
-    const hr = new Float32Array(batch * channels * big * big);
+    const count = pairs ? 2 * batch : batch;
+    const lr = new Float32Array(count * channels * patch * patch);
+    const hr = new Float32Array(count * channels * big * big);
     const crops: CropInfo[] = [];
+    const lrSize = channels * patch * patch;
     for (let b = 0; b < batch; b++) {
       const index = this.nextImage();
       const image = await this.load(index);
       // The draws come in a fixed order (shuffle at an epoch's start, x, y, transform) and depend
-      // only on image sizes, so a seed and a state() fix every crop.
-      const x = this.rng.int(image.lr.width - patch + 1);
-      const y = this.rng.int(image.lr.height - patch + 1);
-      const transform = this.options.augment ? this.rng.int(8) : 0;
-      crops.push({ file: this.files[index], x, y, transform });
-      this.writeCrop(image.lr, x, y, patch, transform, lr, b);
-      this.writeCrop(image.hr, x * scale, y * scale, big, transform, hr, b);
+      // only on image sizes (and, for pairs, on the verdicts of `accept`), so a seed and a state() fix every crop.
+      const draw = (slot: number): CropInfo => {
+        const x = this.rng.int(image.lr.width - patch + 1);
+        const y = this.rng.int(image.lr.height - patch + 1);
+        const transform = this.options.augment ? this.rng.int(8) : 0;
+        this.writeCrop(image.lr, x, y, patch, transform, lr, slot);
+        return { file: this.files[index], x, y, transform };
+      };
+      const first = draw(b);
+      this.writeCrop(image.hr, first.x * scale, first.y * scale, big, first.transform, hr, b);
+      crops[b] = first;
+      if (!pairs) continue;
+      let second = draw(batch + b);
+      for (let t = 1; t < (pairs.tries ?? 8) && pairs.accept; t++) {
+        const at = (slot: number) => lr.slice(slot * lrSize, (slot + 1) * lrSize);
+        if (await pairs.accept(at(b), at(batch + b))) break;
+        second = draw(batch + b);
+      }
+      this.writeCrop(image.hr, second.x * scale, second.y * scale, big, second.transform, hr, batch + b);
+      crops[batch + b] = second;
     }
     const { backend } = this.options;
     return {
-      lr: tensor(lr, [batch, channels, patch, patch], { backend }),
-      hr: tensor(hr, [batch, channels, big, big], { backend }),
+      lr: tensor(lr, [count, channels, patch, patch], { backend }),
+      hr: tensor(hr, [count, channels, big, big], { backend }),
       crops,
     };
   }

@@ -43,13 +43,13 @@ export { type DecodePngOptions, decodePng, encodePng, readPng, writePng } from '
 export { type ImageDataLike, type BitmapLike, imageFromImageData, imageToImageData, imageFromBitmap } from './dom.js';
 export {
   upscaleTiled, upscaleTiledPlanes, AbortError, throwIfAborted, yieldToEventLoop, type UpscaleTiledOptions, type TileProgressInfo,
-  type TiledPlanes, type PatchInfo, type PatchHook,
+  type TiledPlanes, type PatchInfo, type PatchHook, patchLayout, type PatchPlacement,
 } from './tile.js';
 export {
   Upscaler, loadSRModel, integerModelOf, readImageInput, type UpscaleInput, type UpscaleOptions, type ModelFeeding, type FromModelOptions,
-  type LoadedSRModel, type LoadSRModelOptions, type NetworkPlanes,
+  type LoadedSRModel, type LoadSRModelOptions, type NetworkPlanes, type TiledRunner,
 } from './upscale.js';
 export {
-  loadPairs, TrainingSampler, type ImagePair, type LoadPairsOptions, type TrainingSamplerOptions, type TrainingBatch,
+  loadPairs, TrainingSampler, type ImagePair, type LoadPairsOptions, type TrainingSamplerOptions, type TrainingBatch, type PairOptions,
   type CropInfo, type TrainingSamplerState,
 } from './dataset.js';

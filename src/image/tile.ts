@@ -151,6 +151,35 @@ function spans(length: number, patch: number, overlap: number): Span[] {
   }));
 }
 
+/** One patch of a tiled run: grid position, top-left corner and size in input pixels. */
+export interface PatchPlacement {
+  index: number;
+  row: number;
+  col: number;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * The patches a tiled run over a height × width input takes, in the order it runs them (row-major;
+ * `index` is PatchInfo.index), e.g. to look at every patch before any runs (RefQSR's clustering).
+ */
+export function patchLayout(height: number, width: number, patch: number, overlap: number): PatchPlacement[] {
+  checkInteger('height', height, 1);
+  checkInteger('width', width, 1);
+  checkInteger('patch', patch, 1);
+  checkInteger('overlap', overlap, 0);
+  if (patch <= 2 * overlap) throw new ValueError(`upscaleTiled: patch ${patch} must exceed 2 × overlap (${2 * overlap})`);
+  const ph = Math.min(patch, height);
+  const pw = Math.min(patch, width);
+  const cols = spans(width, pw, overlap);
+  return spans(height, ph, overlap).flatMap((y, row) => cols.map((x, col) => ({
+    index: row * cols.length + col, row, col, x: x.start, y: y.start, width: pw, height: ph,
+  })));
+}
+
 function checkInteger(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) {
     throw new ValueError(`upscaleTiled: ${name} must be an integer ≥ ${min}, got ${value}`);

@@ -30,7 +30,7 @@ import { type PixelRange, imageToTensor } from './convert.js';
 import { imresize, imresizeFloat } from './resize.js';
 import { decodePng, readPng } from './png.js';
 import { type BitmapLike, type ImageDataLike, imageFromBitmap, imageFromImageData } from './dom.js';
-import { type PatchHook, type TileProgressInfo, type TiledPlanes, throwIfAborted, upscaleTiledPlanes } from './tile.js';
+import { type PatchHook, type TileProgressInfo, type TiledPlanes, type UpscaleTiledOptions, throwIfAborted, upscaleTiledPlanes } from './tile.js';
 
 /**
  * What `upscale` takes: the library's Image; PNG bytes; a file path or URL (a path in Node;
@@ -96,7 +96,18 @@ export interface FromModelOptions extends Partial<ModelFeeding> {
    * integer kernels on webgpu, the CPU reference on cpu (identical codes).
    */
   integer?: IntegerModel | null;
+  /**
+   * Runs the network over a whole input in place of the default tiled loop (upscaleTiledPlanes
+   * over the model's forward), with the same options: for networks that must see every patch
+   * before any runs, as RefQSR clusters patches into references and queries.
+   */
+  runner?: TiledRunner | null;
+  /** Patch side and overlap when `upscale` is given no `patch` (default: the whole image as one patch). */
+  tiling?: { patch: number; overlap?: number } | null;
 }
+
+/** A replacement of the tiled run: the network over x [1, C, H, W] as `options` tiles it, output on the host. */
+export type TiledRunner = (x: Tensor, options: UpscaleTiledOptions) => Promise<TiledPlanes>;
 
 /** A model as loadSRModel reads it: the network with its feeding, a label and whether it is quantized. */
 export interface LoadedSRModel extends ModelFromMetadata {
@@ -301,12 +312,17 @@ export class Upscaler {
   readonly quantized: boolean;
   /** The integer model that runs instead of the network's fake-quant forward, if any (INT8 models by default). */
   readonly integer: IntegerModel | null;
+  /** The run that replaces the default tiled loop, if any (FromModelOptions.runner). */
+  readonly runner: TiledRunner | null;
+  /** The tiling used when `upscale` is given no `patch` (FromModelOptions.tiling), if any. */
+  readonly tiling: { patch: number; overlap?: number } | null;
   private readonly owned: boolean;
   private readonly backend: string | undefined;
   private disposed = false;
 
   private constructor(init: {
     label: string; model: Module | null; feeding: ModelFeeding; quantized: boolean; owned: boolean; backend?: string; integer?: IntegerModel | null;
+    runner?: TiledRunner | null; tiling?: { patch: number; overlap?: number } | null;
   }) {
     this.label = init.label;
     this.model = init.model;
@@ -315,6 +331,8 @@ export class Upscaler {
     this.colors = init.feeding.colors;
     this.quantized = init.quantized;
     this.integer = init.integer ?? null;
+    this.runner = init.runner ?? null;
+    this.tiling = init.tiling ?? null;
     this.owned = init.owned;
     this.backend = init.backend;
   }
@@ -352,6 +370,8 @@ export class Upscaler {
       owned: options.owned ?? false,
       backend: options.backend,
       integer: options.integer,
+      runner: options.runner,
+      tiling: options.tiling,
     });
   }
 
@@ -450,11 +470,14 @@ export class Upscaler {
     try {
       model.eval();
       const [height, width] = x.shape.slice(2);
-      const patch = options.patch ?? Math.max(height, width);
-      const overlap = options.patch === undefined ? 0 : options.overlap ?? Math.min(16, Math.floor((patch - 1) / 2));
+      const given = options.patch ?? this.tiling?.patch;
+      const patch = given ?? Math.max(height, width);
+      const overlap = given === undefined ? 0
+        : options.overlap ?? (options.patch === undefined ? this.tiling?.overlap : undefined) ?? Math.min(16, Math.floor((patch - 1) / 2));
       const { onProgress, signal, onPatch } = options;
       const forward = this.integer ? (t: Tensor) => this.integer!.call(t) : (t: Tensor) => model.call(t);
-      const planes = await upscaleTiledPlanes(forward, x, { scale: this.scale, patch, overlap, onProgress, signal, onPatch });
+      const tiling = { scale: this.scale, patch, overlap, onProgress, signal, onPatch };
+      const planes = this.runner ? await this.runner(x, tiling) : await upscaleTiledPlanes(forward, x, tiling);
       if (planes.channels !== this.colors) {
         throw new ShapeError(`${this.label}: the network returned ${planes.channels} channels for ${this.colors} in`);
       }

@@ -18,7 +18,7 @@ export {
 } from './ptq.js';
 export { modelCost, type CostReport, type LayerCost, type CostOptions } from './cost.js';
 export {
-  saveQuantized, loadQuantized, quantizedFromTensorFile, isQuantizedMetadata, planToJson, planFromJson, QUANT_PLAN_KEY,
+  saveQuantized, quantizedMetadata, loadQuantized, quantizedFromTensorFile, isQuantizedMetadata, planToJson, planFromJson, QUANT_PLAN_KEY,
   type ArchitectureMetadata, type LoadedQuantized,
 } from './io.js';
 export { DynamicGate, gateQuantize } from './gate.js';

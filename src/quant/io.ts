@@ -47,16 +47,23 @@ export function planFromJson(json: string): QuantPlan {
  * stored beside them.
  */
 export async function saveQuantized(path: string, model: Module, arch: ArchitectureMetadata, extra: Readonly<Record<string, string>> = {}): Promise<void> {
+  await saveSafetensors(path, model.stateDict(), { ...extra, ...quantizedMetadata(model, arch) });
+}
+
+/**
+ * The metadata saveQuantized writes for `model`: architecture, plan, run-time bits and DDTB
+ * gates. For files that hold a quantized network beside other parts (RefQSR).
+ */
+export function quantizedMetadata(model: Module, arch: ArchitectureMetadata): Record<string, string> {
   const plan = planOf(model);
   if (!plan) throw new ValueError('saveQuantized: model was not quantized with quantize()');
   const acts = model.namedModules().filter((e): e is [string, ActivationQuantizer] => e[1] instanceof ActivationQuantizer);
   const bits = Object.fromEntries(acts.map(([k, m]) => [k, m.bits]));
   const gates = Object.fromEntries(acts.filter(([, m]) => m.gate).map(([k, m]) => [k, { hidden: m.gate!.hidden, mode: m.gateMode }]));
-  await saveSafetensors(path, model.stateDict(), {
-    ...extra,
+  return {
     model: arch.model, config: JSON.stringify(arch.config), [QUANT_PLAN_KEY]: planToJson(plan), quant_bits: JSON.stringify(bits),
     ...(Object.keys(gates).length ? { quant_gates: JSON.stringify(gates) } : {}),
-  });
+  };
 }
 
 /** Whether a file's metadata describes a quantized model. */

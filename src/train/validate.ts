@@ -21,6 +21,8 @@ export interface ValidationOptions {
   shave?: number;
   /** Only the images whose file name matches (a held-out split of a training folder). */
   include?: RegExp;
+  /** Runs `model` through this Upscaler (e.g. RefQSR's patch-wise one) instead of a plain one. */
+  upscaler?: Upscaler;
 }
 
 /** Mean PSNR over the set and the number of images. */
@@ -40,7 +42,7 @@ export async function validatePsnr(model: Module, options: ValidationOptions): P
   const { scale, range, colors, backend } = options;
   const shave = options.shave ?? scale;
   // The caller keeps the model; the Upscaler runs it in eval mode and restores its mode.
-  const upscaler = Upscaler.fromModel(model, { scale, range, colors, backend });
+  const upscaler = options.upscaler ?? Upscaler.fromModel(model, { scale, range, colors, backend });
   let total = 0;
   let images = 0;
   for await (const { hr, lr } of loadPairs(options.folder, scale, { include: options.include })) {

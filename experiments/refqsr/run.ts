@@ -1,0 +1,84 @@
+// Runs the RefQSR study (cells.ts) one srq command at a time: the ClustBlock, then per seed the
+// 4-bit DDTB base, RefQSR 4-3 and 4-2, the 8-bit base and RefQSR 8-3, so complete paired seeds
+// accumulate first; then each finished RefQSR run is evaluated at every P of PATCHES beyond the
+// card's (eval-p<P>.json). Finished steps are skipped, started ones resume; workers claim a step
+// with a lock file holding their pid, as the QAT study's. Ctrl-C / SIGTERM reaches the running step.
+// Usage: npx tsx experiments/refqsr/run.ts [--seeds 1,2,3] [--backend cpu|webgpu]
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CELLS, CLUSTBLOCK, PATCHES, SEEDS, baseArgs, baseDir, clustblockArgs, refqsrArgs } from './cells.js';
+
+const { values } = parseArgs({ options: { seeds: { type: 'string' }, backend: { type: 'string' } } });
+const seeds = values.seeds ? values.seeds.split(',').map(Number) : SEEDS;
+const backend = values.backend ? ['--backend', values.backend] : [];
+const root = join('experiments', 'refqsr', 'runs');
+mkdirSync(root, { recursive: true });
+let stopping = false;
+let child: ReturnType<typeof spawn> | null = null;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    stopping = true;
+    if (child?.pid) process.kill(-child.pid, 'SIGTERM');
+  });
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Runs `srq <args>` unless `done` exists or a live worker holds `lock`; stdout to `stdoutFile` if given. */
+async function step(name: string, done: string, lock: string, args: string[], stdoutFile?: string): Promise<void> {
+  if (stopping) process.exit(130);
+  if (existsSync(done)) return;
+  if (existsSync(lock) && alive(Number(readFileSync(lock, 'utf8')))) return;
+  mkdirSync(dirname(lock), { recursive: true });
+  writeFileSync(lock, String(process.pid));
+  console.log(`[refqsr study] ${new Date().toISOString()} ${name}: srq ${args.join(' ')}`);
+  let out = '';
+  const code = await new Promise<number>((resolve) => {
+    child = spawn(join('node_modules', '.bin', 'tsx'), ['src/cli/srq.ts', ...args], { stdio: ['ignore', stdoutFile ? 'pipe' : 'inherit', 'inherit'], detached: true });
+    child.stdout?.on('data', (d: Buffer) => void (out += d.toString()));
+    child.on('exit', (c) => resolve(c ?? 1));
+  });
+  child = null;
+  rmSync(lock, { force: true });
+  if (code !== 0) {
+    console.log(`[refqsr study] ${name} exited with ${code}${stopping ? ' (stopped)' : ''}`);
+    process.exit(code || 1);
+  }
+  if (stdoutFile) writeFileSync(stdoutFile, out);
+}
+
+const resume = (out: string) => (existsSync(join(out, 'checkpoint.safetensors')) ? ['--resume'] : []);
+
+await step('clustblock', CLUSTBLOCK, `${CLUSTBLOCK}.lock`, clustblockArgs());
+for (const seed of seeds) {
+  for (const cell of CELLS) {
+    const base = baseDir(cell.high, seed);
+    await step(`base ddtb-w${cell.high}a${cell.high} seed ${seed}`, join(base, 'model.safetensors'), `${base}.lock`, [...baseArgs(cell.high, seed, base), ...backend, ...resume(base)]);
+    const out = join(root, `${cell.id}-s${seed}`);
+    await step(`${cell.id} seed ${seed}`, join(out, 'model.safetensors'), `${out}.lock`, [...refqsrArgs(cell, seed, base, out), ...backend, ...resume(out)]);
+  }
+}
+// Every further P on every finished run and test set.
+for (const seed of seeds) {
+  for (const cell of CELLS) {
+    const out = join(root, `${cell.id}-s${seed}`);
+    if (!existsSync(join(out, 'model.safetensors'))) continue;
+    for (const p of PATCHES.slice(1)) {
+      for (const set of ['Set5', 'Set14', 'BSD68', 'Urban100']) {
+        const file = join(out, `eval-p${p}-${set}.json`);
+        await step(`${cell.id} seed ${seed} P ${p} ${set}`, file, `${file}.lock`,
+          ['eval', '--model', join(out, 'model.safetensors'), '--data', `../shared/data/${set}`, '--patch', String(p), '--json', ...backend], file);
+      }
+    }
+  }
+}
+console.log('[refqsr study] this worker found nothing left to run');

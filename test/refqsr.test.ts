@@ -1,0 +1,143 @@
+// RefQSR end to end at CI size: a DDTB 4-bit base from `srq quantize`, a ClustBlock from
+// `srq clustblock`, a few RefQSR training steps on pairs (`srq quantize --method refqsr`), then
+// `srq eval` of the written file and the loaded model's patch-wise run on every test backend
+// with its per-patch bits. Images are synthetic textures the test writes.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Random, createImage, createModel, saveSafetensors, setBackend, writePng } from '../src/index.js';
+import { useBackend } from '../src/backends/select.js';
+import { main } from '../src/cli/main.js';
+import { loadRefqsr } from '../src/refqsr/io.js';
+import { type RefqsrReport, refqsrUpscaler } from '../src/refqsr/upscale.js';
+import { testBackends } from './support/backends.js';
+
+async function srq(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = { stdout: '', stderr: '' };
+  const code = await main(argv, { stdout: (t) => void (out.stdout += t), stderr: (t) => void (out.stderr += t), stderrIsTTY: false });
+  return { code, ...out };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'srq-refqsr-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const data = join(dir, 'train');
+const val = join(dir, 'val');
+const fp = join(dir, 'edsr-tiny.safetensors');
+const CONFIG = { n_resblocks: 3, n_feats: 8, scale: 2 };
+
+/** A side×side RGB texture: stripes of a period and angle, with noise. */
+function texture(seed: number, side = 64): ReturnType<typeof createImage> {
+  const rng = new Random(seed);
+  const [period, angle] = [3 + seed * 2, seed * 0.7];
+  const px = new Uint8Array(side * side * 3);
+  for (let i = 0; i < side * side; i++) {
+    const [y, x] = [Math.floor(i / side), i % side];
+    const v = 128 + 90 * Math.sin((x * Math.cos(angle) + y * Math.sin(angle)) / period) + 20 * (rng.next() - 0.5);
+    for (let c = 0; c < 3; c++) px[3 * i + c] = Math.max(0, Math.min(255, Math.round(v * (0.7 + 0.15 * c))));
+  }
+  return createImage(side, side, 3, px);
+}
+
+beforeAll(async () => {
+  mkdirSync(data);
+  mkdirSync(val);
+  for (let s = 1; s <= 3; s++) await writePng(join(data, `t${s}.png`), texture(s));
+  await writePng(join(val, 'v.png'), texture(4));
+  const model = createModel('edsr', CONFIG, { rng: new Random(7) });
+  await saveSafetensors(fp, model.stateDict(), { model: 'edsr', config: JSON.stringify(CONFIG) });
+  model.dispose();
+});
+
+describe('RefQSR end to end', () => {
+  const base = join(dir, 'base');
+  const clust = join(dir, 'clust.safetensors');
+  const out = join(dir, 'refqsr');
+  const loop = ['--data', data, '--val', val, '--batch', '2', '--patch', '16', '--calib-batches', '1', '--log-every', '1', '--backend', 'cpu', '--no-eval'];
+
+  it('trains on pairs from a DDTB base and a ClustBlock, writes a file srq eval runs patch-wise', { timeout: 300_000 }, async () => {
+    const b = await srq(['quantize', '--method', 'ddtb', '--bits', '4', '--model', fp, '--iters', '1', '--out', base, ...loop]);
+    expect(b.code, b.stderr).toBe(0);
+    const c = await srq(['clustblock', '--data', data, '--out', clust, '--classes', '4', '--patch', '16', '--iters', '3', '--batch', '8', '--calib', '16']);
+    expect(c.code, c.stderr).toBe(0);
+    const r = await srq([
+      'quantize', '--method', 'refqsr', '--bits', '4-2', '--base', join(base, 'model.safetensors'), '--clust', clust, '--model', fp,
+      '--tau', '0', '--eval-patch', '16', '--iters', '2', '--out', out, ...loop,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const f of ['checkpoint.safetensors', 'model.safetensors', 'log.jsonl', 'card.json', 'README.md']) expect(existsSync(join(out, f)), f).toBe(true);
+    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).filter((l) => !('event' in l));
+    expect(steps.map((l) => l.iteration)).toEqual([1, 2]);
+    for (const l of steps) expect(Number.isFinite(l.loss) && Number.isFinite(l.kd), JSON.stringify(l)).toBe(true);
+    const card = JSON.parse(readFileSync(join(out, 'card.json'), 'utf8')) as { bits: unknown; referBlocks: number; validationPsnr: number };
+    expect(card.bits).toEqual({ high: 4, low: 2, medium: 3 });
+    expect(card.referBlocks).toBe(1);
+    expect(card.validationPsnr).toBeGreaterThan(5);
+
+    const evaluated = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val]);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    expect(evaluated.stdout).toContain('RefQSR patch-wise mixed precision');
+    expect(evaluated.stdout).toMatch(/^v\s+\d+\.\d+\s+\d\.\d+\s+\S+\s+\S+\s+\d\.\d\d\s+\d+\/\d+$/m);
+    expect(evaluated.stdout).toMatch(/Overheads .*ClustBlock .*RefER matching/);
+    const json = JSON.parse((await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val, '--json'])).stdout) as { mean: { psnr: number; fqr: number } };
+    expect(json.mean.psnr).toBeGreaterThan(5);
+    expect(json.mean.fqr).toBeGreaterThan(2);
+    expect(json.mean.fqr).toBeLessThanOrEqual(4);
+  });
+
+  for (const backend of testBackends()) {
+    it(`${backend}: the loaded model runs patch-wise with per-patch bits, as on cpu`, { timeout: 300_000 }, async () => {
+      const file = join(out, 'model.safetensors');
+      if (!existsSync(file)) throw new Error('the training test above did not write its model');
+      // srq commands release the device when they end (main's shutdown()): start it again.
+      if (backend === 'webgpu') {
+        await useBackend('webgpu', { require: true });
+        setBackend('cpu');
+      }
+      const runOn = async (b: string) => {
+        const loaded = await loadRefqsr(file, { backend: b });
+        let report: RefqsrReport | undefined;
+        const upscaler = refqsrUpscaler(loaded.model, { range: loaded.range, tau: 0, patch: 16, overlap: 3, backend: b, onReport: (r) => void (report = r) });
+        const image = await upscaler.upscale(texture(5, 36));
+        loaded.model.dispose();
+        return { image, report: report! };
+      };
+      const here = await runOn(backend);
+      const cpu = backend === 'cpu' ? here : await runOn('cpu');
+      expect([here.image.width, here.image.height]).toEqual([72, 72]);
+      // 36 LR with P = 16 and 3 pixels of context (neighbours overlap by at least 6): origins 0, 10, 20 → 3 × 3 patches.
+      expect(here.report.patches).toHaveLength(9);
+      expect(here.report.patches.map((p) => [p.x, p.y])).toEqual([0, 10, 20].flatMap((y) => [0, 10, 20].map((x) => [x, y])));
+      for (const p of here.report.patches) {
+        expect(here.report.patches[p.reference].role).toBe('reference');
+        expect(p.blocks.map((b) => `${b.weights}/${b.activations}`)).toEqual(p.role === 'reference' ? ['4/4', '4/4', '4/4'] : ['4/4', '3/2', '4/4']);
+      }
+      expect(here.report.patches.map((p) => p.reference)).toEqual(cpu.report.patches.map((p) => p.reference));
+      // Backends sum in other orders, so a value on a rounding boundary may move one step: compare by PSNR.
+      let se = 0;
+      here.image.data.forEach((v, i) => void (se += (v - cpu.image.data[i]) ** 2));
+      const psnr = 10 * Math.log10((255 * 255) / Math.max(se / here.image.data.length, 1e-12));
+      expect(psnr).toBeGreaterThan(40);
+    });
+  }
+
+  it('usage errors name the option', async () => {
+    const common = ['quantize', '--method', 'refqsr', '--model', fp, '--iters', '1', '--out', join(dir, 'never'), ...loop];
+    const cases: [string[], string][] = [
+      [['--bits', '4', '--base', fp, '--clust', clust], "--method refqsr takes --bits <b_high>-<b_low> (e.g. 4-3), got '4'"],
+      [['--bits', '3-4', '--base', fp, '--clust', clust], 'b_low (4) must not exceed b_high (3)'],
+      [['--bits', '4-3', '--clust', clust], 'missing --base'],
+      [['--bits', '4-3', '--base', fp, '--clust', join(dir, 'none.safetensors')], 'does not exist (make one with srq clustblock)'],
+      [['--bits', '4-3', '--base', fp, '--clust', clust, '--tau', '2'], "--tau must be a number in [-1, 1], got '2'"],
+      [['--bits', '4-3', '--base', fp, '--clust', clust], `--base ${fp} is not quantized`],
+      [['--bits', '4-3', '--base', fp, '--clust', clust, '--lambda-m', '1e-5'], '--lambda-m applies to odm, not refqsr'],
+    ];
+    for (const [extra, message] of cases) {
+      const run = await srq([...common, ...extra]);
+      expect(run.code, `${extra.join(' ')}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toContain(message);
+    }
+    const other = await srq(['quantize', '--method', 'ddtb', '--bits', '4', '--model', fp, '--iters', '1', '--out', join(dir, 'never'), '--tau', '0.5', ...loop]);
+    expect(other.stderr).toContain('--tau applies to refqsr, not ddtb');
+  });
+});
