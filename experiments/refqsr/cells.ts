@@ -2,7 +2,6 @@
 // and 8 bits and RefQSR 4-3, 4-2 and 8-3 on top of them, seeds 1–3, one budget. The bases are the
 // QAT study's DDTB cells (experiments/qat/cells.ts), made by the same command, so a base the QAT
 // study has already trained is reused as is.
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUDGET as QAT_BUDGET, type Cell, quantizeArgs } from '../qat/cells.js';
 
@@ -51,11 +50,12 @@ export function clustblockArgs(): string[] {
   return ['clustblock', '--data', DATA, '--out', CLUSTBLOCK, '--classes', '47', '--patch', '24', '--iters', '2000', '--seed', '1'];
 }
 
-/** Where the base of `bits` at `seed` is: the QAT study's run if it exists, else this study's own. */
+/**
+ * Where the base of `bits` at `seed` lives: the QAT study's run directory of that cell, trained
+ * by whichever study gets there first (the command is the same, so is the result).
+ */
 export function baseDir(bits: number, seed: number): string {
-  const qat = join('experiments', 'qat', 'runs', `${baseCell(bits).id}-s${seed}`);
-  if (existsSync(join(qat, 'model.safetensors')) || existsSync(join(qat, 'checkpoint.safetensors'))) return qat;
-  return join('experiments', 'refqsr', 'bases', `${baseCell(bits).id}-s${seed}`);
+  return join('experiments', 'qat', 'runs', `${baseCell(bits).id}-s${seed}`);
 }
 
 /** `srq quantize` of a base (the QAT study's command). */

@@ -103,7 +103,7 @@ export async function evaluateRefqsr(
  */
 export async function evalRefqsr(upscaler: Upscaler, reports: RefqsrReport[], data: string, io: CliIO, json: boolean, backend: string): Promise<number> {
   const rows: { name: string; psnr: number; ssim: number; bitops: number; bitopsRefqsr: number; fqr: number; references: number; patches: number }[] = [];
-  const pad = (cells: string[]) => `${cells[0].padEnd(16)}${cells.slice(1).map((c, i) => c.padStart([8, 8, 13, 11, 6, 9][i])).join('')}\n`;
+  const pad = (cells: string[]) => `${cells[0].padEnd(16)}${cells.slice(1).map((c, i) => c.padStart([8, 8, 13, 13, 6, 9][i])).join('')}\n`;
   try {
     const score = await evaluateRefqsr(upscaler, reports, data, (name, psnr, ssim, report) => {
       if (!json && rows.length === 0) {
