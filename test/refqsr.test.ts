@@ -74,6 +74,16 @@ describe('RefQSR end to end', () => {
     expect(card.referBlocks).toBe(1);
     expect(card.validationPsnr).toBeGreaterThan(5);
 
+    // --resume continues from the checkpoint (the sampler's state included) to a longer budget.
+    const again = await srq([
+      'quantize', '--method', 'refqsr', '--bits', '4-2', '--base', join(base, 'model.safetensors'), '--clust', clust, '--model', fp,
+      '--tau', '0', '--eval-patch', '16', '--iters', '3', '--resume', '--out', out, ...loop,
+    ]);
+    expect(again.code, again.stderr).toBe(0);
+    const resumed = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(resumed.filter((l) => !('event' in l)).map((l) => l.iteration)).toEqual([1, 2, 3]);
+    expect(resumed.filter((l) => l.event === 'start').map((l) => l.iteration)).toEqual([0, 2]);
+
     const evaluated = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val]);
     expect(evaluated.code, evaluated.stderr).toBe(0);
     expect(evaluated.stdout).toContain('RefQSR patch-wise mixed precision');
