@@ -65,6 +65,26 @@ describe('RefQSR network', () => {
     expect(() => model.queryPass(refs, [])).toThrow(/takes 1 reference features/);
   });
 
+  for (const preset of ['pams', 'odm'] as const) {
+    it(`with ${preset} as the base too: the reference path is the base, RefER takes its quantizer kinds, training gives every RefER parameter a gradient`, async () => {
+      const base = new EDSR({ scale: 2, nResblocks: 3, nFeats: 8, rng: new Random(4) });
+      quantize(base, presetPlan(preset, 4));
+      await calibrate(base, [uniform([2, 3, 12, 12], 0, 255, { rng: new Random(5) })]);
+      const x = uniform([2, 3, 10, 9], 0, 255, { rng: new Random(6) });
+      base.eval();
+      const want = await values(noGrad(() => base.forward(x)));
+      const model = await RefQSR.create(base, { bitsHigh: 4, bitsLow: 3, referBlocks: 1 });
+      model.eval();
+      expect(await values(noGrad(() => model.referencePass(x).output))).toEqual(want);
+      const [c0] = model.refer[0].convs;
+      expect(c0.inputQuantizer!.kind).toBe(preset === 'pams' ? 'symmetric' : 'affine');
+      expect(c0.weightQuantizer!.method).toBe(preset === 'pams' ? 'maxabs' : 'wcc');
+      model.train();
+      model.forward(uniform([4, 3, 10, 9], 0, 255, { rng: new Random(7) })).mean().backward();
+      for (const [name, t] of model.getSubmodule('refer').namedParameters()) expect(t.grad, name).toBeTruthy();
+    });
+  }
+
   it('RefER starts from the replaced block; calibrateRefer sets only RefER bounds; bad bases are refused', async () => {
     const base = await ddtbEdsr(3);
     const model = await RefQSR.create(base, { bitsHigh: 4, bitsLow: 3, referBlocks: 1, rng: new Random(2) });
