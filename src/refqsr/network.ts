@@ -113,7 +113,9 @@ export class RefQSR extends Module {
   /**
    * A RefQSR on the base's backend, its RefER blocks started from the blocks they replace unless
    * `initFromBlocks` is false (the constructor leaves RefER freshly initialised on the active
-   * backend, as a loader wants before loading weights).
+   * backend, as a loader wants before loading weights). A refinement conv whose replaced conv had
+   * a float input (PAMS/DDTB 'code' placement: a block's first conv) has uncalibrated bounds until
+   * calibrateRefer runs on pair batches, as `srq quantize --method refqsr` does before training.
    */
   static async create(base: Module, options: RefqsrOptions): Promise<RefQSR> {
     const model = new RefQSR(base, options);
