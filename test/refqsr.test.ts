@@ -91,6 +91,11 @@ describe('RefQSR end to end', () => {
     expect(evaluated.stdout).toMatch(/Overheads .*ClustBlock .*RefER matching/);
     const json = JSON.parse((await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val, '--json'])).stdout) as { mean: { psnr: number; fqr: number } };
     expect(json.mean.psnr).toBeGreaterThan(5);
+    const all = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val, '--all-reference', '--patch', '20']);
+    expect(all.code, all.stderr).toBe(0);
+    // 32 LR with P = 20 and 3 pixels of context: origins 0, 12 → 2 × 2 patches, every one a reference.
+    expect(all.stdout).toMatch(/^v\s.*\s4\/4$/m);
+    expect((await srq(['eval', '--model', fp, '--data', val, '--all-reference'])).stderr).toContain('--all-reference applies to RefQSR models only');
     expect(json.mean.fqr).toBeGreaterThan(2);
     expect(json.mean.fqr).toBeLessThanOrEqual(4);
   });

@@ -1,7 +1,7 @@
 // Runs the RefQSR study (cells.ts) one srq command at a time: the ClustBlock, then per seed the
 // 4-bit DDTB base, RefQSR 4-3 and 4-2, the 8-bit base and RefQSR 8-3, so complete paired seeds
 // accumulate first; then each finished RefQSR run is evaluated at every P of PATCHES beyond the
-// card's (eval-p<P>.json). Finished steps are skipped, started ones resume; workers claim a step
+// card's (eval-p<P>-<set>.json) and with every patch a reference (eval-all-reference-<set>.json). Finished steps are skipped, started ones resume; workers claim a step
 // with a lock file holding their pid, as the QAT study's. Ctrl-C / SIGTERM reaches the running step.
 // Usage: npx tsx experiments/refqsr/run.ts [--seeds 1,2,3] [--backend cpu|webgpu]
 import { spawn } from 'node:child_process';
@@ -78,6 +78,12 @@ for (const seed of seeds) {
         await step(`${cell.id} seed ${seed} P ${p} ${set}`, file, `${file}.lock`,
           ['eval', '--model', join(out, 'model.safetensors'), '--data', `../shared/data/${set}`, '--patch', String(p), '--json', ...backend], file);
       }
+    }
+    // The same network with every patch a reference (b_high): what the queries' low bits cost.
+    for (const set of ['Set5', 'Set14', 'BSD68', 'Urban100']) {
+      const file = join(out, `eval-all-reference-${set}.json`);
+      await step(`${cell.id} seed ${seed} all-reference ${set}`, file, `${file}.lock`,
+        ['eval', '--model', join(out, 'model.safetensors'), '--data', `../shared/data/${set}`, '--all-reference', '--json', ...backend], file);
     }
   }
 }

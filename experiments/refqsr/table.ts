@@ -1,6 +1,7 @@
 // Writes the RefQSR study's table (experiments/refqsr/RESULTS.md) from the cards of finished runs:
 // per test set, the DDTB bases (whole images, BitOPs per image from modelCost at each LR size)
-// and RefQSR on them (patch-wise at P = 24 from the card, P = 32 from eval-p32-*.json), mean ±
+// and RefQSR on them (patch-wise at P = 24 from the card, P = 32 from eval-p32-*.json, and with
+// every patch a reference from eval-all-reference-*.json), mean ±
 // std over seeds of PSNR, with BitOPs (refqsr convention), FQR and the share of references; the
 // paper's SRResNet-DDTB Urban100 rows beside ours, and every command.
 // Usage: npx tsx experiments/refqsr/table.ts
@@ -74,6 +75,10 @@ for (const set of SETS) {
         lines.push(`| + RefQSR ${cell.high}-${cell.low} | ${p} | ${stats(scores.map((x) => x.psnr))} | ${Number.isNaN(m((x) => x.bitopsRefqsr)) ? '–' : (m((x) => x.bitopsRefqsr) / 1e9).toPrecision(3)} | `
           + `${show(m((x) => x.fqr), 2)} | ${Number.isNaN(m((x) => x.referenceShare)) ? '–' : `${(100 * m((x) => x.referenceShare)).toFixed(1)} %`} | ${p === PATCHES[0] ? PUBLISHED[cell.id] : ''} |`);
       }
+      const all = SEEDS.map((s) => read<{ mean: SetScore }>(join('experiments', 'refqsr', 'runs', `${cell.id}-s${s}`, `eval-all-reference-${set}.json`))?.mean ?? null)
+        .filter((x): x is SetScore => x !== null);
+      const bitops = all.length ? `${(mean(all.map((x) => x.bitopsRefqsr)) / 1e9).toPrecision(3)}` : '–';
+      lines.push(`| + RefQSR ${cell.high}-${cell.low}, every patch a reference | ${PATCHES[0]} | ${stats(all.map((x) => x.psnr))} | ${bitops} | ${all.length ? mean(all.map((x) => x.fqr)).toFixed(2) : '–'} | ${all.length ? '100 %' : '–'} | |`);
     }
   }
   lines.push('');
@@ -85,5 +90,6 @@ for (const cell of CELLS) {
   lines.push(`- ${cell.id}: \`npx srq ${shellLine(args).replace('--seed 0', '--seed S')}\``);
 }
 lines.push(`- P = ${PATCHES.slice(1).join(', ')}: \`npx srq eval --model experiments/refqsr/runs/<cell>-sS/model.safetensors --data ../shared/data/<set> --patch <P> --json\``);
+lines.push('- every patch a reference: `npx srq eval --model experiments/refqsr/runs/<cell>-sS/model.safetensors --data ../shared/data/<set> --all-reference --json`');
 writeFileSync(join('experiments', 'refqsr', 'RESULTS.md'), `${lines.join('\n')}\n`);
 console.log(lines.join('\n'));

@@ -31,6 +31,7 @@ Options:
   --fake-quant       run an INT8 model's fake-quant float forward instead of its integer path
                      (the default for INT8 models, on either backend)
   --patch <p>        RefQSR models: the LR patch side P (default: the one the file records)
+  --all-reference    RefQSR models: every patch a reference (b_high), the ceiling its queries save from
   --json             print JSON instead of a table
   -h, --help         this text
 `;
@@ -43,6 +44,7 @@ const OPTIONS = {
   backend: { type: 'string' },
   'fake-quant': { type: 'boolean' },
   patch: { type: 'string' },
+  'all-reference': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -92,8 +94,9 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
 
   const reports: RefqsrReport[] = [];
   const patch = parsed.values.patch === undefined ? undefined : integerOption(parsed, 'patch', 'eval', 15);
-  const refqsr = await loadRefqsrUpscaler(spec, reports, { backend: backend.name, patch });
-  if (patch !== undefined && !refqsr) throw new UsageError('eval: --patch applies to RefQSR models only');
+  const allReference = parsed.values['all-reference'] === true;
+  const refqsr = await loadRefqsrUpscaler(spec, reports, { backend: backend.name, patch, selection: allReference ? 'all-reference' : 'clust' });
+  if ((patch !== undefined || allReference) && !refqsr) throw new UsageError(`eval: --${patch !== undefined ? 'patch' : 'all-reference'} applies to RefQSR models only`);
   if (refqsr) {
     if (wantedScale !== undefined && wantedScale !== refqsr.scale) {
       refqsr.dispose();

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { type ModelFromMetadata, Upscaler, ZOO, integerModelOf, isModelName, loadSRModel, zooEntry } from '../index.js';
 import { readSafetensorsFile } from '../io/safetensors-node.js';
 import { isRefqsrMetadata, loadRefqsr } from '../refqsr/io.js';
-import { type RefqsrReport, refqsrUpscaler } from '../refqsr/upscale.js';
+import { type RefqsrReport, type RefqsrSelection, refqsrUpscaler } from '../refqsr/upscale.js';
 import { UsageError } from './args.js';
 
 /** Whether `spec` names an architecture ('fsrcnn', 'fsrcnn-x3', 'edsr_baseline_x4', …). */
@@ -68,10 +68,13 @@ export async function loadUpscaler(spec: string, scale?: number, options: { fake
 }
 
 /**
- * A RefQSR file's Upscaler (patch P from the file unless `patch`), with its reports pushed to
- * `reports`; null when `spec` is not a RefQSR file.
+ * A RefQSR file's Upscaler (patch P from the file unless `patch`; references chosen by its
+ * ClustBlock unless `selection` says 'all-reference'), with its reports pushed to `reports`; null
+ * when `spec` is not a RefQSR file.
  */
-export async function loadRefqsrUpscaler(spec: string, reports: RefqsrReport[], options: { patch?: number; backend?: string } = {}): Promise<Upscaler | null> {
+export async function loadRefqsrUpscaler(
+  spec: string, reports: RefqsrReport[], options: { patch?: number; backend?: string; selection?: RefqsrSelection } = {},
+): Promise<Upscaler | null> {
   if (!/\.safetensors$/i.test(spec) || !existsSync(spec)) return null;
   const header = await readSafetensorsFile(spec);
   if (!isRefqsrMetadata(header.metadata ?? {})) return null;
@@ -79,6 +82,7 @@ export async function loadRefqsrUpscaler(spec: string, reports: RefqsrReport[], 
   const { settings } = loaded;
   return refqsrUpscaler(loaded.model, {
     range: loaded.range, tau: settings.tau, patch: options.patch ?? settings.patch, overlap: settings.overlap, owned: true, backend: options.backend,
+    selection: options.selection,
     label: spec.replace(/^.*\//, ''), onReport: (r) => void reports.push(r),
   });
 }
