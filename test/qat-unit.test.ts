@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ActivationQuantizer, EDSR, Random, Trainer, TrainingSampler, add, chooseDynamic, cooperativeBackward, l1Loss, mul,
-  noGrad, prepareQat, presetPlan, quantize, quantizers, sum, tensor, tidy, uniform,
+  noGrad, prepareQat, presetPlan, quantize, quantizers, randn, sum, tensor, tidy, uniform, WeightQuantizer,
 } from '../src/index.js';
 import { describeShared, sharedPath } from './support/shared.js';
 
@@ -149,4 +149,39 @@ describe('ODM mismatch terms', () => {
     expect(terms).toHaveLength(1);
     expect(terms[0].dataSync()[0]).toBeGreaterThan(0);
   });
+});
+
+describe('weight quantizers in inference forwards', () => {
+  for (const spec of [{ method: 'percentile', bits: 4 }, { method: 'wcc', bits: 3 }, { method: 'maxabs', bits: 4 }] as const) {
+    it(`${spec.method}: quantizes once per weight values and bits without gradients; recomputes after assign; frees on dispose`, async () => {
+      const rng = new Random(3);
+      const w = randn([8, 4, 3, 3], { rng });
+      const q = new WeightQuantizer(spec);
+      const withGrad = await values(q.forward(w));
+      const a = noGrad(() => q.forward(w));
+      expect(noGrad(() => q.forward(w))).toBe(a);
+      expect(await values(a)).toEqual(withGrad);
+      // Other bits: another result, and both stay cached while W is unchanged.
+      q.bits = 2;
+      const b = noGrad(() => q.forward(w));
+      expect(await values(b)).not.toEqual(withGrad);
+      q.bits = spec.bits;
+      expect(noGrad(() => q.forward(w))).toBe(a);
+      // New values (an optimizer step, a load) are seen: the cache compares storage, which assign
+      // replaces; the results for the old values are freed.
+      w.assign(randn([8, 4, 3, 3], { rng }));
+      const c = noGrad(() => q.forward(w));
+      expect(c).not.toBe(a);
+      expect(() => a.storage).toThrow(/after dispose/);
+      expect(() => b.storage).toThrow(/after dispose/);
+      expect(await values(c)).toEqual(await values(q.forward(w)));
+      // With gradients recorded nothing is cached: the result carries the graph.
+      const trainable = tensor(await w.data(), w.shape, { requiresGrad: true });
+      const graph = q.forward(trainable);
+      expect(graph).not.toBe(c);
+      expect(graph.requiresGrad).toBe(true);
+      q.dispose();
+      expect(() => c.storage).toThrow(/after dispose/);
+    });
+  }
 });

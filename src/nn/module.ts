@@ -236,6 +236,7 @@ export abstract class Module {
    */
   to(dtype: DType): this {
     if (!isFloat(dtype)) throw new ValueError(`Module.to: ${dtype} is not a floating-point dtype`);
+    this.releaseAllCaches();
     for (const slot of this.slots()) {
       const t = slot.tensor;
       if (!isFloat(t.dtype) || t.dtype === dtype) continue;
@@ -250,6 +251,7 @@ export abstract class Module {
    * float32 on backends without float64. Build optimizers after moving.
    */
   async toBackend(name: string): Promise<this> {
+    this.releaseAllCaches();
     for (const slot of this.slots()) {
       const t = slot.tensor;
       if (t.backend.name === name) continue;
@@ -281,8 +283,19 @@ export abstract class Module {
 
   /** Frees every parameter, gradient and buffer; the module is unusable afterwards. */
   dispose(): void {
+    this.releaseAllCaches();
     this.zeroGrad();
     for (const slot of this.slots()) slot.tensor.dispose();
+  }
+
+  /**
+   * Frees tensors a module keeps outside its registry (derived values cached for inference, e.g.
+   * a weight quantizer's quantized weights); called before dispose and backend or dtype moves.
+   */
+  protected releaseCaches(): void {}
+
+  private releaseAllCaches(): void {
+    for (const [, m] of this.namedModules()) m.releaseCaches();
   }
 
   private slots(): Slot[] {
