@@ -200,6 +200,40 @@ describeShared('TrainingSampler', () => {
     expect(await batches(fresh, 2)).toEqual(once);
   });
 
+  it('pairs: two crops of one image per visit, references then queries; the judge redraws the query up to `tries` draws; resume is exact', async () => {
+    const judged: [number[], number[]][] = [];
+    // Accepts a pair when the query is brighter on average than the reference, so some pairs need redraws.
+    const accept = (r: Float32Array, q: Float32Array) => {
+      judged.push([Array.from(r), Array.from(q)]);
+      return q.reduce((a, b) => a + b, 0) > r.reduce((a, b) => a + b, 0);
+    };
+    const paired = { ...options, batch: 3, seed: 4, pairs: { accept, tries: 4 } };
+    const sampler = await TrainingSampler.create(paired);
+    const [batch] = await batches(sampler, 1);
+    expect(batch.crops).toHaveLength(6);
+    for (let b = 0; b < 3; b++) expect(batch.crops[3 + b].file).toBe(batch.crops[b].file);
+    expect(batch.lr).toHaveLength(6 * 3 * 12 * 12);
+    // Each pair was judged 1 to 3 times (the 4th draw is kept unjudged); an accepted query is the batch's.
+    expect(judged.length).toBeGreaterThanOrEqual(3);
+    expect(judged.length).toBeLessThanOrEqual(9);
+    const size = 3 * 12 * 12;
+    const sum = (v: number[]) => v.reduce((a, c) => a + c, 0);
+    for (let b = 0; b < 3; b++) {
+      const [r, q] = [batch.lr.slice(b * size, (b + 1) * size), batch.lr.slice((3 + b) * size, (4 + b) * size)];
+      const mine = judged.filter(([jr]) => jr.every((v, i) => v === r[i]));
+      const last = mine.at(-1)!;
+      // Accepted: the batch holds the accepted query. Rejected 3 times: the 4th draw, unjudged.
+      if (sum(last[1]) > sum(r)) expect(last[1]).toEqual(q);
+      else expect(mine).toHaveLength(3);
+    }
+    const state = JSON.parse(JSON.stringify(sampler.state()));
+    const expected = await batches(sampler, 2);
+    const resumed = await TrainingSampler.create(paired);
+    resumed.restore(state);
+    expect(await batches(resumed, 2)).toEqual(expected);
+    await expect(TrainingSampler.create({ ...options, pairs: { tries: 0 } })).rejects.toThrow(/pairs.tries must be an integer ≥ 1, got 0/);
+  });
+
   it('each epoch visits every image once, in a shuffled order', async () => {
     const sampler = await TrainingSampler.create({ ...options, batch: 5, seed: 1 });
     const epochs = (await batches(sampler, 4)).map((b) => b.crops.map((c) => c.file));
