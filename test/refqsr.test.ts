@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Random, createImage, createModel, saveSafetensors, setBackend, writePng } from '../src/index.js';
+import { Random, createImage, createModel, readPng, saveSafetensors, setBackend, writePng } from '../src/index.js';
 import { useBackend } from '../src/backends/select.js';
 import { main } from '../src/cli/main.js';
 import { loadRefqsr } from '../src/refqsr/io.js';
@@ -83,6 +83,13 @@ describe('RefQSR end to end', () => {
     const resumed = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(resumed.filter((l) => !('event' in l)).map((l) => l.iteration)).toEqual([1, 2, 3]);
     expect(resumed.filter((l) => l.event === 'start').map((l) => l.iteration)).toEqual([0, 2]);
+
+    // srq upscale runs the file patch-wise with the P it records.
+    const upscaled = join(dir, 'v_x2.png');
+    const up = await srq(['upscale', join(val, 'v.png'), upscaled, '--model', join(out, 'model.safetensors')]);
+    expect(up.code, up.stderr).toBe(0);
+    const png = await readPng(upscaled);
+    expect([png.width, png.height]).toEqual([128, 128]);
 
     const evaluated = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val]);
     expect(evaluated.code, evaluated.stderr).toBe(0);

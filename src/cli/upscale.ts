@@ -23,7 +23,7 @@ Options:
                      file with 'model' and 'config' metadata
   --scale <s>        upscaling factor (must match the model's; by default the zoo model's or the
                      one in the file's metadata; required for bicubic)
-  --patch <p>        patch side in input pixels (default ${DEFAULT_PATCH})
+  --patch <p>        patch side in input pixels (default ${DEFAULT_PATCH}; a RefQSR model: its own P)
   --overlap <o>      context kept around each patch, in input pixels (default ${DEFAULT_OVERLAP})
   --backend <b>      cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --fake-quant       run an INT8 model's fake-quant float forward instead of its integer path
@@ -96,7 +96,10 @@ export async function upscaleCommand(argv: readonly string[], io: CliIO): Promis
   const start = performance.now();
   let result;
   try {
-    result = await upscaler.upscale(image, { patch, overlap, onProgress: (f) => progress.update(f) });
+    // A model with its own tiling (RefQSR's patch P) keeps it unless --patch / --overlap are given.
+    const own = upscaler.tiling && parsed.values.patch === undefined;
+    const tiling = own ? { overlap: parsed.values.overlap === undefined ? undefined : overlap } : { patch, overlap };
+    result = await upscaler.upscale(image, { ...tiling, onProgress: (f) => progress.update(f) });
   } finally {
     progress.finish();
     upscaler.dispose();
