@@ -11,10 +11,8 @@ import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { slice } from '../ops.js';
-import {
-  CLUSTBLOCK_DEFAULT_CLASSES, CLUSTBLOCK_MIN_PATCH, type ClustBlock, type PretrainProgress, clustPatches, pretrainClustBlock,
-  quantizeClustBlock, saveClustBlock,
-} from '../refqsr/clustblock.js';
+import { CLUSTBLOCK_DEFAULT_CLASSES, CLUSTBLOCK_MIN_PATCH, type ClustBlock, quantizeClustBlock, saveClustBlock } from '../refqsr/clustblock.js';
+import { type PretrainProgress, clustPatches, pretrainClustBlock } from '../refqsr/pretrain.js';
 import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
 import { list, numberOption } from './train.js';
 

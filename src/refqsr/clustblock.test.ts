@@ -16,9 +16,9 @@ import { ActivationQuantizer } from '../quant/quantizer.js';
 import { QuantConv2d } from '../quant/layers.js';
 import { main } from '../cli/main.js';
 import {
-  ClustBlock, clustBlockBits, clustInput, clustPatches, kMeans, loadClustBlock, pretrainClustBlock, quantizeClustBlock, referenceMatrix, saveClustBlock,
-  selectReferences, textureDescriptor,
+  ClustBlock, clustBlockBits, clustInput, loadClustBlock, quantizeClustBlock, referenceMatrix, saveClustBlock, selectReferences,
 } from './clustblock.js';
+import { clustPatches, kMeans, pretrainClustBlock, textureDescriptor } from './pretrain.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'srq-clustblock-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

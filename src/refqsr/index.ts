@@ -2,10 +2,12 @@
 // precision, its costs, training and files.
 export {
   ClustBlock, clustInput, quantizeClustBlock, clustBlockBits, clustBlockFromTensors, referenceMatrix, selectReferences, patchReferences,
-  textureDescriptor, kMeans, pretrainClustBlock, clustPatches, saveClustBlock, loadClustBlock, CLUSTBLOCK_MIN_PATCH, CLUSTBLOCK_DEFAULT_CLASSES,
-  type ClustBlockOptions, type ReferenceSelection, type SelectReferencesOptions, type PretrainClustBlockOptions, type PretrainResult,
-  type LoadedClustBlock,
+  saveClustBlock, loadClustBlock, CLUSTBLOCK_MIN_PATCH, CLUSTBLOCK_DEFAULT_CLASSES, type ClustBlockOptions, type ReferenceSelection,
+  type SelectReferencesOptions, type LoadedClustBlock,
 } from './clustblock.js';
+export {
+  textureDescriptor, kMeans, pretrainClustBlock, clustPatches, type PretrainClustBlockOptions, type PretrainResult, type PretrainProgress,
+} from './pretrain.js';
 export {
   RefERBlock, REFER_ALPHA, normalizeAndPool, costVolume, matchWeights, cellPositions, flowGrid, backwardWarp, pooledSize, type RefERBlockOptions,
 } from './refer.js';
