@@ -4,10 +4,10 @@
 // card's (eval-p<P>-<set>.json) and with every patch a reference (eval-all-reference-<set>.json). Finished steps are skipped, started ones resume; workers claim a step
 // with a lock file holding their pid, as the QAT study's. Ctrl-C / SIGTERM reaches the running step.
 // Usage: npx tsx experiments/refqsr/run.ts [--seeds 1,2,3] [--backend cpu|webgpu]
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { StudyWorker } from '../worker.js';
 import { CELLS, CLUSTBLOCK, PATCHES, SEEDS, baseArgs, baseDir, clustblockArgs, refqsrArgs } from './cells.js';
 
 const { values } = parseArgs({ options: { seeds: { type: 'string' }, backend: { type: 'string' } } });
@@ -15,46 +15,8 @@ const seeds = values.seeds ? values.seeds.split(',').map(Number) : SEEDS;
 const backend = values.backend ? ['--backend', values.backend] : [];
 const root = join('experiments', 'refqsr', 'runs');
 mkdirSync(root, { recursive: true });
-let stopping = false;
-let child: ReturnType<typeof spawn> | null = null;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    stopping = true;
-    if (child?.pid) process.kill(-child.pid, 'SIGTERM');
-  });
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-/** Runs `srq <args>` unless `done` exists or a live worker holds `lock`; stdout to `stdoutFile` if given. */
-async function step(name: string, done: string, lock: string, args: string[], stdoutFile?: string): Promise<void> {
-  if (stopping) process.exit(130);
-  if (existsSync(done)) return;
-  if (existsSync(lock) && alive(Number(readFileSync(lock, 'utf8')))) return;
-  mkdirSync(dirname(lock), { recursive: true });
-  writeFileSync(lock, String(process.pid));
-  console.log(`[refqsr study] ${new Date().toISOString()} ${name}: srq ${args.join(' ')}`);
-  let out = '';
-  const code = await new Promise<number>((resolve) => {
-    child = spawn(join('node_modules', '.bin', 'tsx'), ['src/cli/srq.ts', ...args], { stdio: ['ignore', stdoutFile ? 'pipe' : 'inherit', 'inherit'], detached: true });
-    child.stdout?.on('data', (d: Buffer) => void (out += d.toString()));
-    child.on('exit', (c) => resolve(c ?? 1));
-  });
-  child = null;
-  rmSync(lock, { force: true });
-  if (code !== 0) {
-    console.log(`[refqsr study] ${name} exited with ${code}${stopping ? ' (stopped)' : ''}`);
-    process.exit(code || 1);
-  }
-  if (stdoutFile) writeFileSync(stdoutFile, out);
-}
+const worker = new StudyWorker('refqsr study');
+const step = worker.step.bind(worker);
 
 const resume = (out: string) => (existsSync(join(out, 'checkpoint.safetensors')) ? ['--resume'] : []);
 

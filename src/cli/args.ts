@@ -90,3 +90,17 @@ export async function selectBackend(parsed: Parsed, command: string, io: CliIO):
 export function shellLine(argv: readonly string[]): string {
   return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
+
+/** One status line on stderr: redrawn on a terminal, a line each in a log. */
+export function statusLine(io: CliIO): { show(text: string): void; finish(): void } {
+  let shown = false;
+  return {
+    show(text) {
+      shown = true;
+      io.stderr(io.stderrIsTTY ? `\r${text}\x1b[K` : `${text}\n`);
+    },
+    finish() {
+      if (io.stderrIsTTY && shown) io.stderr('\n');
+    },
+  };
+}

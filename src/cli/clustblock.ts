@@ -13,7 +13,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { slice } from '../ops.js';
 import { CLUSTBLOCK_DEFAULT_CLASSES, CLUSTBLOCK_MIN_PATCH, type ClustBlock, quantizeClustBlock, saveClustBlock } from '../refqsr/clustblock.js';
 import { type PretrainProgress, clustPatches, pretrainClustBlock } from '../refqsr/pretrain.js';
-import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
+import { type CliIO, UsageError, integerOption, parseCommand, requiredString, selectBackend, statusLine } from './args.js';
 import { list, numberOption } from './train.js';
 
 /** Usage text of `srq clustblock`. */
@@ -54,20 +54,6 @@ const OPTIONS = {
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
-
-/** One status line on stderr: redrawn on a terminal, a line each in a log. */
-function statusLine(io: CliIO): { show(text: string): void; finish(): void } {
-  let shown = false;
-  return {
-    show(text) {
-      shown = true;
-      io.stderr(io.stderrIsTTY ? `\r${text}\x1b[K` : `${text}\n`);
-    },
-    finish() {
-      if (io.stderrIsTTY && shown) io.stderr('\n');
-    },
-  };
-}
 
 /** A progress line. */
 function progressText(info: PretrainProgress): string {

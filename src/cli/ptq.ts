@@ -11,7 +11,7 @@ import {
 } from '../index.js';
 import { listPngs } from '../image/dataset.js';
 import { writeFileAtomic } from '../io/files.js';
-import { type CliIO, type Parsed, UsageError, integerOption, parseCommand, requiredString, selectBackend } from './args.js';
+import { type CliIO, type Parsed, UsageError, integerOption, parseCommand, requiredString, selectBackend, statusLine } from './args.js';
 import { type LoadedModel, loadModel } from './model.js';
 import { numberOption } from './train.js';
 
@@ -94,20 +94,6 @@ function thresholds(parsed: Parsed): CfqpThresholds {
   return {
     outliers: t('max-outliers', CFQP_THRESHOLDS.outliers), range: t('range-tolerance', CFQP_THRESHOLDS.range),
     deviation: t('deviation', CFQP_THRESHOLDS.deviation), shift: t('max-shift', CFQP_THRESHOLDS.shift),
-  };
-}
-
-/** One status line on stderr: redrawn on a terminal, a line each in a log. */
-function statusLine(io: CliIO): { show(text: string): void; finish(): void } {
-  let shown = false;
-  return {
-    show(text) {
-      shown = true;
-      io.stderr(io.stderrIsTTY ? `\r${text}\x1b[K` : `${text}\n`);
-    },
-    finish() {
-      if (io.stderrIsTTY && shown) io.stderr('\n');
-    },
   };
 }
 
