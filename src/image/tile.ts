@@ -57,20 +57,10 @@ export interface TileProgressInfo {
   total: number;
 }
 
-/**
- * One patch about to run, as `onPatch` sees it. Positions and sizes are in input (LR) pixels; the
- * patch's output must be [1, C', height·scale, width·scale].
- */
-export interface PatchInfo {
-  /**
-   * The input patch [1, C, height, width] on the input's backend, exactly as the model would get
-   * it. It belongs to the tiler and is freed after the patch (do not dispose or keep it).
-   */
-  patch: Tensor;
+/** One patch of a tiled run, in input (LR) pixels. */
+export interface PatchPlacement {
   /** Row-major index of the patch, 0 … total − 1. */
   index: number;
-  /** Patches in the whole image. */
-  total: number;
   /** Grid row and column of the patch. */
   row: number;
   col: number;
@@ -80,6 +70,20 @@ export interface PatchInfo {
   /** Size of the patch (every patch of one run has the same size). */
   width: number;
   height: number;
+}
+
+/**
+ * One patch about to run, as `onPatch` sees it. Positions and sizes are in input (LR) pixels; the
+ * patch's output must be [1, C', height·scale, width·scale].
+ */
+export interface PatchInfo extends PatchPlacement {
+  /**
+   * The input patch [1, C, height, width] on the input's backend, exactly as the model would get
+   * it. It belongs to the tiler and is freed after the patch (do not dispose or keep it).
+   */
+  patch: Tensor;
+  /** Patches in the whole image. */
+  total: number;
   /** The run's upscaling factor. */
   scale: number;
   /** The default run: the model on a tensor, without gradient history, intermediates freed. */
@@ -149,17 +153,6 @@ function spans(length: number, patch: number, overlap: number): Span[] {
     keepStart: i === 0 ? 0 : Math.floor((start + starts[i - 1] + patch) / 2),
     keepEnd: i === starts.length - 1 ? length : Math.floor((starts[i + 1] + start + patch) / 2),
   }));
-}
-
-/** One patch of a tiled run: grid position, top-left corner and size in input pixels. */
-export interface PatchPlacement {
-  index: number;
-  row: number;
-  col: number;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
 }
 
 /**
