@@ -13,10 +13,11 @@ import {
 import { main } from '../src/cli/main.js';
 import { type IntegerModel, type Register, LoweringError, applyStep, lowerGraph, lowerInt8 } from '../src/quant/integer.js';
 import { traceGraph } from '../src/graph/trace.js';
+import { composeTables } from '../src/quant/integer-fuse.js';
 import { roundHalfAway } from '../src/kernels/fakequant/cpu.js';
 import type { Engine } from '../src/backends/webgpu/engine.js';
 import type { WebgpuBackend } from '../src/backends/webgpu/backend.js';
-import { type Int8Dot, setInt8Dot } from '../src/kernels/int8/webgpu.js';
+import { type ConvInt8Memory, type Int8Dot, setInt8Dot } from '../src/kernels/int8/webgpu.js';
 
 interface Agreement {
   /** Share of output codes within one step of the fake-quant model's. */
@@ -110,6 +111,37 @@ describe('integer execution of INT8 PTQ models', () => {
       for (const [kind, d] of Object.entries(worst)) expect(d, `${name}: ${kind}`).toBeLessThanOrEqual(1);
       expect(Object.keys(worst).length).toBeGreaterThan(1);
     }
+  });
+
+  it('runs fused steps (tables and rescales folded into convs) equal to the unfused steps to the bit', async () => {
+    for (const [name, build, range, channels] of cases) {
+      const rng = new Random(14);
+      const model = await calibrated(build(), range, channels, rng);
+      const x = uniform([2, channels, 7, 6], 0, range, { rng });
+      const integer = await lowerInt8(model, x);
+      const values = (await x.data()) as Float32Array;
+      const regs = new Map<number, Register>([[integer.input, { data: values, shape: [...x.shape] }]]);
+      for (const s of integer.steps) applyStep(s, regs); // the unfused steps, one per quantizer
+      const want = regs.get(integer.output)!.data;
+      const got = integer.run(values, x.shape).values;
+      expect(got.findIndex((v, i) => !Object.is(v, want[i])), name).toBe(-1);
+      if (name.startsWith('espcn')) {
+        // Each tanh table and the rescale after it fold into the conv before them.
+        expect(integer.fused.length, name).toBeLessThan(integer.steps.length);
+        expect(integer.fused.filter((s) => s.kind === 'conv' && s.table).length, name).toBe(2);
+        expect(integer.fused.some((s) => s.kind === 'lookup' || s.kind === 'rescale'), name).toBe(false);
+      }
+    }
+  });
+
+  it('composes tables per channel: one table after per-channel tables, and the other way round', () => {
+    const perChannel = Int8Array.from({ length: 512 }, (_, i) => (i < 256 ? i - 128 : 127 - (i - 256))); // identity, then negation
+    const halve = Int8Array.from({ length: 256 }, (_, i) => Math.trunc((i - 128) / 2));
+    const a = composeTables(perChannel, halve);
+    expect(a.length).toBe(512);
+    expect([a[0], a[255], a[256], a[511]]).toEqual([-64, 63, 63, -64]); // channel 0: −128 → −64; channel 1: −128 → 127 → 63
+    const b = composeTables(halve, perChannel);
+    expect([b[0], b[256]]).toEqual([-64, 63]); // channel 1: −128 → −64 → 63
   });
 
   it("TFLite's double rounding is an option, and it differs from single rounding only by flips near ties", async () => {
@@ -259,20 +291,21 @@ describe('the integer path on webgpu equals the CPU reference bit for bit (dot4I
     shutdown();
   });
 
-  /** integer.call on a webgpu tensor, with each dot product, against integer.run on the CPU. */
+  /** integer.call on a webgpu tensor, with each dot product on the default (texture) path and on the storage path, against integer.run on the CPU. */
   async function expectSame(integer: IntegerModel, values: Float32Array, shape: number[], what: string): Promise<void> {
     const want = integer.run(values, shape);
-    for (const dot of dots) {
+    const runs: [Int8Dot, ConvInt8Memory | undefined][] = [...dots.map((d): [Int8Dot, undefined] => [d, undefined]), [dots[0]!, 'storage']];
+    for (const [dot, memory] of runs) {
       setInt8Dot(engine!, dot);
       const x = tensor(values, shape, { backend: 'webgpu' });
-      const y = integer.call(x);
+      const y = integer.call(x, { memory });
       expect(y.backend.name).toBe('webgpu');
       expect(y.shape).toEqual(want.shape);
       const got = await y.data();
       x.dispose();
       y.dispose();
       const i = want.values.findIndex((v, k) => !Object.is(v, got[k]));
-      expect(i, `${what} (${dot}): element ${i} is ${got[i]}, cpu ${want.values[i]}`).toBe(-1);
+      expect(i, `${what} (${dot}, ${memory ?? 'default'} path): element ${i} is ${got[i]}, cpu ${want.values[i]}`).toBe(-1);
     }
     setInt8Dot(engine!, null);
   }

@@ -76,6 +76,29 @@ describe('WGSL declarations come from the engine', () => {
     ].join('\n'));
   });
 
+  it('declares textures, texture outputs and uniform constant arrays after the storage arrays, before u', () => {
+    const buffer = {} as GPUBuffer;
+    const texture = {} as GPUTexture;
+    const text = wgslDeclarations({
+      name: 'textured',
+      inputs: { rq: [buffer, 'i32'] },
+      outputs: { ys: [buffer, 'i32'] },
+      textures: { xs: [texture, 'u32'] },
+      textureOutputs: { packed: [texture, 'rgba32uint'] },
+      constants: { wt: [buffer, 256, 'vec4<u32>', 4096] },
+      uniforms: { n: ['u32', 1] },
+    });
+    expect(text.split('\n').slice(3)).toEqual([
+      '@group(0) @binding(0) var<storage, read> rq: array<i32>;',
+      '@group(0) @binding(1) var<storage, read_write> ys: array<i32>;',
+      '@group(0) @binding(2) var xs: texture_2d<u32>;',
+      '@group(0) @binding(3) var packed: texture_storage_2d<rgba32uint, write>;',
+      '@group(0) @binding(4) var<uniform> wt: array<vec4<u32>, 4096>;',
+      '@group(0) @binding(5) var<uniform> u: Params;',
+    ]);
+    expect(() => wgslDeclarations({ name: 'k', textures: { xs: [texture, 'u32'] }, constants: { xs: [buffer, 0, 'vec4<u32>', 1] } })).toThrow(/'xs'/);
+  });
+
   it('declares no struct and no uniform binding for a kernel without uniforms', () => {
     const buffer = {} as GPUBuffer;
     expect(wgslDeclarations({ name: 'copy', inputs: { xs: [buffer, 'u32'] }, outputs: { ys: [buffer, 'u32'] } })).toBe([

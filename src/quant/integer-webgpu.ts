@@ -2,8 +2,8 @@
  * The integer graph on WebGPU: the steps of an {@link IntegerModel} (integer.ts) run by the WGSL kernels of
  * src/kernels/int8/webgpu.ts, with the CPU executor's (applyStep's) results to the bit. Dispatches are recorded,
  * not awaited, so a run is synchronous like a Module's call; the output tensor wraps the GPU buffer of the final
- * DEQUANTIZE (or float clamp). Codes live one per i32 between steps; each conv packs its input four channels a
- * word first. A step's constants (packed weights, requantization tables, lookup tables) are uploaded on first use
+ * DEQUANTIZE (or float clamp). Codes live one per i32 between steps; each conv packs its input first (sixteen channels
+ * a texel into a texture, or four a word into a buffer). A step's constants (packed weights, requantization tables, lookup tables) are uploaded on first use
  * and kept per engine while the step object lives.
  */
 import { BackendError, DTypeError } from '../tensor/errors.js';
@@ -13,7 +13,7 @@ import type { WebgpuBackend } from '../backends/webgpu/backend.js';
 import type { Engine } from '../backends/webgpu/engine.js';
 import type { IntegerStep } from './integer.js';
 import {
-  type Int8Dot, type PreparedConvInt8, addInt8Webgpu, clampFloatWebgpu, convInt8OutShape, convInt8Webgpu, dequantizeInt8Webgpu,
+  type ConvInt8Memory, type Int8Dot, type PreparedConvInt8, addInt8Webgpu, clampFloatWebgpu, convInt8OutShape, convInt8Webgpu, dequantizeInt8Webgpu,
   lookupInt8Webgpu, pixelShuffleInt8Webgpu, prepareConvInt8, quantizeInt8Webgpu, rescaleInt8Webgpu, uploadTables,
 } from '../kernels/int8/webgpu.js';
 
@@ -21,6 +21,8 @@ import {
 export interface IntegerWebgpuOptions {
   /** The conv kernels' dot product (default: `dot4I8Packed` where the device has it). */
   dot?: Int8Dot;
+  /** The convs' memory path (default: textures and uniform weights wherever the device's limits allow). */
+  memory?: ConvInt8Memory;
 }
 
 /** A value between steps: codes (i32 each) or float32, and whether this run allocated it. */
@@ -32,10 +34,10 @@ interface GpuRegister {
 
 type Constants = PreparedConvInt8 | GPUBuffer;
 
-/** Device copies of steps' constants, per engine, while the step objects live. */
-const constantsOf = new WeakMap<Engine, WeakMap<IntegerStep, Constants>>();
+/** Device copies of steps' constants (keyed by the step, or by a conv's output table), per engine, while they live. */
+const constantsOf = new WeakMap<Engine, WeakMap<object, Constants>>();
 
-function constants(engine: Engine, step: IntegerStep, make: () => Constants): Constants {
+function constants(engine: Engine, step: object, make: () => Constants): Constants {
   let byStep = constantsOf.get(engine);
   if (!byStep) constantsOf.set(engine, (byStep = new WeakMap()));
   let c = byStep.get(step);
@@ -117,7 +119,8 @@ export function applyStepWebgpu(
       const x = get(s.src);
       const prep = constants(engine, s, () => prepareConvInt8(engine, s.weight, s.weightShape, s.bias, s.xZeroPoint, s.params, s.rq, s.transposed !== null)) as PreparedConvInt8;
       const outShape = convInt8OutShape(prep, x.shape, s.transposed?.outputPadding);
-      set(convInt8Webgpu(engine, x.buffer, x.shape, prep, outShape, { dot: options.dot }), outShape);
+      const table = s.table && { buffer: constants(engine, s.table, () => uploadTables(engine, s.table!)) as GPUBuffer, count: s.table.length / 256 };
+      set(convInt8Webgpu(engine, x.buffer, x.shape, prep, outShape, { dot: options.dot, memory: options.memory, table }), outShape);
       break;
     }
     case 'lookup': {

@@ -19,7 +19,8 @@ import type { Module } from '../nn/module.js';
 import type { QuantPlan } from './plan.js';
 import { type Graph, type GraphNode, traceGraph } from '../graph/trace.js';
 import { int32Bias, int8Weight } from './int8-weights.js';
-import { runIntegerWebgpu } from './integer-webgpu.js';
+import { type IntegerWebgpuOptions, runIntegerWebgpu } from './integer-webgpu.js';
+import { applyConvTable, fuseIntegerSteps } from './integer-fuse.js';
 import { roundHalfAway } from '../kernels/fakequant/cpu.js';
 import {
   INT8_MAX, INT8_MIN, type QuantParams, type Requant, type RequantRounding, addInt8Cpu, conv2dInt8Cpu, convTranspose2dInt8Cpu, dequantizeInt8Cpu,
@@ -37,6 +38,8 @@ export type IntegerStep =
     bias: Int32Array | null; params: Conv2dParams; rq: Requant;
     /** Transposed convolutions: the output padding, so any input size works. */
     transposed: { outputPadding: [number, number] } | null;
+    /** A table applied to the output codes (256 entries, or 256 per output channel), fused in by integer-fuse.ts. */
+    table?: Int8Array;
   }
   | { kind: 'lookup'; src: number; dst: number; tables: Int8Array }
   | { kind: 'add'; a: number; b: number; dst: number; params: { a: QuantParams; b: QuantParams; out: QuantParams }; rounding: RequantRounding }
@@ -62,8 +65,15 @@ const UNARY_TABLES: Record<string, (x: number) => number> = {
   sigmoid: (x) => 1 / (1 + Math.exp(-x)),
 };
 
-/** The int8 model of a PTQ-quantized model; run it with {@link IntegerModel.run} or {@link IntegerModel.forward}. */
+/**
+ * The int8 model of a PTQ-quantized model; run it with {@link IntegerModel.run} or {@link IntegerModel.forward}.
+ * `steps` are the lowered ops, one per quantizer of the fake-quant model; runs execute {@link IntegerModel.fused},
+ * the same steps with table and rescale chains folded together, equal to them to the bit (integer-fuse.ts).
+ */
 export class IntegerModel {
+  /** The steps runs execute: `steps` with code-to-code chains fused. */
+  readonly fused: readonly IntegerStep[];
+
   constructor(
     readonly steps: readonly IntegerStep[],
     readonly input: number,
@@ -73,19 +83,21 @@ export class IntegerModel {
     readonly outputParams: QuantParams,
     /** The int8 parameters of every code register. */
     readonly params: ReadonlyMap<number, QuantParams>,
-  ) {}
+  ) {
+    this.fused = fuseIntegerSteps(steps, output);
+  }
 
   /** Runs the integer steps on float input values [N, C, H, W]; returns the float output and its shape. */
   run(values: Float32Array, shape: readonly number[]): { values: Float32Array; shape: number[] } {
-    const out = this.execute(values, shape, this.steps.length, this.output);
+    const out = this.execute(values, shape, this.fused.length, this.output);
     return { values: out.data as Float32Array, shape: out.shape };
   }
 
   /** The output codes before the final DEQUANTIZE (for agreement checks against the fake-quant model). */
   runCodes(values: Float32Array, shape: readonly number[]): { codes: Int8Array; shape: number[] } {
-    let last = this.steps.length - 1;
-    while (last >= 0 && this.steps[last].kind !== 'dequantize') last--;
-    const step = this.steps[last];
+    let last = this.fused.length - 1;
+    while (last >= 0 && this.fused[last].kind !== 'dequantize') last--;
+    const step = this.fused[last];
     if (step?.kind !== 'dequantize') throw new LoweringError('this integer model ends without a DEQUANTIZE');
     const out = this.execute(values, shape, last, step.src);
     return { codes: out.data as Int8Array, shape: out.shape };
@@ -93,7 +105,7 @@ export class IntegerModel {
 
   private execute(values: Float32Array, shape: readonly number[], count: number, result: number): Register {
     const regs = new Map<number, Register>([[this.input, { data: values, shape: [...shape] }]]);
-    for (const s of this.steps.slice(0, count)) applyStep(s, regs);
+    for (const s of this.fused.slice(0, count)) applyStep(s, regs);
     return regs.get(result)!;
   }
 
@@ -101,10 +113,10 @@ export class IntegerModel {
    * The integer forward of a tensor, synchronously, as a Module's call would run it: the Upscaler's
    * tiles. On webgpu the steps run as WGSL kernels (recorded, not awaited; identical codes to the
    * CPU's), on a backend with host memory (cpu) as the CPU reference. The result is a float32 tensor
-   * on the input's backend.
+   * on the input's backend. `webgpu` options choose the WGSL kernels' paths (benchmarks and tests).
    */
-  call(x: Tensor): Tensor {
-    if (x.backend.name === 'webgpu') return runIntegerWebgpu(this.steps, this.input, this.output, x);
+  call(x: Tensor, webgpu: IntegerWebgpuOptions = {}): Tensor {
+    if (x.backend.name === 'webgpu') return runIntegerWebgpu(this.fused, this.input, this.output, x, webgpu);
     if (!x.backend.readSync) throw new BackendError(`the integer path runs on the cpu and webgpu backends; move the input there first (it is on '${x.backend.name}')`);
     const values = x.dataSync();
     const out = this.run(values instanceof Float32Array ? values : Float32Array.from(values), x.shape);
@@ -150,10 +162,12 @@ export function applyStep(s: IntegerStep, regs: Map<number, Register>): void {
         const outShape = [n, s.weightShape[1] * p.groups,
           (h - 1) * p.stride[0] - 2 * p.padding[0] + kh + s.transposed.outputPadding[0],
           (w - 1) * p.stride[1] - 2 * p.padding[1] + kw + s.transposed.outputPadding[1]];
-        regs.set(s.dst, { data: convTranspose2dInt8Cpu(x.data as Int8Array, x.shape, s.xZeroPoint, s.weight, s.weightShape, s.bias, p, outShape, s.rq), shape: outShape });
+        const codes = convTranspose2dInt8Cpu(x.data as Int8Array, x.shape, s.xZeroPoint, s.weight, s.weightShape, s.bias, p, outShape, s.rq);
+        regs.set(s.dst, { data: applyConvTable(codes, outShape, s.table), shape: outShape });
       } else {
         const outShape = [n, s.weightShape[0], Math.floor((h + 2 * p.padding[0] - kh) / p.stride[0]) + 1, Math.floor((w + 2 * p.padding[1] - kw) / p.stride[1]) + 1];
-        regs.set(s.dst, { data: conv2dInt8Cpu(x.data as Int8Array, x.shape, s.xZeroPoint, s.weight, s.weightShape, s.bias, p, s.rq), shape: outShape });
+        const codes = conv2dInt8Cpu(x.data as Int8Array, x.shape, s.xZeroPoint, s.weight, s.weightShape, s.bias, p, s.rq);
+        regs.set(s.dst, { data: applyConvTable(codes, outShape, s.table), shape: outShape });
       }
       break;
     }

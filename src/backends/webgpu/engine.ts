@@ -45,6 +45,20 @@ export type Uniform =
 /** A uniform block: its fields in declaration order. */
 export type Uniforms = Readonly<Record<string, Uniform>>;
 
+/** A sampled 2-D texture binding (`texture_2d<type>`, read with `textureLoad`): the texture and its texel type. */
+export type TextureInput = readonly [texture: GPUTexture, type: 'u32' | 'i32' | 'f32'];
+
+/** A write-only 2-D storage texture binding (`texture_storage_2d<format, write>`). */
+export type TextureOutput = readonly [texture: GPUTexture, format: 'rgba32uint' | 'rgba32float'];
+
+/**
+ * A constant array in a uniform buffer (`var<uniform> name: array<type, count>`): on lavapipe
+ * uniform loads are branchless where storage loads take a bounds-checked branch per lane, so small
+ * read-only tables (a conv's weights) belong here. `offset` must be a multiple of the device's
+ * `minUniformBufferOffsetAlignment`, and `count` 16-byte elements must fit its `maxUniformBufferBindingSize`.
+ */
+export type UniformArray = readonly [buffer: GPUBuffer, offset: number, type: 'vec4<u32>' | 'vec4<i32>' | 'vec4<f32>', count: number];
+
 /**
  * One kernel launch, declared once. The engine writes the WGSL declarations from it (`struct
  * Params` from the uniforms, a `@group(0) @binding(k)` line per array, the block `u`), binds the
@@ -63,6 +77,12 @@ export interface Kernel {
   readonly inputs?: Readonly<Record<string, Storage>>;
   /** Read-write storage arrays, bound after the inputs. */
   readonly outputs?: Readonly<Record<string, Storage>>;
+  /** Sampled textures, bound after the outputs. */
+  readonly textures?: Readonly<Record<string, TextureInput>>;
+  /** Write-only storage textures, bound after the sampled ones. */
+  readonly textureOutputs?: Readonly<Record<string, TextureOutput>>;
+  /** Constant arrays in uniform buffers, bound after the textures. */
+  readonly constants?: Readonly<Record<string, UniformArray>>;
   /** Fields of `var<uniform> u: Params`, bound last; none: no uniform binding. */
   readonly uniforms?: Uniforms;
   /** WGSL extensions such as 'subgroups': their `enable` lines must precede every declaration. */
@@ -74,6 +94,17 @@ export interface Kernel {
   readonly source: () => string;
   /** Workgroup counts [x, y, z]; use {@link Engine.grid} for 1-D work. */
   readonly workgroups: readonly [number, number, number];
+}
+
+/** The bindings of a kernel in binding order: storage inputs, outputs, textures, texture outputs, constants. */
+function bindingsOf(kernel: Pick<Kernel, 'inputs' | 'outputs' | 'textures' | 'textureOutputs' | 'constants'>) {
+  return [
+    ...Object.entries(kernel.inputs ?? {}).map(([name, [buffer, type]]) => ({ name, kind: 'input' as const, buffer, type })),
+    ...Object.entries(kernel.outputs ?? {}).map(([name, [buffer, type]]) => ({ name, kind: 'output' as const, buffer, type })),
+    ...Object.entries(kernel.textures ?? {}).map(([name, [texture, type]]) => ({ name, kind: 'texture' as const, texture, type })),
+    ...Object.entries(kernel.textureOutputs ?? {}).map(([name, [texture, type]]) => ({ name, kind: 'textureOutput' as const, texture, type })),
+    ...Object.entries(kernel.constants ?? {}).map(([name, [buffer, offset, type, count]]) => ({ name, kind: 'constant' as const, buffer, offset, type, count })),
+  ];
 }
 
 /** A {@link Kernel} with one output array, which {@link Engine.compute} allocates. */
@@ -145,11 +176,10 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * The WGSL declarations of a kernel: its `enable` lines, `struct Params` with the uniform
  * fields, then a binding per input, per output and, when there are uniforms, `u`.
  */
-export function wgslDeclarations(kernel: Pick<Kernel, 'name' | 'inputs' | 'outputs' | 'uniforms' | 'enables'>): string {
-  const inputs = Object.entries(kernel.inputs ?? {});
-  const outputs = Object.entries(kernel.outputs ?? {});
+export function wgslDeclarations(kernel: Pick<Kernel, 'name' | 'inputs' | 'outputs' | 'textures' | 'textureOutputs' | 'constants' | 'uniforms' | 'enables'>): string {
+  const bindings = bindingsOf(kernel);
   const uniforms = Object.entries(kernel.uniforms ?? {});
-  const names = [...inputs, ...outputs, ...uniforms].map(([name]) => name);
+  const names = [...bindings.map((b) => b.name), ...uniforms.map(([name]) => name)];
   for (const name of names) {
     if (!IDENTIFIER.test(name) || name === 'u' || name === 'Params' || names.indexOf(name) !== names.lastIndexOf(name)) {
       throw new BackendError(`kernel '${kernel.name}': '${name}' must be a WGSL identifier other than u and Params, used once`);
@@ -159,21 +189,23 @@ export function wgslDeclarations(kernel: Pick<Kernel, 'name' | 'inputs' | 'outpu
   if (uniforms.length > 0) {
     lines.push(`struct Params {\n${uniforms.map(([name, [type]]) => `  ${name}: ${WGSL_TYPE_OF_UNIFORM[type]},`).join('\n')}\n}`);
   }
-  let binding = 0;
-  const declare = (access: string) => ([name, [, type]]: [string, Storage]) => {
-    lines.push(`@group(0) @binding(${binding++}) var<storage, ${access}> ${name}: array<${type}>;`);
-  };
-  inputs.forEach(declare('read'));
-  outputs.forEach(declare('read_write'));
-  if (uniforms.length > 0) lines.push(`@group(0) @binding(${binding}) var<uniform> u: Params;`);
+  bindings.forEach((b, binding) => {
+    const at = `@group(0) @binding(${binding})`;
+    if (b.kind === 'input') lines.push(`${at} var<storage, read> ${b.name}: array<${b.type}>;`);
+    else if (b.kind === 'output') lines.push(`${at} var<storage, read_write> ${b.name}: array<${b.type}>;`);
+    else if (b.kind === 'texture') lines.push(`${at} var ${b.name}: texture_2d<${b.type}>;`);
+    else if (b.kind === 'textureOutput') lines.push(`${at} var ${b.name}: texture_storage_2d<${b.type}, write>;`);
+    else lines.push(`${at} var<uniform> ${b.name}: array<${b.type}, ${b.count}>;`);
+  });
+  if (uniforms.length > 0) lines.push(`@group(0) @binding(${bindings.length}) var<uniform> u: Params;`);
   return lines.join('\n');
 }
 
 /** The pipeline cache key: the kernel's key plus every declared name and type. */
 function pipelineKey(k: Kernel): string {
-  const arrays = (r: Kernel['inputs']) => Object.entries(r ?? {}).map(([name, [, type]]) => `${name}:${type}`).join(',');
+  const bindings = bindingsOf(k).map((b) => `${b.kind}:${b.name}:${b.type}${b.kind === 'constant' ? `:${b.count}` : ''}`).join(',');
   const uniforms = Object.entries(k.uniforms ?? {}).map(([name, [type]]) => `${name}:${type}`).join(',');
-  return `${k.key}|${(k.enables ?? []).join(',')}|${arrays(k.inputs)}|${arrays(k.outputs)}|${uniforms}`;
+  return `${k.key}|${(k.enables ?? []).join(',')}|${bindings}|${uniforms}`;
 }
 
 const UNIFORM_SLOT = 256;
@@ -191,6 +223,7 @@ const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | G
 export class Engine {
   private readonly pipelines = new Map<string, CachedPipeline>();
   private readonly pool = new Map<number, GPUBuffer[]>();
+  private readonly texturePool = new Map<string, GPUTexture[]>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
@@ -300,6 +333,51 @@ export class Engine {
     return Uint32Array.from(values);
   }
 
+  /**
+   * A 2-D texture of width × height texels of 16 bytes, usable as a sampled and a storage texture,
+   * from the texture pool when one of that size is idle. Callers check {@link fitsTexture} first.
+   */
+  allocateTexture(width: number, height: number, format: TextureOutput[1], what = 'texture'): GPUTexture {
+    if (!this.fitsTexture(width, height)) {
+      throw new BackendError(`${what}: a ${width}×${height} texture exceeds this device's maxTextureDimension2D of ${this.ctx.limits.maxTextureDimension2D}`);
+    }
+    const bytes = width * height * 16;
+    this.stats.liveBytes += bytes;
+    const reused = this.texturePool.get(`${format}:${width}x${height}`)?.pop();
+    if (reused) {
+      this.stats.pooledBytes -= bytes;
+      return reused;
+    }
+    const usage = GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_SRC | GPUTextureUsage.COPY_DST;
+    return this.device.createTexture({ size: [width, height], format, usage, label: what });
+  }
+
+  /** Whether a width × height 2-D texture is within the device's limits. */
+  fitsTexture(width: number, height: number): boolean {
+    const max = this.ctx.limits.maxTextureDimension2D;
+    return width >= 1 && height >= 1 && width <= max && height <= max;
+  }
+
+  /** Returns a texture to the pool; like {@link release}, safe while queued work still reads it. */
+  releaseTexture(texture: GPUTexture): void {
+    const bytes = texture.width * texture.height * 16;
+    this.stats.liveBytes -= bytes;
+    this.stats.pooledBytes += bytes;
+    const key = `${texture.format}:${texture.width}x${texture.height}`;
+    let list = this.texturePool.get(key);
+    if (!list) this.texturePool.set(key, (list = []));
+    list.push(texture);
+  }
+
+  /** A new uniform buffer holding `values` (constants for {@link Kernel.constants}); the caller destroys it. */
+  uploadConstants(values: Uint32Array | Int32Array | Float32Array, what = 'constants'): GPUBuffer {
+    const size = Math.max(16, Math.ceil(values.byteLength / 16) * 16);
+    const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, mappedAtCreation: true, label: what });
+    new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    buffer.unmap();
+    return buffer;
+  }
+
   /** Reads `size` elements of `buffer` as `dtype`. */
   async read(buffer: GPUBuffer, dtype: DType, size: number): Promise<TypedArray> {
     const bytes = Math.max(size * BYTES_PER_ELEMENT, 4);
@@ -342,8 +420,11 @@ export class Engine {
     if (kernel.workgroups.some((g) => g === 0)) return;
     const { pipeline, layout } = this.pipeline(kernel);
     if (this.uniformUsed + UNIFORM_SLOT > this.uniformData.byteLength) this.flush();
-    const buffers = [...Object.values(kernel.inputs ?? {}), ...Object.values(kernel.outputs ?? {})];
-    const entries: GPUBindGroupEntry[] = buffers.map(([buffer], binding) => ({ binding, resource: { buffer } }));
+    const entries: GPUBindGroupEntry[] = bindingsOf(kernel).map((b, binding) => {
+      if (b.kind === 'texture' || b.kind === 'textureOutput') return { binding, resource: b.texture.createView() };
+      if (b.kind === 'constant') return { binding, resource: { buffer: b.buffer, offset: b.offset, size: 16 * b.count } };
+      return { binding, resource: { buffer: b.buffer } };
+    });
     if (block.fields.length > 0) {
       writeUniforms(this.uniformView, this.uniformUsed, uniforms, block.fields);
       entries.push({ binding: entries.length, resource: { buffer: this.uniformBuffer, offset: this.uniformUsed, size: block.size } });
@@ -397,6 +478,8 @@ export class Engine {
   dispose(): void {
     for (const list of this.pool.values()) for (const b of list) b.destroy();
     this.pool.clear();
+    for (const list of this.texturePool.values()) for (const t of list) t.destroy();
+    this.texturePool.clear();
     this.stats.pooledBytes = 0;
     this.uniformBuffer.destroy();
     this.ctx.destroy();
@@ -432,12 +515,16 @@ export class Engine {
         `WGSL of kernel '${kernel.name}' does not compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`,
       );
     });
-    const types: GPUBufferBindingType[] = [
-      ...Object.keys(kernel.inputs ?? {}).map(() => 'read-only-storage' as const),
-      ...Object.keys(kernel.outputs ?? {}).map(() => 'storage' as const),
-      ...(Object.keys(kernel.uniforms ?? {}).length > 0 ? ['uniform' as const] : []),
-    ];
-    const entries = types.map((type, binding): GPUBindGroupLayoutEntry => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type } }));
+    const SAMPLE_TYPE = { u32: 'uint', i32: 'sint', f32: 'unfilterable-float' } as const;
+    const entries: GPUBindGroupLayoutEntry[] = bindingsOf(kernel).map((b, binding) => {
+      const visibility = GPUShaderStage.COMPUTE;
+      if (b.kind === 'input') return { binding, visibility, buffer: { type: 'read-only-storage' } };
+      if (b.kind === 'output') return { binding, visibility, buffer: { type: 'storage' } };
+      if (b.kind === 'texture') return { binding, visibility, texture: { sampleType: SAMPLE_TYPE[b.type] } };
+      if (b.kind === 'textureOutput') return { binding, visibility, storageTexture: { access: 'write-only', format: b.type } };
+      return { binding, visibility, buffer: { type: 'uniform' } };
+    });
+    if (Object.keys(kernel.uniforms ?? {}).length > 0) entries.push({ binding: entries.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
     const layout = this.device.createBindGroupLayout({ entries, label: kernel.name });
     const pipeline = this.device.createComputePipeline({
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),

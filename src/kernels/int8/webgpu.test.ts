@@ -1,7 +1,8 @@
 /**
  * The WGSL int8 kernels against the CPU reference (cpu.ts, requant.ts), bit for bit: the fixed-point multiplies on
  * random and extreme int32 accumulators, every elementwise kernel, and the convolutions (transposed too) over random
- * shapes, scales and zero points, through both dot products (`dot4I8Packed` and the unpacking fallback).
+ * shapes, scales and zero points, through both dot products (`dot4I8Packed` and the unpacking fallback) and both memory
+ * paths (texture + uniform weights, storage buffers).
  * Without a WebGPU adapter the tests skip (saying why), unless SRQ_REQUIRE_WEBGPU=1.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ import {
 } from './cpu.js';
 import { multiplyByQuantizedMultiplier, multiplyByQuantizedMultiplierSingle, quantizeMultiplier } from './requant.js';
 import {
-  type Int8Dot, addInt8Webgpu, convInt8OutShape, convInt8Webgpu, dequantizeInt8Webgpu, lookupInt8Webgpu, multiplyByQuantizedMultiplierWebgpu,
+  type ConvInt8Memory, type Int8Dot, addInt8Webgpu, convInt8Memory, convInt8OutShape, convInt8Webgpu, uniformWeightsVec4, dequantizeInt8Webgpu, lookupInt8Webgpu, multiplyByQuantizedMultiplierWebgpu,
   pixelShuffleInt8Webgpu, prepareConvInt8, quantizeInt8Webgpu, rescaleInt8Webgpu, uploadTables,
 } from './webgpu.js';
 
@@ -268,7 +269,7 @@ interface ConvCase {
 }
 
 /** Runs a case on the GPU with `dot` and on the CPU reference; returns a description of the first difference, or null. */
-async function convDifference(e: Engine, c: ConvCase, dot: Int8Dot): Promise<string | null> {
+async function convDifference(e: Engine, c: ConvCase, dot: Int8Dot, memory?: ConvInt8Memory): Promise<string | null> {
   const xShape = [c.n, c.ci, c.h, c.w];
   const wShape = c.transposed ? [c.ci, c.co, c.kh, c.kw] : [c.co, c.ci, c.kh, c.kw];
   const x = randomCodes(c.n * c.ci * c.h * c.w, c.seed);
@@ -285,11 +286,12 @@ async function convDifference(e: Engine, c: ConvCase, dot: Int8Dot): Promise<str
     ? convTranspose2dInt8Cpu(x, xShape, c.xZeroPoint, w, wShape, bias, p, outShape, rq)
     : conv2dInt8Cpu(x, xShape, c.xZeroPoint, w, wShape, bias, p, rq);
   const xb = upload(e, x);
-  const got = await readCodes(e, convInt8Webgpu(e, xb, xShape, prep, outShape, { dot }), want.length);
+  const path = memory ?? convInt8Memory(e, prep, xShape, outShape);
+  const got = await readCodes(e, convInt8Webgpu(e, xb, xShape, prep, outShape, { dot, memory: path }), want.length);
   e.release(xb);
   prep.dispose();
   const d = firstDifference(got, want);
-  return d === null ? null : `${dot} ${JSON.stringify(c)} → ${JSON.stringify(outShape)}: ${d}`;
+  return d === null ? null : `${dot} ${path} ${JSON.stringify(c)} → ${JSON.stringify(outShape)}: ${d}`;
 }
 
 const base = {
@@ -304,6 +306,8 @@ const FIXED: Record<string, ConvCase> = {
   'ESPCN 3×3 32→9, double rounding': { ...base, ci: 32, co: 9, h: 7, w: 13, kh: 3, kw: 3, rounding: 'double', xZeroPoint: 127 },
   'channels not a multiple of 4, stride 2, batch 2': { ...base, n: 2, ci: 7, co: 5, h: 11, w: 9, kh: 3, kw: 3, stride: [2, 2], padding: [1, 0] },
   'FSRCNN 1×1 shrink 56→12': { ...base, ci: 56, co: 12, h: 6, w: 7, kh: 1, kw: 1, padding: [0, 0] },
+  '20 channels: a full and a partial texel group, 3 output channels': { ...base, ci: 20, co: 3, h: 5, w: 9, kh: 3, kw: 3, xZeroPoint: 60 },
+  '3×3 128→128: weights in several uniform chunks': { ...base, ci: 128, co: 128, h: 4, w: 6, kh: 3, kw: 3, scaleLog2: -16 },
   'FSRCNN transposed 9×9 56→1, stride 3, output padding 2': {
     ...base, ci: 56, co: 1, h: 8, w: 7, kh: 9, kw: 9, stride: [3, 3], padding: [4, 4], outputPadding: [2, 2], transposed: true, scaleLog2: -13,
   },
@@ -312,17 +316,40 @@ const FIXED: Record<string, ConvCase> = {
   },
 };
 
-describe('int8 convolutions equal the CPU reference bit for bit (packed dot and fallback)', () => {
+/** The memory paths a case can take: storage always, texture for a plain conv. */
+const memoriesOf = (c: Pick<ConvCase, 'transposed'>): ConvInt8Memory[] => (c.transposed ? ['storage'] : ['storage', 'texture']);
+
+describe('int8 convolutions equal the CPU reference bit for bit (packed dot and fallback, texture and storage)', () => {
   for (const [name, c] of Object.entries(FIXED)) {
     it(name, async (ctx) => {
       if (!engine) return ctx.skip(skipReason);
-      for (const dot of dots) expect(await convDifference(engine, c, dot)).toBeNull();
+      for (const dot of dots) for (const memory of memoriesOf(c)) expect(await convDifference(engine, c, dot, memory)).toBeNull();
     });
   }
 
+  it('plain convs take the texture path by default, transposed ones the storage path; 128→128 weights span chunks', (ctx) => {
+    if (!engine) return ctx.skip(skipReason);
+    const params: Conv2dParams = { stride: [1, 1], padding: [1, 1], groups: 1 };
+    const rq = requantOf(Array.from({ length: 128 }, () => 2 ** -16), 0, -128, 127, 'single');
+    const plain = prepareConvInt8(engine, new Int8Array(128 * 128 * 9), [128, 128, 3, 3], null, 0, params, rq, false);
+    expect(convInt8Memory(engine, plain, [1, 128, 4, 6], [1, 128, 4, 6])).toBe('texture');
+    const uw = plain.uniformWeights!;
+    expect(uw.blocksPerChunk * 8 * 128 * 9).toBeLessThanOrEqual(16 * uniformWeightsVec4(engine)); // bytes of a block's int8 weights
+    expect(uw.blocksPerChunk).toBeLessThan(uw.blocks); // 147 KiB of weights never fit one 64 KiB binding
+    // Taller than the device's largest texture: the storage path.
+    const tall = engine.ctx.limits.maxTextureDimension2D + 1;
+    expect(convInt8Memory(engine, plain, [1, 128, tall, 2], [1, 128, tall, 2])).toBe('storage');
+    plain.dispose();
+    const transposed = prepareConvInt8(engine, new Int8Array(8 * 4 * 9), [8, 4, 3, 3], null, 0, { ...params, stride: [2, 2] }, requantOf([1, 1, 1, 1].map(() => 2 ** -10), 0, -128, 127, 'single'), true);
+    expect(transposed.uniformWeights).toBeNull();
+    expect(convInt8Memory(engine, transposed, [1, 8, 4, 4], [1, 4, 7, 7])).toBe('storage');
+    expect(() => convInt8Webgpu(engine!, engine!.allocate(128), [1, 8, 4, 4], transposed, [1, 4, 7, 7], { memory: 'texture' })).toThrow(/texture path/);
+    transposed.dispose();
+  });
+
   const shared = {
     n: fc.integer({ min: 1, max: 2 }),
-    ci: fc.integer({ min: 1, max: 13 }),
+    ci: fc.integer({ min: 1, max: 37 }),
     co: fc.integer({ min: 1, max: 20 }),
     h: fc.integer({ min: 1, max: 11 }),
     w: fc.integer({ min: 1, max: 11 }),
@@ -343,13 +370,14 @@ describe('int8 convolutions equal the CPU reference bit for bit (packed dot and 
       k: fc.constantFrom(1, 3, 5),
       stride: fc.constantFrom<[number, number]>([1, 1], [2, 2], [1, 2]),
       pad: fc.integer({ min: 0, max: 2 }),
+      dotIndex: fc.nat(1),
+      memory: fc.constantFrom<ConvInt8Memory>('storage', 'texture'),
     }).filter((c) => c.h + 2 * c.pad >= c.k && c.w + 2 * c.pad >= c.k);
-    await fc.assert(fc.asyncProperty(arb, async ({ k, pad, ...c }) => {
-      for (const dot of dots) {
-        const d = await convDifference(e, { ...c, kh: k, kw: k, padding: [pad, pad], transposed: false }, dot);
-        expect(d).toBeNull();
-      }
-    }), { numRuns: 8, endOnFailure: true });
+    await fc.assert(fc.asyncProperty(arb, async ({ k, pad, dotIndex, memory, ...c }) => {
+      // One dot product and memory path per case (the fixed cases above run every pairing): each pairing is a pipeline to compile.
+      const d = await convDifference(e, { ...c, kh: k, kw: k, padding: [pad, pad], transposed: false }, dots[dotIndex % dots.length]!, memory);
+      expect(d).toBeNull();
+    }), { numRuns: 12, endOnFailure: true });
   }, 300_000);
 
   it('conv_transpose2d over random shapes (3×3, 4×4, 9×9; stride 1 to 3; output padding)', async (ctx) => {

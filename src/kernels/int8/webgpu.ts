@@ -10,6 +10,12 @@
  *   makes them from codes just before each convolution.
  * - Packed weights: [Co, ⌈Ci/4⌉, kh, kw] words, the same four-channel bytes (missing channels 0),
  *   re-laid out once per step by {@link prepareConvInt8} (a transposed conv's [Ci, Co, kh, kw] too).
+ * - Texture codes (the fast conv's input): sixteen channels per rgba32uint texel, a texture of
+ *   W × N·⌈C/16⌉·H texels; texel (x, (n·G + g)·H + y) holds channels 16g … 16g + 15 of pixel
+ *   (n, y, x), word k byte b channel 16g + 4k + b (missing channels 0). {@link packInt8TextureWebgpu}.
+ * - Uniform weights (the fast conv's weights): vec4<u32> e = (((B·RM/4 + mb)·G + g)·4 + k)·taps + t
+ *   holds, in component j, word k of group g at tap t of output channel (B·RM/4 + mb)·4 + j; blocks
+ *   of RM output channels are cut into chunks that fit one uniform binding.
  * - Requantization table `rq` (i32): per output channel, the multiplier, the shift, then one
  *   corrected bias per stride phase (1 for a conv, sh·sw for a transposed conv), see below.
  *
@@ -23,10 +29,18 @@
  * wraps, so partial sums that leave int32 still end exact whenever the accumulator fits, as it
  * does under checkAccumulator's bound.
  *
+ * ## Why textures and uniforms (measured on lavapipe, conv 3×3 64→64 on 1×64×128², no other load)
+ * Storage-buffer loads compile to a bounds-checked branch per lane; `textureLoad` of an rgba32uint
+ * texel is branchless and brings sixteen codes, and uniform loads are branchless. Packed words in
+ * storage buffers ran 5.2–5.7 GFLOP/s-equivalent (below our f32 conv's 6.0); activations in a texture
+ * with weights in a uniform buffer ran 11–13. So convolutions take the texture path wherever the
+ * device's texture and uniform limits allow, and the storage path otherwise (and for transposed convs).
+ *
  * ## Packed dot product and its fallback
  * `dot4I8Packed` (WGSL language feature `packed_4x8_integer_dot_product`, `features.packed4x8IntegerDotProduct`)
  * where the device has it, else `dot4` unpacking the bytes with shifts and multiplying as vec4<i32>:
- * the same integers either way. {@link setInt8Dot} forces one path (tests run both).
+ * the same integers either way. (The texture path's fallback unpacks each word once and reuses it
+ * across output channels or pixels.) {@link setInt8Dot} forces one path (tests run both).
  *
  * ## Fixed-point multiplies without 64-bit integers
  * WGSL has no i64: the 31×32-bit products of requant.ts are formed from 16-bit halves into a
@@ -346,6 +360,45 @@ export function packInt8Webgpu(engine: Engine, codes: GPUBuffer, shape: readonly
   });
 }
 
+/** Channels per rgba32uint texel of the texture layout. */
+const TEXEL_CHANNELS = 16;
+
+/** The texture layout's size for codes of `shape` [N, C, H, W]: [width, height] in texels. */
+export function int8TextureSize(shape: readonly number[]): [number, number] {
+  const [n, c, h, w] = shape;
+  return [w, n * Math.ceil(c / TEXEL_CHANNELS) * h];
+}
+
+/** Codes [N, C, H, W] (i32 each) → the texture layout (see the header); release it with `engine.releaseTexture`. */
+export function packInt8TextureWebgpu(engine: Engine, codes: GPUBuffer, shape: readonly number[]): GPUTexture {
+  const [, c, h, w] = shape;
+  const [width, height] = int8TextureSize(shape);
+  const texture = engine.allocateTexture(width, height, 'rgba32uint', 'int8 conv input');
+  engine.run({
+    name: 'int8_pack_texture', key: 'int8_pack_texture',
+    inputs: { xs: [codes, 'i32'] },
+    textureOutputs: { ys: [texture, 'rgba32uint'] },
+    uniforms: { n: ['u32', width * height], c: ['u32', c], g: ['u32', Math.ceil(c / TEXEL_CHANNELS)], h: ['u32', h], w: ['u32', w] },
+    source: () => `${main1d()}
+  let xx = i % u.w;
+  let row = i / u.w;
+  let y = row % u.h;
+  let g = (row / u.h) % u.g;
+  let b = row / (u.h * u.g);
+  var words = vec4<u32>(0u);
+  for (var k = 0u; k < ${TEXEL_CHANNELS}u; k++) {
+    let ch = ${TEXEL_CHANNELS}u * g + k;
+    if (ch < u.c) {
+      words[k / 4u] |= (bitcast<u32>(xs[((b * u.c + ch) * u.h + y) * u.w + xx]) & 0xffu) << (8u * (k % 4u));
+    }
+  }
+  textureStore(ys, vec2<i32>(i32(xx), i32(row)), words);
+}`,
+    workgroups: engine.grid(width * height),
+  });
+  return texture;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Convolutions
 // ---------------------------------------------------------------------------------------------------------------
@@ -368,8 +421,60 @@ export interface PreparedConvInt8 {
   readonly outZeroPoint: number;
   readonly min: number;
   readonly max: number;
+  /** The texture path's weights (see the header), or null where it cannot run (transposed, too large a block). */
+  readonly uniformWeights: UniformWeights | null;
   /** Frees the device buffers. */
   dispose(): void;
+}
+
+/** A conv's weights for the texture path: blocks of `rm` output channels in chunks, one uniform binding each. */
+export interface UniformWeights {
+  readonly buffer: GPUBuffer;
+  /** Output channels per block (a multiple of 4). */
+  readonly rm: number;
+  /** Texel groups of input channels, ⌈Ci/16⌉. */
+  readonly groups: number;
+  readonly blocks: number;
+  readonly blocksPerChunk: number;
+  /** Bytes between chunk starts; every chunk binds {@link uniformWeightsVec4} elements from its start. */
+  readonly chunkStride: number;
+}
+
+/**
+ * vec4 elements of every weight binding: one size for all layers (the buffer is padded so the last
+ * chunk's binding fits), so the array length never enters the pipeline key.
+ */
+export function uniformWeightsVec4(engine: Engine): number {
+  return Math.min(4096, Math.floor(engine.ctx.limits.maxUniformBufferBindingSize / 16));
+}
+
+/** Lays out [Co, Ci, kh, kw] int8 weights for the texture path, or null when one block exceeds the uniform binding limit. */
+function uniformWeightsOf(engine: Engine, weight: Int8Array, co: number, ci: number, taps: number): UniformWeights | null {
+  const rm = Math.ceil(co / 4) * 4 < Math.ceil(co / 8) * 8 ? 4 : 8; // the fewer padded channels; 8 on a tie
+  const groups = Math.ceil(ci / TEXEL_CHANNELS);
+  const blocks = Math.ceil(co / rm);
+  const blockVec4 = (rm / 4) * groups * 4 * taps;
+  const bindingVec4 = uniformWeightsVec4(engine);
+  const blocksPerChunk = Math.min(blocks, Math.floor(bindingVec4 / blockVec4));
+  if (blocksPerChunk < 1) return null;
+  const align = engine.ctx.limits.minUniformBufferOffsetAlignment;
+  const chunkStride = Math.ceil((16 * blocksPerChunk * blockVec4) / align) * align;
+  const chunks = Math.ceil(blocks / blocksPerChunk);
+  const words = new Uint32Array(((chunks - 1) * chunkStride + 16 * bindingVec4) / 4);
+  for (let o = 0; o < co; o++) {
+    const blk = Math.floor(o / rm);
+    const chunk = Math.floor(blk / blocksPerChunk);
+    const q = (blk % blocksPerChunk) * (rm / 4) + ((o % rm) >> 2); // vec4 block of four channels within the chunk
+    for (let c = 0; c < ci; c++) {
+      const g = c >> 4;
+      const k = (c >> 2) & 3;
+      for (let t = 0; t < taps; t++) {
+        const e = ((q * groups + g) * 4 + k) * taps + t;
+        words[chunk * (chunkStride / 4) + 4 * e + (o & 3)] |= (weight[(o * ci + c) * taps + t] & 0xff) << (8 * (c & 3));
+      }
+    }
+  }
+  return { buffer: engine.uploadConstants(words, 'int8 conv weights'), rm, groups, blocks, blocksPerChunk, chunkStride };
 }
 
 /**
@@ -414,15 +519,20 @@ export function prepareConvInt8(
   }
   const weights = engine.upload(new Int32Array(words.buffer), 'int32');
   const rqBuffer = engine.upload(table, 'int32');
+  const uniformWeights = transposed ? null : uniformWeightsOf(engine, weight, co, ci, taps);
   let live = true;
   return {
     engine, weights, rq: rqBuffer, inChannels: ci, outChannels: co, kh, kw, params, transposed, xZeroPoint,
-    rounding: rq.rounding, outZeroPoint: rq.outZeroPoint, min: rq.min, max: rq.max,
+    rounding: rq.rounding, outZeroPoint: rq.outZeroPoint, min: rq.min, max: rq.max, uniformWeights,
     dispose() {
       if (!live) return;
       live = false;
       engine.release(weights);
       engine.release(rqBuffer);
+      if (uniformWeights) {
+        engine.flush(); // recorded dispatches may still bind it; submitted work finishes before it goes
+        uniformWeights.buffer.destroy();
+      }
     },
   };
 }
@@ -564,6 +674,110 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   return L.join('\n');
 }
 
+/** Static description of one texture-path conv pipeline. */
+interface TextureConvConfig {
+  readonly kh: number;
+  readonly kw: number;
+  readonly sh: number;
+  readonly sw: number;
+  /** Output channels (a multiple of 4) and consecutive output pixels per invocation. */
+  readonly rm: number;
+  readonly rn: number;
+  /** Words of a texel that hold channels: 4, or ⌈C/4⌉ when C < 16. */
+  readonly words: number;
+  readonly dot: Int8Dot;
+  readonly rounding: RequantRounding;
+  /** Whether the output codes go through a table (`tables`, `u.tableCount` of them). */
+  readonly table: boolean;
+}
+
+/** Pixels per invocation of the texture path (four consecutive output columns). */
+const TEXTURE_RN = 4;
+
+/**
+ * WGSL of the texture-path conv: a workgroup owns one block of RM output channels (y) of one image
+ * (z) and CONV_LANES tiles of RN pixels in a row (x). It loops over texel groups of 16 input
+ * channels and over kernel rows; within a row every column tap, word, channel and pixel is unrolled.
+ * The unpacking variant unpacks each input word once per row and each weight word once per tap.
+ */
+function textureConvSource(c: TextureConvConfig): string {
+  const { kh, kw, sw, rm, rn, words } = c;
+  const taps = kh * kw;
+  const nj = (rn - 1) * sw + kw;
+  const comp = ['x', 'y', 'z', 'w'];
+  const L: string[] = [];
+  const emit = (line: string) => L.push(line);
+  emit(requantSource(c.rounding));
+  emit(`fn unpack4(a: u32) -> vec4<i32> {
+  return vec4<i32>(bitcast<i32>(a << 24u), bitcast<i32>(a << 16u), bitcast<i32>(a << 8u), bitcast<i32>(a)) >> vec4<u32>(24u);
+}
+@compute @workgroup_size(${CONV_LANES})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let p = wid.x * ${CONV_LANES}u + li;
+  if (p >= u.pixelTiles) { return; }
+  let n = wid.z;
+  let blk = wid.y;
+  let m0 = (u.block0 + blk) * ${rm}u;
+  let oy = p / u.tilesX;
+  let ox0 = (p % u.tilesX) * ${rn}u;
+  let baseY = i32(oy * ${c.sh}u) - u.padY;
+  let baseX = i32(ox0 * ${sw}u) - u.padX;
+  let zp4 = vec4<u32>(u.zPacked);`);
+  for (let j = 0; j < nj; j++) {
+    emit(`  let cOk${j} = baseX + ${j} >= 0 && baseX + ${j} < i32(u.inW);
+  let cIdx${j} = clamp(baseX + ${j}, 0, i32(u.inW) - 1);`);
+  }
+  for (let m = 0; m < rm; m++) for (let r = 0; r < rn; r++) emit(`  var acc${m}_${r} = 0;`);
+  emit(`  for (var g = 0u; g < u.groups; g++) {
+    let rowBase = i32((n * u.groups + g) * u.inH);`);
+  // Kernel rows in a loop: unrolling them measured slower on lavapipe (×0.7–0.8 of the loop, in
+  // alternating runs), and compiles longer.
+  emit(`    for (var ki = 0u; ki < ${kh}u; ki++) {`);
+  emit(`      let iy = baseY + i32(ki);
+      let rOk = iy >= 0 && iy < i32(u.inH);
+      let row = rowBase + clamp(iy, 0, i32(u.inH) - 1);`);
+  for (let j = 0; j < nj; j++) emit(`      let x${j} = select(zp4, textureLoad(xs, vec2<i32>(cIdx${j}, row), 0), rOk && cOk${j});`);
+  // Weight element of (mb, word k, tap (ki, tj)) in this chunk.
+  const wAt = (mb: number, k: number, tj: number) => `wt[(((blk * ${rm / 4}u + ${mb}u) * u.groups + g) * 4u + ${k}u) * ${taps}u + ki * ${kw}u + ${tj}u]`;
+  for (let k = 0; k < words; k++) {
+    if (c.dot === 'unpack') for (let j = 0; j < nj; j++) emit(`      let v${k}_${j} = unpack4(x${j}.${comp[k]});`);
+    for (let tj = 0; tj < kw; tj++) {
+      for (let mb = 0; mb < rm / 4; mb++) {
+        emit(`      let w${k}_${tj}_${mb} = ${wAt(mb, k, tj)};`);
+        for (let mm = 0; mm < 4; mm++) {
+          const m = mb * 4 + mm;
+          if (c.dot === 'unpack') emit(`      let wv${k}_${tj}_${m} = unpack4(w${k}_${tj}_${mb}.${comp[mm]});`);
+          for (let r = 0; r < rn; r++) {
+            const j = r * sw + tj;
+            emit(c.dot === 'unpack'
+              ? `      acc${m}_${r} += dot(v${k}_${j}, wv${k}_${tj}_${m});`
+              : `      acc${m}_${r} += dot4I8Packed(x${j}.${comp[k]}, w${k}_${tj}_${mb}.${comp[mm]});`);
+          }
+        }
+      }
+    }
+  }
+  emit(`    }
+  }`);
+  for (let m = 0; m < rm; m++) {
+    emit(`  if (m0 + ${m}u < u.outC) {
+    let o = m0 + ${m}u;
+    let rb = o * 3u;
+    let mult = rq[rb];
+    let shift = rq[rb + 1u];
+    let corr = rq[rb + 2u];
+    let rowOut = ((n * u.outC + o) * u.outH + oy) * u.outW;${c.table ? `
+    let tableBase = select(0u, o * 256u, u.tableCount > 1u);` : ''}`);
+    for (let r = 0; r < rn; r++) {
+      const code = `toCode(requant(acc${m}_${r} + corr, mult, shift), u.outZp, u.lo, u.hi)`;
+      emit(`    if (ox0 + ${r}u < u.outW) { ys[rowOut + ox0 + ${r}u] = ${c.table ? `tables[tableBase + u32(${code} + 128)]` : code}; }`);
+    }
+    emit(`  }`);
+  }
+  emit(`}`);
+  return L.join('\n');
+}
+
 /** Output channels per invocation: up to 16 (register blocking), fewer for small layers. */
 function pickRm(co: number, taps: number): number {
   const byChannels = co >= 16 ? 16 : co >= 8 ? 8 : co >= 4 ? 4 : co >= 2 ? 2 : 1;
@@ -581,10 +795,77 @@ export function convInt8OutShape(prep: PreparedConvInt8, xShape: readonly number
   return [n, prep.outChannels, Math.floor((h + 2 * ph - prep.kh) / sh) + 1, Math.floor((w + 2 * pw - prep.kw) / sw) + 1];
 }
 
+/** Throws where a conv's int32 accumulator could overflow (Σ of terms·255·127 must stay below 2^31). */
+function checkAccumulator(prep: PreparedConvInt8): void {
+  const terms = prep.inChannels * (prep.transposed ? Math.ceil(prep.kh / prep.params.stride[0]) * Math.ceil(prep.kw / prep.params.stride[1]) : prep.kh * prep.kw);
+  if (terms * 255 * 127 >= 2 ** 31) throw new BackendError(`int8 webgpu conv: ${terms} terms per output can overflow an int32 accumulator`);
+}
+
+/** Where a conv reads its input and weights: textures and uniforms (fast on lavapipe), or storage buffers. */
+export type ConvInt8Memory = 'texture' | 'storage';
+
 /** Options of the conv kernels. */
 export interface ConvInt8Options {
   /** The dot product (default: the engine's, see {@link int8DotOf}). */
   dot?: Int8Dot;
+  /** Force a memory path (tests run both); default: texture wherever {@link convInt8Memory} allows. */
+  memory?: ConvInt8Memory;
+  /**
+   * A table applied to the output codes ({@link uploadTables}; `count` 1, or one per output channel):
+   * the texture path applies it in the conv's epilogue, the storage path as a lookup pass after it.
+   */
+  table?: { buffer: GPUBuffer; count: number };
+}
+
+/** The memory path a conv of input `xShape` takes by default: texture unless transposed or beyond the device's limits. */
+export function convInt8Memory(engine: Engine, prep: PreparedConvInt8, xShape: readonly number[], outShape: readonly number[]): ConvInt8Memory {
+  const uw = prep.uniformWeights;
+  if (!uw) return 'storage';
+  const [width, height] = int8TextureSize(xShape);
+  const [n, , ho, wo] = outShape;
+  const max = engine.ctx.limits.maxComputeWorkgroupsPerDimension;
+  const groups = Math.ceil((ho * Math.ceil(wo / TEXTURE_RN)) / CONV_LANES);
+  return engine.fitsTexture(width, height) && groups <= max && n <= max ? 'texture' : 'storage';
+}
+
+/** The texture-path conv of input codes (i32 each, [N, C, H, W]): packs them into a texture, convolves chunk by chunk. */
+function convInt8TextureWebgpu(
+  engine: Engine, x: GPUBuffer, xShape: readonly number[], prep: PreparedConvInt8, outShape: readonly number[], dot: Int8Dot,
+  table: ConvInt8Options['table'],
+): GPUBuffer {
+  const uw = prep.uniformWeights!;
+  const [n, c, h, w] = xShape;
+  const [, co, ho, wo] = outShape;
+  checkAccumulator(prep);
+  const texture = packInt8TextureWebgpu(engine, x, xShape);
+  const tilesX = Math.ceil(wo / TEXTURE_RN);
+  const pixelTiles = ho * tilesX;
+  const zp = prep.xZeroPoint & 0xff;
+  const cfg: TextureConvConfig = {
+    kh: prep.kh, kw: prep.kw, sh: prep.params.stride[0], sw: prep.params.stride[1], rm: uw.rm, rn: TEXTURE_RN,
+    words: c >= TEXEL_CHANNELS ? 4 : Math.ceil(c / 4), dot, rounding: prep.rounding, table: table !== undefined,
+  };
+  const out = engine.allocate(n * co * ho * wo, 'int8_conv2d_texture');
+  for (let block0 = 0; block0 < uw.blocks; block0 += uw.blocksPerChunk) {
+    engine.run({
+      name: 'int8_conv2d_texture', key: `int8_conv_texture:${Object.values(cfg).join(',')}`,
+      inputs: table ? { rq: [prep.rq, 'i32'], tables: [table.buffer, 'i32'] } : { rq: [prep.rq, 'i32'] },
+      outputs: { ys: [out, 'i32'] },
+      textures: { xs: [texture, 'u32'] },
+      constants: { wt: [uw.buffer, (block0 / uw.blocksPerChunk) * uw.chunkStride, 'vec4<u32>', uniformWeightsVec4(engine)] },
+      uniforms: {
+        groups: ['u32', uw.groups], inH: ['u32', h], inW: ['u32', w], outC: ['u32', co], outH: ['u32', ho], outW: ['u32', wo],
+        padY: ['i32', prep.params.padding[0]], padX: ['i32', prep.params.padding[1]],
+        zPacked: ['u32', (zp | (zp << 8) | (zp << 16) | (zp << 24)) >>> 0],
+        outZp: ['i32', prep.outZeroPoint], lo: ['i32', prep.min], hi: ['i32', prep.max],
+        tilesX: ['u32', tilesX], pixelTiles: ['u32', pixelTiles], block0: ['u32', block0], tableCount: ['u32', table?.count ?? 1],
+      },
+      source: () => textureConvSource(cfg),
+      workgroups: [Math.ceil(pixelTiles / CONV_LANES), Math.min(uw.blocksPerChunk, uw.blocks - block0), n],
+    });
+  }
+  engine.releaseTexture(texture); // later work only reuses it
+  return out;
 }
 
 /**
@@ -599,8 +880,7 @@ export function convInt8PackedWebgpu(
   if (c !== prep.inChannels || co !== prep.outChannels) {
     throw new ShapeError(`int8 webgpu conv: input ${JSON.stringify(xShape)} / output ${JSON.stringify(outShape)} for ${prep.inChannels} → ${prep.outChannels} channels`);
   }
-  const terms = prep.inChannels * (prep.transposed ? Math.ceil(prep.kh / prep.params.stride[0]) * Math.ceil(prep.kw / prep.params.stride[1]) : prep.kh * prep.kw);
-  if (terms * 255 * 127 >= 2 ** 31) throw new BackendError(`int8 webgpu conv: ${terms} terms per output can overflow an int32 accumulator`);
+  checkAccumulator(prep);
   const [sh, sw] = prep.params.stride;
   const taps = prep.kh * prep.kw;
   const rm = pickRm(co, prep.transposed ? Math.ceil(prep.kh / sh) * Math.ceil(prep.kw / sw) : taps);
@@ -635,12 +915,31 @@ export function convInt8PackedWebgpu(
   });
 }
 
-/** The int8 conv of codes `x` (i32 each, [N, C, H, W]): packs them, convolves, frees the packed copy. */
+/**
+ * The int8 conv of codes `x` (i32 each, [N, C, H, W]) into output codes of `outShape`: packs them
+ * (into a texture, or words in a buffer), convolves, frees the packed copy.
+ */
 export function convInt8Webgpu(
   engine: Engine, x: GPUBuffer, xShape: readonly number[], prep: PreparedConvInt8, outShape: readonly number[], options: ConvInt8Options = {},
 ): GPUBuffer {
+  const memory = options.memory ?? convInt8Memory(engine, prep, xShape, outShape);
+  if (memory === 'texture') {
+    if (convInt8Memory(engine, prep, xShape, outShape) !== 'texture') {
+      throw new BackendError(`int8 webgpu conv: input ${JSON.stringify(xShape)} cannot take the texture path (transposed, or beyond this device's texture or uniform limits)`);
+    }
+    if (xShape[1] !== prep.inChannels || outShape[1] !== prep.outChannels) {
+      throw new ShapeError(`int8 webgpu conv: input ${JSON.stringify(xShape)} / output ${JSON.stringify(outShape)} for ${prep.inChannels} → ${prep.outChannels} channels`);
+    }
+    if (options.table && options.table.count !== 1 && options.table.count !== prep.outChannels) {
+      throw new ShapeError(`int8 webgpu conv: ${options.table.count} output tables for ${prep.outChannels} channels`);
+    }
+    return convInt8TextureWebgpu(engine, x, xShape, prep, outShape, options.dot ?? int8DotOf(engine), options.table);
+  }
   const packed = packInt8Webgpu(engine, x, xShape);
   const out = convInt8PackedWebgpu(engine, packed, xShape, prep, outShape, options);
   engine.release(packed); // later work only reuses it
-  return out;
+  if (!options.table) return out;
+  const mapped = lookupInt8Webgpu(engine, out, outShape, options.table.buffer, options.table.count);
+  engine.release(out);
+  return mapped;
 }
