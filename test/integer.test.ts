@@ -7,11 +7,11 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  CARN, EDSR, ESPCN, FSRCNN, type Module, Random, SRResNet, type Tensor, Upscaler, ZOO, createImage, loadPretrained, noGrad, ptqStatic,
+  BatchNorm2d, CARN, EDSR, ESPCN, FSRCNN, type Module, Random, SRResNet, type Tensor, Upscaler, ZOO, createImage, loadPretrained, noGrad, ptqStatic,
   saveQuantized, integerModelOf, loadSRModel, setBackend, shutdown, tensor, uniform, useBackend, writePng,
 } from '../src/index.js';
 import { main } from '../src/cli/main.js';
-import { type IntegerModel, type Register, LoweringError, applyStep, lowerGraph, lowerInt8 } from '../src/quant/integer.js';
+import { type IntegerModel, type Register, LoweringError, applyStep, lowerGraph, lowerInt8, readsOf } from '../src/quant/integer.js';
 import { traceGraph } from '../src/graph/trace.js';
 import { composeTables } from '../src/quant/integer-fuse.js';
 import { roundHalfAway } from '../src/kernels/fakequant/cpu.js';
@@ -56,9 +56,10 @@ function perStep(integer: IntegerModel, values: ReadonlyMap<number, ArrayLike<nu
     return { data, shape: shapes.get(id)! };
   };
   for (const s of integer.steps) {
-    if (s.kind === 'dequantize' || s.kind === 'clamp') continue;
+    // Registers the lowering made itself (concat parts rescaled to the concat's parameters) have no fake-quant value.
+    if (s.kind === 'dequantize' || s.kind === 'clamp' || [s.dst, ...readsOf(s)].some((id) => !values.has(id))) continue;
     const regs = new Map<number, Register>();
-    for (const id of s.kind === 'add' ? [s.a, s.b] : [s.src]) regs.set(id, codesOf(id));
+    for (const id of readsOf(s)) regs.set(id, codesOf(id));
     applyStep(s, regs);
     const got = regs.get(s.dst)!.data as Int8Array;
     const want = codesOf(s.dst).data as Int8Array;
@@ -69,9 +70,30 @@ function perStep(integer: IntegerModel, values: ReadonlyMap<number, ArrayLike<nu
   return worst;
 }
 
+/** BatchNorm layers with trained-looking statistics: means, variances, gains (some negative) and shifts. */
+function withBatchNormStats<M extends Module>(model: M): M {
+  const rng = new Random(31);
+  const draw = (n: number, f: (i: number) => number) => tensor(Float32Array.from({ length: n }, (_, i) => f(i)), [n]);
+  const dict: Record<string, Tensor> = {};
+  for (const [name, m] of model.namedModules()) {
+    if (!(m instanceof BatchNorm2d)) continue;
+    const n = m.numFeatures;
+    dict[`${name}.running_mean`] = draw(n, () => (rng.next() - 0.5) * 20);
+    dict[`${name}.running_var`] = draw(n, () => 0.5 + 4 * rng.next());
+    dict[`${name}.weight`] = draw(n, (i) => (i % 3 === 1 ? -1 : 1) * (0.5 + rng.next()));
+    dict[`${name}.bias`] = draw(n, () => rng.next() - 0.5);
+  }
+  if (Object.keys(dict).length === 0) throw new Error('withBatchNormStats: no BatchNorm2d in the model');
+  const result = model.loadStateDict(dict, { strict: false });
+  expect(result.unexpectedKeys).toEqual([]);
+  return model;
+}
+
 const calibrated = async <M extends Module>(model: M, range: number, channels: number, rng: Random): Promise<M> => {
   const batches = [uniform([2, channels, 8, 8], 0, range, { rng }), uniform([2, channels, 8, 8], 0, range, { rng })];
-  return ptqStatic(model, batches, { outputRange: range });
+  const quantized = await ptqStatic(model, batches, { outputRange: range });
+  quantized.eval(); // BatchNorm at its running statistics, as the integer model has them
+  return quantized;
 };
 
 describe('integer execution of INT8 PTQ models', () => {
@@ -84,6 +106,9 @@ describe('integer execution of INT8 PTQ models', () => {
     ['fsrcnn (per-channel PReLU tables, transposed conv)', () => new FSRCNN({ scale: 3, d: 8, s: 4, m: 2, rng: new Random(5) }), 1, 1],
     ['edsr (mean shift, residual adds, ReLU clamps)', () => new EDSR({ scale: 2, nResblocks: 2, nFeats: 8, rng: new Random(5) }), 255, 3],
     ['espcn with an output clip', () => new ESPCN({ scale: 3, outputClip: true, rng: new Random(6) }), 1, 1],
+    ['srresnet (BatchNorm folded into the convs, negative gains too)', () => withBatchNormStats(new SRResNet({ scale: 2, nResblocks: 2, nFeats: 8, rng: new Random(5) })), 255, 3],
+    ['carn (concatenations, adds with a fused ReLU)', () => new CARN({ scale: 2, nFeats: 8, rng: new Random(5) }), 255, 3],
+    ['carn-m (grouped convs)', () => new CARN({ scale: 2, nFeats: 8, mobile: true, group: 4, rng: new Random(5) }), 255, 3],
   ];
   for (const [name, build, range, channels] of cases) {
     it(`${name}: output codes agree within 1 LSB on ≥ 99.9 %, on another input size too`, async () => {
@@ -171,15 +196,11 @@ describe('integer execution of INT8 PTQ models', () => {
     out.values.forEach((v, i) => expect(v).toBe(Math.fround(Math.fround(q.scale) * (codes[i] - q.zeroPoint))));
   });
 
-  it('a float model, a CARN (concat) and an SRResNet (BatchNorm) fail with a LoweringError naming the op', async () => {
+  it('a float model fails with a LoweringError naming the op', async () => {
     const rng = new Random(8);
     const x = uniform([1, 1, 6, 6], 0, 1, { rng });
     await expect(lowerInt8(new ESPCN({ rng: new Random(1) }), x)).rejects.toThrow(LoweringError);
     await expect(lowerInt8(new ESPCN({ rng: new Random(1) }), x)).rejects.toThrow(/conv2d.*not an int8 tensor/);
-    const carn = await calibrated(new CARN({ scale: 2, nFeats: 8, rng: new Random(2) }), 255, 3, rng);
-    await expect(lowerInt8(carn, uniform([1, 3, 6, 6], 0, 255, { rng }))).rejects.toThrow(LoweringError);
-    const srresnet = await calibrated(new SRResNet({ scale: 2, nResblocks: 1, nFeats: 4, rng: new Random(2) }), 255, 3, rng);
-    await expect(lowerInt8(srresnet, uniform([1, 3, 6, 6], 0, 255, { rng }))).rejects.toThrow(/integer lowering: node \d+/);
   });
 });
 
@@ -292,9 +313,9 @@ describe('the integer path on webgpu equals the CPU reference bit for bit (dot4I
   });
 
   /** integer.call on a webgpu tensor, with each dot product on the default (texture) path and on the storage path, against integer.run on the CPU. */
-  async function expectSame(integer: IntegerModel, values: Float32Array, shape: number[], what: string): Promise<void> {
+  async function expectSame(integer: IntegerModel, values: Float32Array, shape: number[], what: string, storage = true): Promise<void> {
     const want = integer.run(values, shape);
-    const runs: [Int8Dot, ConvInt8Memory | undefined][] = [...dots.map((d): [Int8Dot, undefined] => [d, undefined]), [dots[0]!, 'storage']];
+    const runs: [Int8Dot, ConvInt8Memory | undefined][] = [...dots.map((d): [Int8Dot, undefined] => [d, undefined]), ...(storage ? [[dots[0]!, 'storage'] as [Int8Dot, ConvInt8Memory]] : [])];
     for (const [dot, memory] of runs) {
       setInt8Dot(engine!, dot);
       const x = tensor(values, shape, { backend: 'webgpu' });
@@ -328,6 +349,8 @@ describe('the integer path on webgpu equals the CPU reference bit for bit (dot4I
     ['fsrcnn (per-channel PReLU tables, 9×9 transposed conv, stride 3)', () => new FSRCNN({ scale: 3, d: 8, s: 4, m: 2, rng: new Random(5) }), 1, 1],
     ['edsr (mean shift, residual adds, ReLU clamps)', () => new EDSR({ scale: 2, nResblocks: 2, nFeats: 8, rng: new Random(5) }), 255, 3],
     ['espcn with an output clip (float clamp after DEQUANTIZE)', () => new ESPCN({ scale: 3, outputClip: true, rng: new Random(6) }), 1, 1],
+    ['srresnet (BatchNorm folded)', () => withBatchNormStats(new SRResNet({ scale: 2, nResblocks: 1, nFeats: 8, rng: new Random(5) })), 255, 3],
+    ['carn-m (concatenations, adds with ReLU, grouped convs)', () => new CARN({ scale: 2, nFeats: 8, mobile: true, group: 4, rng: new Random(5) }), 255, 3],
   ];
   for (const [name, build, range, channels] of families) {
     it(`a PTQ'd ${name}`, async (ctx) => {
@@ -336,9 +359,11 @@ describe('the integer path on webgpu equals the CPU reference bit for bit (dot4I
       const model = await calibrated(build(), range, channels, rng);
       const x = uniform([1, channels, 11, 13], 0, range, { rng });
       const integer = await lowerInt8(model, x);
-      await expectSame(integer, (await x.data()) as Float32Array, [...x.shape], name);
+      // The storage path unrolls every tap: SRResNet's 9×9 convs take lavapipe minutes to compile there (the kernel tests cover that path).
+      const storage = !name.startsWith('srresnet');
+      await expectSame(integer, (await x.data()) as Float32Array, [...x.shape], name, storage);
       const y = uniform([2, channels, 6, 9], 0, range, { rng });
-      await expectSame(integer, (await y.data()) as Float32Array, [...y.shape], `${name}, batch 2, another size`);
+      await expectSame(integer, (await y.data()) as Float32Array, [...y.shape], `${name}, batch 2, another size`, storage);
     });
   }
 

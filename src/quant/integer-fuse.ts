@@ -10,7 +10,7 @@
  * of its integer forward.
  */
 import { lookupInt8Cpu, rescaleInt8Cpu } from '../kernels/int8/cpu.js';
-import type { IntegerStep } from './integer.js';
+import { type IntegerStep, readsOf } from './integer.js';
 
 type CodeMap = Extract<IntegerStep, { kind: 'lookup' | 'rescale' }>;
 
@@ -41,7 +41,7 @@ export function composeTables(first: Int8Array, second: Int8Array): Int8Array {
  */
 export function fuseIntegerSteps(steps: readonly IntegerStep[], output: number): IntegerStep[] {
   const readers = new Map<number, number>();
-  for (const s of steps) for (const r of s.kind === 'add' ? [s.a, s.b] : [s.src]) readers.set(r, (readers.get(r) ?? 0) + 1);
+  for (const s of steps) for (const r of readsOf(s)) readers.set(r, (readers.get(r) ?? 0) + 1);
   const fused: IntegerStep[] = [];
   const writerOf = new Map<number, number>(); // register → index in `fused`
   for (const s of steps) {

@@ -11,9 +11,9 @@ import { type Tensor, wrap } from '../tensor/tensor.js';
 import { sizeOf } from '../tensor/shape.js';
 import type { WebgpuBackend } from '../backends/webgpu/backend.js';
 import type { Engine } from '../backends/webgpu/engine.js';
-import type { IntegerStep } from './integer.js';
+import { type IntegerStep, readsOf } from './integer.js';
 import {
-  type ConvInt8Memory, type Int8Dot, type PreparedConvInt8, addInt8Webgpu, clampFloatWebgpu, convInt8OutShape, convInt8Webgpu, dequantizeInt8Webgpu,
+  type ConvInt8Memory, type Int8Dot, type PreparedConvInt8, addInt8Webgpu, copyChannelsInt8Webgpu, clampFloatWebgpu, convInt8OutShape, convInt8Webgpu, dequantizeInt8Webgpu,
   lookupInt8Webgpu, pixelShuffleInt8Webgpu, prepareConvInt8, quantizeInt8Webgpu, rescaleInt8Webgpu, uploadTables,
 } from '../kernels/int8/webgpu.js';
 
@@ -32,7 +32,7 @@ interface GpuRegister {
   owned: boolean;
 }
 
-type Constants = PreparedConvInt8 | GPUBuffer;
+type Constants = PreparedConvInt8 | PreparedConvInt8[] | GPUBuffer;
 
 /** Device copies of steps' constants (keyed by the step, or by a conv's output table), per engine, while they live. */
 const constantsOf = new WeakMap<Engine, WeakMap<object, Constants>>();
@@ -45,8 +45,6 @@ function constants(engine: Engine, step: object, make: () => Constants): Constan
   return c;
 }
 
-/** The registers a step reads. */
-const readsOf = (s: IntegerStep): number[] => (s.kind === 'add' ? [s.a, s.b] : [s.src]);
 
 /**
  * Runs integer steps on a float32 tensor of the webgpu backend, from register `input` to register `output`;
@@ -94,6 +92,20 @@ export function runIntegerWebgpu(
   }
 }
 
+/** A grouped conv step's groups as ungrouped convs: each group's weights, bias and requantization. */
+function groupPreps(engine: Engine, s: Extract<IntegerStep, { kind: 'conv' }>): PreparedConvInt8[] {
+  const groups = s.params.groups;
+  const co = s.weightShape[0]! / groups;
+  const per = sizeOf(s.weightShape.slice(1));
+  const params = { ...s.params, groups: 1 };
+  const preps = Array.from({ length: groups }, (_, g) => {
+    const part = (a: Int32Array) => a.slice(g * co, (g + 1) * co);
+    const rq = { ...s.rq, multiplier: part(s.rq.multiplier), shift: part(s.rq.shift) };
+    return prepareConvInt8(engine, s.weight.slice(g * co * per, (g + 1) * co * per), [co, ...s.weightShape.slice(1)], s.bias && part(s.bias), s.xZeroPoint, params, rq, false);
+  });
+  return preps;
+}
+
 /** Records one integer step on the device: reads registers through `get`, writes its destination through `set`. */
 export function applyStepWebgpu(
   engine: Engine, s: IntegerStep, get: (id: number) => { buffer: GPUBuffer; shape: number[] },
@@ -117,10 +129,37 @@ export function applyStepWebgpu(
     }
     case 'conv': {
       const x = get(s.src);
-      const prep = constants(engine, s, () => prepareConvInt8(engine, s.weight, s.weightShape, s.bias, s.xZeroPoint, s.params, s.rq, s.transposed !== null)) as PreparedConvInt8;
-      const outShape = convInt8OutShape(prep, x.shape, s.transposed?.outputPadding);
       const table = s.table && { buffer: constants(engine, s.table, () => uploadTables(engine, s.table!)) as GPUBuffer, count: s.table.length / 256 };
-      set(convInt8Webgpu(engine, x.buffer, x.shape, prep, outShape, { dot: options.dot, memory: options.memory, table }), outShape);
+      const groups = s.params.groups;
+      if (groups === 1) {
+        const prep = constants(engine, s, () => prepareConvInt8(engine, s.weight, s.weightShape, s.bias, s.xZeroPoint, s.params, s.rq, s.transposed !== null)) as PreparedConvInt8;
+        const outShape = convInt8OutShape(prep, x.shape, s.transposed?.outputPadding);
+        set(convInt8Webgpu(engine, x.buffer, x.shape, prep, outShape, { dot: options.dot, memory: options.memory, table }), outShape);
+        break;
+      }
+      // A grouped conv (CARN-M) as one ungrouped conv per group on its slice of channels, written side by side.
+      const preps = constants(engine, s, () => groupPreps(engine, s)) as PreparedConvInt8[];
+      const [n, , h, w] = x.shape;
+      const ci = s.weightShape[1]!;
+      const co = s.weightShape[0]! / groups;
+      const sliceShape = [n!, ci, h!, w!];
+      const outShape = convInt8OutShape(preps[0]!, sliceShape);
+      const out = engine.allocate(sizeOf([n!, co * groups, ...outShape.slice(2)]), 'int8 grouped conv');
+      const slice = engine.allocate(sizeOf(sliceShape), 'int8 grouped conv slice');
+      preps.forEach((prep, g) => {
+        copyChannelsInt8Webgpu(engine, x.buffer, x.shape, g * ci, ci, slice, ci, 0);
+        const part = convInt8Webgpu(engine, slice, sliceShape, prep, outShape, { dot: options.dot, memory: options.memory });
+        copyChannelsInt8Webgpu(engine, part, outShape, 0, co, out, co * groups, g * co);
+        engine.release(part);
+      });
+      engine.release(slice);
+      const full = [n!, co * groups, ...outShape.slice(2)];
+      if (!table) {
+        set(out, full);
+      } else {
+        set(lookupInt8Webgpu(engine, out, full, table.buffer, table.count), full);
+        engine.release(out);
+      }
       break;
     }
     case 'lookup': {
@@ -133,7 +172,20 @@ export function applyStepWebgpu(
       const a = get(s.a);
       const b = get(s.b);
       if (sizeOf(a.shape) !== sizeOf(b.shape)) throw new BackendError(`int8 add of ${JSON.stringify(a.shape)} and ${JSON.stringify(b.shape)}`);
-      set(addInt8Webgpu(engine, a.buffer, b.buffer, sizeOf(a.shape), s.params, s.rounding), a.shape);
+      set(addInt8Webgpu(engine, a.buffer, b.buffer, sizeOf(a.shape), s.params, s.rounding, s.min), a.shape);
+      break;
+    }
+    case 'concat': {
+      const parts = s.srcs.map(get);
+      const [n, , h, w] = parts[0]!.shape;
+      const channels = parts.reduce((sum, p) => sum + p.shape[1]!, 0);
+      const out = engine.allocate(n! * channels * h! * w!, 'int8 concat');
+      let offset = 0;
+      for (const p of parts) {
+        copyChannelsInt8Webgpu(engine, p.buffer, p.shape, 0, p.shape[1]!, out, channels, offset);
+        offset += p.shape[1]!;
+      }
+      set(out, [n!, channels, h!, w!]);
       break;
     }
     case 'rescale': {

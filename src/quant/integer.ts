@@ -42,11 +42,22 @@ export type IntegerStep =
     table?: Int8Array;
   }
   | { kind: 'lookup'; src: number; dst: number; tables: Int8Array }
-  | { kind: 'add'; a: number; b: number; dst: number; params: { a: QuantParams; b: QuantParams; out: QuantParams }; rounding: RequantRounding }
+  | {
+    kind: 'add'; a: number; b: number; dst: number; params: { a: QuantParams; b: QuantParams; out: QuantParams }; rounding: RequantRounding;
+    /** The lowest output code: a fused ReLU's (the output zero point), else −128. */
+    min?: number;
+  }
+  /** Channel concatenation of codes with equal parameters (the lowering rescales the parts first). */
+  | { kind: 'concat'; srcs: number[]; dst: number }
   | { kind: 'rescale'; src: number; dst: number; from: QuantParams; to: QuantParams; factor: number; rounding: RequantRounding }
   | { kind: 'pixelShuffle'; src: number; dst: number; r: number }
   | { kind: 'dequantize'; src: number; dst: number; q: QuantParams }
   | { kind: 'clamp'; src: number; dst: number; lo: number; hi: number };
+
+/** The registers a step reads. */
+export function readsOf(s: IntegerStep): number[] {
+  return s.kind === 'add' ? [s.a, s.b] : s.kind === 'concat' ? s.srcs : [s.src];
+}
 
 /** Float ops since the last quantizer, waiting for the quantizer that ends them. */
 type Pending =
@@ -54,10 +65,13 @@ type Pending =
     kind: 'conv'; node: GraphNode; src: number; transposed: boolean; relu: boolean; lo: number; hi: number;
     /** A bias added after the kernel (transposed convolutions), as a constant id. */
     bias: number | null;
+    /** A per-channel affine y·g + h after the conv and its bias (an eval-mode BatchNorm), before any ReLU or clamp. */
+    affine: { g: Float64Array; h: Float64Array } | null;
   }
   | { kind: 'table'; src: number; f: (x: number, channel: number) => number; channels: number }
-  | { kind: 'add'; a: number; b: number }
-  | { kind: 'scale'; src: number; factor: number };
+  | { kind: 'add'; a: number; b: number; relu: boolean }
+  | { kind: 'scale'; src: number; factor: number }
+  | { kind: 'concat'; parts: number[] };
 
 const UNARY_TABLES: Record<string, (x: number) => number> = {
   tanh: Math.tanh,
@@ -172,7 +186,12 @@ export function applyStep(s: IntegerStep, regs: Map<number, Register>): void {
       break;
     }
     case 'lookup': regs.set(s.dst, { data: lookupInt8Cpu(codes(s.src), get(s.src).shape, s.tables), shape: get(s.src).shape }); break;
-    case 'add': regs.set(s.dst, { data: addInt8Cpu(codes(s.a), codes(s.b), s.params, s.rounding), shape: get(s.a).shape }); break;
+    case 'add': regs.set(s.dst, { data: addInt8Cpu(codes(s.a), codes(s.b), s.params, s.rounding, s.min), shape: get(s.a).shape }); break;
+    case 'concat': {
+      const parts = s.srcs.map((id) => ({ data: codes(id), shape: get(id).shape }));
+      regs.set(s.dst, concatChannels(parts));
+      break;
+    }
     case 'rescale': regs.set(s.dst, { data: rescaleInt8Cpu(codes(s.src), s.from, s.to, s.factor, s.rounding), shape: get(s.src).shape }); break;
     case 'pixelShuffle': {
       const [n, c, h, w] = get(s.src).shape;
@@ -180,6 +199,23 @@ export function applyStep(s: IntegerStep, regs: Map<number, Register>): void {
       break;
     }
   }
+}
+
+/** Codes [N, Cₖ, H, W] concatenated along channels. */
+function concatChannels(parts: { data: Int8Array; shape: number[] }[]): Register {
+  const [n, , h, w] = parts[0].shape;
+  const plane = h * w;
+  const channels = parts.reduce((sum, p) => sum + p.shape[1], 0);
+  const out = new Int8Array(n * channels * plane);
+  for (let b = 0; b < n; b++) {
+    let offset = 0;
+    for (const p of parts) {
+      const size = p.shape[1] * plane;
+      out.set(p.data.subarray(b * size, (b + 1) * size), (b * channels + offset) * plane);
+      offset += p.shape[1];
+    }
+  }
+  return { data: out, shape: [n, channels, h, w] };
 }
 
 /** PixelShuffle on codes: [N, C·r², H, W] → [N, C, H·r, W·r]. */
@@ -245,6 +281,8 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
   const alias = new Map<number, number>();
   const reg = (id: number): number => alias.get(id) ?? id;
   let inputParams: QuantParams | null = null;
+  /** Registers the lowering makes itself (concat parts at the output's parameters): negative, never a graph id. */
+  let nextRegister = -1;
 
   const constant = (id: number, what: string): Float32Array => {
     const c = graph.constants.get(id);
@@ -311,7 +349,7 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
           if (Math.abs(from.scale - q.scale) <= 1e-7 * q.scale && from.zeroPoint === q.zeroPoint) alias.set(node.id, src);
           else steps.push({ kind: 'rescale', src, dst: node.id, from, to: q, factor: 1, rounding });
         } else if (pending.has(src)) {
-          steps.push(materialize(node, pending.get(src)!, q));
+          materialize(node, node.id, pending.get(src)!, q);
         } else fail(node, 'its input comes from an op the lowering does not know');
         break;
       }
@@ -319,13 +357,13 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
       case 'conv2dBackwardData': {
         quantized(node, x, 'input');
         if (op.kind === 'conv2d' && op.activation !== 'none') fail(node, `a fused ${op.activation} inside the conv kernel`);
-        pending.set(node.id, { kind: 'conv', node, src: reg(x), transposed: op.kind === 'conv2dBackwardData', relu: false, lo: -Infinity, hi: Infinity, bias: null });
+        pending.set(node.id, { kind: 'conv', node, src: reg(x), transposed: op.kind === 'conv2dBackwardData', relu: false, lo: -Infinity, hi: Infinity, bias: null, affine: null });
         break;
       }
       case 'unary': {
         const before = pending.get(reg(x));
-        if (op.op === 'relu' && before?.kind === 'conv') {
-          pending.set(node.id, { ...before, relu: true });
+        if (op.op === 'relu' && (before?.kind === 'conv' || before?.kind === 'add')) {
+          pending.set(node.id, { ...before, relu: true }); // TFLite's fused ReLU: a clamp of the output codes
           break;
         }
         const f = UNARY_TABLES[op.op];
@@ -363,16 +401,35 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
         }
         const constantId = graph.constants.has(b) ? b : graph.constants.has(a) ? a : null;
         const conv = constantId === null ? undefined : pending.get(reg(constantId === b ? a : b));
-        if (op.op === 'add' && conv?.kind === 'conv' && conv.bias === null && !conv.relu && conv.lo === -Infinity && conv.hi === Infinity) {
+        const bare = conv?.kind === 'conv' && !conv.relu && conv.lo === -Infinity && conv.hi === Infinity;
+        if (op.op === 'add' && bare && conv.transposed && conv.bias === null && conv.affine === null) {
           // convTranspose2d adds its bias after the kernel: it joins the int32 bias.
           pending.set(node.id, { ...conv, bias: constantId });
+          break;
+        }
+        if (bare && ['add', 'sub', 'mul', 'div'].includes(op.op) && (op.op === 'add' || op.op === 'mul' || constantId === b)) {
+          // An eval-mode BatchNorm, (y − mean) / √(var + ε) · γ + β per channel: a per-channel affine
+          // that folds into the conv's requantization multipliers and int32 bias.
+          const c = constant(constantId!, `the ${op.op} operand`);
+          const channels = node.shape[1];
+          if (c.length !== 1 && c.length !== channels) fail(node, `a ${op.op} by a constant of ${c.length} values on ${channels} channels (one per channel, or one)`);
+          const g = conv.affine ? Float64Array.from(conv.affine.g) : new Float64Array(channels).fill(1);
+          const h = conv.affine ? Float64Array.from(conv.affine.h) : new Float64Array(channels);
+          for (let k = 0; k < channels; k++) {
+            const v = c[c.length === 1 ? 0 : k];
+            if (op.op === 'add') h[k] += v;
+            else if (op.op === 'sub') h[k] -= v;
+            else if (op.op === 'mul') (g[k] *= v), (h[k] *= v);
+            else (g[k] /= v), (h[k] /= v);
+          }
+          pending.set(node.id, { ...conv, affine: { g, h } });
           break;
         }
         if (op.op === 'add' && sa === null && sb === null) {
           quantized(node, a, 'first operand');
           quantized(node, b, 'second operand');
           if (node.shapes[0].join() !== node.shapes[1].join()) fail(node, `an add of ${JSON.stringify(node.shapes[0])} and ${JSON.stringify(node.shapes[1])} (int8 adds need equal shapes)`);
-          pending.set(node.id, { kind: 'add', a: reg(a), b: reg(b) });
+          pending.set(node.id, { kind: 'add', a: reg(a), b: reg(b), relu: false });
           break;
         }
         if (op.op === 'mul' && (sa !== null || sb !== null)) {
@@ -392,6 +449,13 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
         const from = (v: number) => origin.get(v) ?? v;
         if (!cmp || value !== cmp.bound || from(reg(b)) !== from(cmp.src)) fail(node, 'a where() other than a clamp to a constant');
         clampStep(node.id, reg(b), cmp!.op === 'lt' ? cmp!.bound : -Infinity, cmp!.op === 'gt' ? cmp!.bound : Infinity);
+        break;
+      }
+      case 'concat': {
+        if (op.axis !== 1 || node.shape.length !== 4) fail(node, `a concat along axis ${op.axis} (int8 concatenation is along channels of 4-D tensors)`);
+        const parts = node.inputs.map(reg);
+        for (const part of parts) if (!qparams.has(part) && !pending.has(part)) fail(node, 'a concat part that is neither int8 nor an op ending at its quantizer');
+        pending.set(node.id, { kind: 'concat', parts });
         break;
       }
       case 'gather': {
@@ -420,23 +484,47 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
   const lastParams = outputParams ?? [...steps].reverse().find((s): s is Extract<IntegerStep, { kind: 'dequantize' }> => s.kind === 'dequantize')!.q;
   return new IntegerModel(steps, graph.input.id, output, inputParams, lastParams, qparams);
 
-  /** The integer step that ends `p` at a quantizer with parameters `q` (dst = the quantizer's value). */
-  function materialize(node: GraphNode, p: Pending, q: QuantParams): IntegerStep {
+  /**
+   * Emits the integer steps that end `p` at a quantizer with parameters `q`, writing register `dst`
+   * (the quantizer's value; concat parts get fresh registers).
+   */
+  function materialize(node: GraphNode, dst: number, p: Pending, q: QuantParams): void {
+    qparams.set(dst, q);
     switch (p.kind) {
-      case 'conv': return convStep(node, p, q);
+      case 'conv': steps.push(convStep(node, dst, p, q)); break;
       case 'table': {
         const qin = qparams.get(p.src)!;
         const count = Math.max(1, p.channels);
         const tables = new Int8Array(256 * count);
         for (let c = 0; c < count; c++) tables.set(lookupTable((v) => p.f(v, c), qin, q), 256 * c);
-        return { kind: 'lookup', src: p.src, dst: node.id, tables };
+        steps.push({ kind: 'lookup', src: p.src, dst, tables });
+        break;
       }
-      case 'add': return { kind: 'add', a: p.a, b: p.b, dst: node.id, params: { a: qparams.get(p.a)!, b: qparams.get(p.b)!, out: q }, rounding };
-      case 'scale': return { kind: 'rescale', src: p.src, dst: node.id, from: qparams.get(p.src)!, to: q, factor: p.factor, rounding };
+      case 'add': {
+        const min = p.relu ? Math.max(INT8_MIN, q.zeroPoint) : INT8_MIN;
+        steps.push({ kind: 'add', a: p.a, b: p.b, dst, params: { a: qparams.get(p.a)!, b: qparams.get(p.b)!, out: q }, rounding, ...(p.relu ? { min } : {}) });
+        break;
+      }
+      case 'scale': steps.push({ kind: 'rescale', src: p.src, dst, from: qparams.get(p.src)!, to: q, factor: p.factor, rounding }); break;
+      case 'concat': {
+        // TFLite's CONCATENATION: every part at the output's parameters (rescaled where they differ), then the codes side by side.
+        const srcs = p.parts.map((part) => {
+          const from = qparams.get(part);
+          if (from && Math.abs(from.scale - q.scale) <= 1e-7 * q.scale && from.zeroPoint === q.zeroPoint) return part;
+          const fresh = nextRegister--;
+          if (from) {
+            steps.push({ kind: 'rescale', src: part, dst: fresh, from, to: q, factor: 1, rounding });
+            qparams.set(fresh, q);
+          } else materialize(node, fresh, pending.get(part)!, q);
+          return fresh;
+        });
+        steps.push({ kind: 'concat', srcs, dst });
+        break;
+      }
     }
   }
 
-  function convStep(quantizer: GraphNode, p: Extract<Pending, { kind: 'conv' }>, q: QuantParams): IntegerStep {
+  function convStep(quantizer: GraphNode, dst: number, p: Extract<Pending, { kind: 'conv' }>, q: QuantParams): IntegerStep {
     const conv = p.node;
     const params = (conv.op as { params: Conv2dParams }).params;
     const w = constant(conv.inputs[1], 'the conv weight');
@@ -446,19 +534,42 @@ export function lowerGraph(graph: Graph, options: LowerOptions = {}): IntegerMod
     const { codes, scales: sW, offGrid } = int8Weight(w, wShape, p.transposed);
     if (offGrid > 1e-3) fail(conv, `its weights are not on a per-channel int8 grid (off by ${offGrid.toFixed(3)} steps): quantize the model with ptqStatic`);
     const biasId = p.bias ?? (conv.inputs.length > 2 ? conv.inputs[2] : null);
-    const bias = biasId === null ? null : int32Bias(constant(biasId, 'the conv bias'), sIn, sW);
+    const biasValues = biasId === null ? null : constant(biasId, 'the conv bias');
+    let bias = biasValues === null ? null : int32Bias(biasValues, sIn, sW);
+    let gains = sW.map(() => 1);
+    if (p.affine) {
+      // y = (sIn·s_w·acc + b)·g + h = sIn·s_w·|g|·(sign(g)·acc + (b·g + h) / (sIn·s_w·|g|)): the multiplier takes |g|,
+      // a negative g negates the channel's weights, and the int32 bias absorbs b·g + h (rounded once).
+      const { g, h } = p.affine;
+      const perOut = codes.length / sW.length;
+      gains = sW.map((_, c) => {
+        if (!(Math.abs(g[c]) > 0) || !Number.isFinite(g[c])) fail(conv, `channel ${c}'s BatchNorm gain is ${g[c]}; integer execution needs a finite nonzero gain`);
+        if (g[c] < 0) {
+          for (let k = c * perOut; k < (c + 1) * perOut; k++) {
+            if (codes[k] === INT8_MIN) fail(conv, `channel ${c} has a negative BatchNorm gain and a weight code of −128, which has no int8 negation`);
+            codes[k] = -codes[k];
+          }
+        }
+        return Math.abs(g[c]);
+      });
+      bias = Int32Array.from(sW, (s, c) => {
+        const v = roundHalfAway(((biasValues ? biasValues[c] : 0) * g[c] + h[c]) / (sIn * s * gains[c]));
+        if (!(Math.abs(v) < 2 ** 31)) fail(conv, `channel ${c}'s folded bias leaves int32`);
+        return v;
+      });
+    }
     const clampCode = (v: number) => Math.max(INT8_MIN, Math.min(INT8_MAX, v));
     // A clamp before the quantizer is a clamp of the codes: rounding is monotone.
     const lo = p.relu ? Math.max(p.lo, 0) : p.lo;
     const min = lo === -Infinity ? INT8_MIN : clampCode(roundHalfAway(lo / q.scale) + q.zeroPoint);
     const max = p.hi === Infinity ? INT8_MAX : clampCode(roundHalfAway(p.hi / q.scale) + q.zeroPoint);
-    const rq = requantOf(sW.map((s) => (sIn * s) / q.scale), q.zeroPoint, min, max, rounding);
+    const rq = requantOf(sW.map((s, c) => (sIn * s * gains[c]) / q.scale), q.zeroPoint, min, max, rounding);
     let transposed: { outputPadding: [number, number] } | null = null;
     if (p.transposed) {
       const [, , h, wd] = conv.shapes[0];
       const base = [(h - 1) * params.stride[0] - 2 * params.padding[0] + wShape[2], (wd - 1) * params.stride[1] - 2 * params.padding[1] + wShape[3]];
       transposed = { outputPadding: [conv.shape[2] - base[0], conv.shape[3] - base[1]] };
     }
-    return { kind: 'conv', src: p.src, dst: quantizer.id, xZeroPoint: qparams.get(p.src)!.zeroPoint, weight: codes, weightShape: wShape, bias, params, rq, transposed };
+    return { kind: 'conv', src: p.src, dst, xZeroPoint: qparams.get(p.src)!.zeroPoint, weight: codes, weightShape: wShape, bias, params, rq, transposed };
   }
 }

@@ -220,7 +220,7 @@ export function addMultipliers(p: AddParams): { leftShift: number; ma: Quantized
 }
 
 /** TFLite's int8 ADD of same-shape operands (reference_integer_ops::AddElementwise). */
-export function addInt8Cpu(a: Int8Array, b: Int8Array, p: AddParams, rounding: RequantRounding = 'single'): Int8Array {
+export function addInt8Cpu(a: Int8Array, b: Int8Array, p: AddParams, rounding: RequantRounding = 'single', min = INT8_MIN): Int8Array {
   const mul = multiplyBy(rounding);
   if (a.length !== b.length) throw new ShapeError(`addInt8: operands of ${a.length} and ${b.length} elements`);
   const { leftShift, ma, mb, mo } = addMultipliers(p);
@@ -228,7 +228,7 @@ export function addInt8Cpu(a: Int8Array, b: Int8Array, p: AddParams, rounding: R
   for (let i = 0; i < a.length; i++) {
     const va = mul((a[i] - p.a.zeroPoint) * 2 ** leftShift, ma.multiplier, ma.shift);
     const vb = mul((b[i] - p.b.zeroPoint) * 2 ** leftShift, mb.multiplier, mb.shift);
-    out[i] = clampCode(mul(va + vb, mo.multiplier, mo.shift) + p.out.zeroPoint);
+    out[i] = Math.max(min, clampCode(mul(va + vb, mo.multiplier, mo.shift) + p.out.zeroPoint)); // min: a fused ReLU
   }
   return out;
 }

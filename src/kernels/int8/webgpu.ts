@@ -267,7 +267,7 @@ export function uploadTables(engine: Engine, tables: Int8Array): GPUBuffer {
 }
 
 /** TFLite's int8 ADD of same-size operands (addInt8Cpu): inputs rescaled with 20 bits of headroom, then to the output. */
-export function addInt8Webgpu(engine: Engine, a: GPUBuffer, b: GPUBuffer, size: number, p: AddParams, rounding: RequantRounding = 'single'): GPUBuffer {
+export function addInt8Webgpu(engine: Engine, a: GPUBuffer, b: GPUBuffer, size: number, p: AddParams, rounding: RequantRounding = 'single', min = -128): GPUBuffer {
   const { leftShift, ma, mb, mo } = addMultipliers(p);
   return engine.compute({
     name: 'int8_add', key: `int8_add:${rounding}`,
@@ -276,13 +276,13 @@ export function addInt8Webgpu(engine: Engine, a: GPUBuffer, b: GPUBuffer, size: 
     uniforms: {
       n: ['u32', size], za: ['i32', p.a.zeroPoint], zb: ['i32', p.b.zeroPoint], zo: ['i32', p.out.zeroPoint],
       ma: ['i32', ma.multiplier], sa: ['i32', ma.shift], mb: ['i32', mb.multiplier], sb: ['i32', mb.shift],
-      mo: ['i32', mo.multiplier], so: ['i32', mo.shift],
+      mo: ['i32', mo.multiplier], so: ['i32', mo.shift], lo: ['i32', min],
     },
     source: () => `${requantSource(rounding)}
 ${main1d()}
   let va = requant((xa[i] - u.za) << ${leftShift}u, u.ma, u.sa);
   let vb = requant((xb[i] - u.zb) << ${leftShift}u, u.mb, u.sb);
-  ys[i] = toCode(requant(va + vb, u.mo, u.so), u.zo, -128, 127);
+  ys[i] = toCode(requant(va + vb, u.mo, u.so), u.zo, u.lo, 127);
 }`,
     workgroups: engine.grid(size),
   });
@@ -327,6 +327,37 @@ export function pixelShuffleInt8Webgpu(engine: Engine, x: GPUBuffer, shape: read
   let bc = i / (wr * hr);  // b·C_out + channel
   let src = ((bc * u.r + y % u.r) * u.r + xx % u.r) * u.h * u.w + (y / u.r) * u.w + xx / u.r;
   ys[i] = xs[src];
+}`,
+    workgroups: engine.grid(size),
+  });
+}
+
+/**
+ * Copies `count` channels of codes `src` [N, C_src, H, W] from channel `srcOffset` into `dst`
+ * [N, C_dst, H, W] from channel `dstOffset` (concatenation, and a grouped conv's slices).
+ */
+export function copyChannelsInt8Webgpu(
+  engine: Engine, src: GPUBuffer, srcShape: readonly number[], srcOffset: number, count: number,
+  dst: GPUBuffer, dstChannels: number, dstOffset: number,
+): void {
+  const [n, cs] = srcShape;
+  const plane = sizeOf(srcShape.slice(2));
+  if (srcOffset + count > cs || dstOffset + count > dstChannels) {
+    throw new ShapeError(`copyChannels: channels ${srcOffset}…${srcOffset + count} of ${JSON.stringify(srcShape)} into ${dstOffset}… of ${dstChannels}`);
+  }
+  const size = n * count * plane;
+  engine.run({
+    name: 'int8_copy_channels', key: 'int8_copy_channels',
+    inputs: { xs: [src, 'i32'] },
+    outputs: { ys: [dst, 'i32'] },
+    uniforms: {
+      n: ['u32', size], plane: ['u32', plane], count: ['u32', count], cs: ['u32', cs], so: ['u32', srcOffset], cd: ['u32', dstChannels], dO: ['u32', dstOffset],
+    },
+    source: () => `${main1d()}
+  let p = i % u.plane;
+  let c = (i / u.plane) % u.count;
+  let b = i / (u.plane * u.count);
+  ys[(b * u.cd + u.dO + c) * u.plane + p] = xs[(b * u.cs + u.so + c) * u.plane + p];
 }`,
     workgroups: engine.grid(size),
   });
