@@ -1,12 +1,16 @@
 /**
- * `npm run bench:onnx`: INT8 against float on the CPU, ours and onnxruntime's, in one run. For
- * ESPCN ×3 (the zoo's espcn-x3 and its CFQP INT8 espcn-x3-cfqp) and edsr-lite-x2 (float, and INT8
- * by static PTQ on 8 T91 images made here): our float forward (cpu backend), our integer path (CPU
- * reference), and onnxruntime-node on the exported float and QDQ files (one thread and default
- * threads). Medians over a few runs on a 1×C×128×128 input; ratios against onnxruntime's float.
+ * `npm run bench:onnx`: INT8 against float, ours on cpu and webgpu and onnxruntime's, in one run.
+ * For ESPCN ×3 (the zoo's espcn-x3 and its CFQP INT8 espcn-x3-cfqp) and edsr-lite-x2 (float, and
+ * INT8 by static PTQ on 8 T91 images made here): our float forward and integer path on the cpu
+ * backend (the integer path is the CPU reference) and on webgpu (WGSL int8 kernels; skipped with a
+ * note without an adapter), and onnxruntime-node on the exported float and QDQ files (one thread
+ * and default threads). Medians over a few runs on a 1×C×128×128 input, readback included; ratios
+ * against onnxruntime's float on one thread.
  */
 import * as ort from 'onnxruntime-node';
-import { type Module, Random, type Tensor, Upscaler, exportOnnx, loadPretrained, noGrad, ptqStatic, readPng, representativeInputs, uniform } from '../src/index.js';
+import {
+  type Module, Random, type Tensor, Upscaler, exportOnnx, loadPretrained, noGrad, ptqStatic, readPng, representativeInputs, setBackend, uniform, useBackend,
+} from '../src/index.js';
 import { lowerInt8 } from '../src/quant/integer.js';
 import { timeMs } from './tfjs-edsr.js';
 import { existsSync, readdirSync } from 'node:fs';
@@ -38,11 +42,26 @@ async function row(name: string, float: Module, int8: Module, colors: number, ra
   const ortInt1 = await ortMs(qdqFile, x, 1);
   const ortFloat = await ortMs(floatFile, x, 0);
   const ortInt = await ortMs(qdqFile, x, 0);
+  let gpu: { float: number; integer: number } | null = null;
+  if (webgpu) {
+    const xg = await x.to('webgpu');
+    await float.toBackend('webgpu');
+    gpu = {
+      float: await timeMs(() => noGrad(() => float.call(xg)).data(), RUNS),
+      integer: await timeMs(() => integer.call(xg).data(), RUNS),
+    };
+    await float.toBackend('cpu');
+    xg.dispose();
+  }
   const r = (ms: number) => `${ms.toFixed(1)} ms (${(ortFloat1 / ms).toFixed(2)}×)`;
   console.log(`${name} on 1×${colors}×${SIDE}×${SIDE}`);
   console.log(`  ours float (cpu)            ${r(oursFloat)}`);
   console.log(`  ours INT8 fake-quant (cpu)  ${r(oursFake)}`);
   console.log(`  ours INT8 integer (cpu ref) ${r(oursInt)}`);
+  if (gpu) {
+    console.log(`  ours float (webgpu)         ${r(gpu.float)}`);
+    console.log(`  ours INT8 integer (webgpu)  ${r(gpu.integer)}  — ${(gpu.float / gpu.integer).toFixed(2)}× our float on webgpu`);
+  } else console.log('  (webgpu rows skipped: no WebGPU adapter)');
   console.log(`  onnxruntime float, 1 thread ${r(ortFloat1)}`);
   console.log(`  onnxruntime QDQ, 1 thread   ${r(ortInt1)}`);
   console.log(`  onnxruntime float, default  ${r(ortFloat)}`);
@@ -50,7 +69,11 @@ async function row(name: string, float: Module, int8: Module, colors: number, ra
   console.log('  (ratios: onnxruntime float on 1 thread ÷ the row; > 1 is faster)\n');
 }
 
+let webgpu = false;
+
 async function main(): Promise<void> {
+  webgpu = (await useBackend('webgpu', { log: () => {} })).name === 'webgpu';
+  setBackend('cpu'); // models and inputs stay on the cpu; the webgpu rows move copies there
   const espcn = (await loadPretrained('espcn-x3')).model;
   const espcnInt8 = (await loadPretrained('espcn-x3-cfqp')).model;
   await row('espcn-x3 / espcn-x3-cfqp', espcn, espcnInt8, 1, 1);
@@ -69,3 +92,4 @@ async function main(): Promise<void> {
 }
 
 await main();
+process.exit(0); // the WebGPU device would keep Node alive

@@ -136,12 +136,66 @@ export function conv2dInt8Cpu(
   if (rq.multiplier.length !== wShape[0]) throw new ShapeError(`conv2dInt8: ${rq.multiplier.length} multipliers for ${wShape[0]} output channels`);
   checkAccumulator('conv2dInt8', wShape[1] * wShape[2] * wShape[3]);
   const per = wShape[1] * wShape[2] * wShape[3];
+  const acc = p.groups === 1 ? conv2dInChunks(x, xShape, xZeroPoint, w, wShape, p) : null;
+  if (acc) {
+    const [n, , h, wd] = xShape;
+    const ho = Math.floor((h + 2 * p.padding[0] - wShape[2]) / p.stride[0]) + 1;
+    const wo = Math.floor((wd + 2 * p.padding[1] - wShape[3]) / p.stride[1]) + 1;
+    return requantize(acc, [n, wShape[0], ho, wo], bias, rq);
+  }
   const [xs, ws] = operands(x, xZeroPoint, w, wShape[0], (o) => range(o * per, per));
-  const acc = conv2dCpu(xs, xShape, ws, wShape, null, p);
+  const acc64 = conv2dCpu(xs, xShape, ws, wShape, null, p);
   const [n, , h, wd] = xShape;
   const ho = Math.floor((h + 2 * p.padding[0] - wShape[2]) / p.stride[0]) + 1;
   const wo = Math.floor((wd + 2 * p.padding[1] - wShape[3]) / p.stride[1]) + 1;
-  return requantize(acc, [n, wShape[0], ho, wo], bias, rq);
+  return requantize(acc64, [n, wShape[0], ho, wo], bias, rq);
+}
+
+/**
+ * The exact int32 accumulators of an ungrouped int8 conv through the float32 kernels (SIMD, threaded)
+ * when one float32 pass cannot hold them exactly: the input channels are cut into runs whose partial
+ * sums provably stay below 2^24 (|x − zₓ|max · Σ|w| over the run, per output channel), each run is a
+ * float32 conv, and the exact partials are summed in float64. Null when a run of one channel is
+ * already too large (never for int8 3×3 and 5×5 kernels), or when one pass suffices (operands() does it).
+ */
+function conv2dInChunks(x: Int8Array, xShape: readonly number[], zeroPoint: number, w: Int8Array, wShape: readonly number[], p: Conv2dParams): Float64Array | null {
+  const [n, c, h, wd] = xShape;
+  const [co, , kh, kw] = wShape;
+  const taps = kh * kw;
+  let maxX = 0;
+  for (let i = 0; i < x.length; i++) maxX = Math.max(maxX, Math.abs(x[i] - zeroPoint));
+  // Σ|w| per output channel and input channel.
+  const absSum = new Float64Array(co * c);
+  for (let o = 0; o < co; o++) for (let ch = 0; ch < c; ch++) for (let t = 0; t < taps; t++) absSum[o * c + ch] += Math.abs(w[(o * c + ch) * taps + t]);
+  const runs: [number, number][] = [];
+  const load = new Float64Array(co);
+  let start = 0;
+  for (let ch = 0; ch < c; ch++) {
+    let fits = true;
+    for (let o = 0; o < co; o++) if (maxX * (load[o] + absSum[o * c + ch]) >= 2 ** 24) fits = false;
+    if (!fits) {
+      if (ch === start) return null;
+      runs.push([start, ch]);
+      start = ch;
+      load.fill(0);
+    }
+    for (let o = 0; o < co; o++) load[o] += absSum[o * c + ch];
+  }
+  runs.push([start, c]);
+  if (runs.length === 1) return null;
+  const plane = h * wd;
+  let acc: Float64Array | null = null;
+  for (const [from, to] of runs) {
+    const cc = to - from;
+    const xs = new Float32Array(n * cc * plane);
+    for (let b = 0; b < n; b++) for (let i = 0; i < cc * plane; i++) xs[b * cc * plane + i] = x[(b * c + from) * plane + i] - zeroPoint;
+    const ws = new Float32Array(co * cc * taps);
+    for (let o = 0; o < co; o++) for (let i = 0; i < cc * taps; i++) ws[o * cc * taps + i] = w[(o * c + from) * taps + i];
+    const part = conv2dCpu(xs, [n, cc, h, wd], ws, [co, cc, kh, kw], null, p);
+    if (!acc) acc = Float64Array.from(part);
+    else for (let i = 0; i < acc.length; i++) acc[i] += part[i];
+  }
+  return acc;
 }
 
 /**
