@@ -6,6 +6,12 @@
  * and its report ptq.json exist), measured beside its float model's card and, when
  * zoo/<base>-clip exists, beside the clipped model's TFLite INT8 on the same 191 images (gray).
  *
+ * A quantization-aware-trained entry `<base>-<method>-w<b>a<b>` (method pams, ddtb or odm) is a
+ * run of the QAT study (experiments/qat): of its finished seeds
+ * experiments/qat/runs/<method>-w<b>a<b>-s<seed>, the one with the best held-out validation PSNR
+ * (card.json `validationPsnr`; never a test-set figure), whose model.safetensors (`srq quantize`,
+ * with its plan) is copied into zoo/<id>/; its card keeps the run's commands and test-set figures.
+ *
  * Reads zoo/<id>/model.safetensors (model + config metadata) and zoo/<id>/log.jsonl (what
  * `srq train` logged: one `start` line per run or resume, progress lines with `elapsed`, and a
  * `stop` line when a run is interrupted),
@@ -15,7 +21,7 @@
  * from every card.json. Needs ../shared beside the checkout.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main as srq } from '../src/cli/main.js';
 import { shellLine } from '../src/cli/args.js';
@@ -105,15 +111,20 @@ async function makeCard(id: string): Promise<ZooCard> {
   };
 }
 
-/** The card of a quantized entry. */
-export interface QuantizedCard {
+/** What every quantized entry's card says first. */
+interface QuantizedCardBase {
   id: string;
   model: string;
   config: Record<string, unknown>;
   parameters: number;
+  /** How it was quantized, e.g. 'CFQP INT8', 'ODM W2A2'. */
   quantized: string;
   /** The float zoo model it quantizes. */
   base: string;
+}
+
+/** The card of a CFQP (post-training INT8) entry. */
+export interface QuantizedCard extends QuantizedCardBase {
   /** The srq ptq command that wrote it. */
   command: string[];
   /** The representative image CFQP chose, how, and its outlier number (after repair when repaired). */
@@ -193,6 +204,113 @@ npx tsx src/cli/srq.ts ${shellLine(c.command)}
 `;
 }
 
+/** The card of a quantization-aware-trained entry (a run of the QAT study). */
+export interface QatCard extends QuantizedCardBase {
+  /** Where the quantizers sit (`srq quantize --placement`). */
+  placement: string;
+  /** The study run it is, e.g. experiments/qat/runs/odm-w2a2-s3, and its seed. */
+  run: string;
+  seed: number;
+  /** Why that seed: the held-out validation PSNR (dB) of every finished seed of the cell. */
+  chosen: { by: string; validationPsnr: Record<string, number> };
+  /** The `srq quantize` command lines of the run (the first trains, later ones resume). */
+  commands: string[];
+  /** Set5 and Set14 measured here with `srq eval` (cpu backend). */
+  eval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
+  /** The test-set figures of the run's card (last checkpoint). */
+  runEval: Record<string, { psnr: number; ssim: number; images?: number }>;
+  /** The float model's card figures. */
+  baseEval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
+}
+
+const QAT_RUNS = join('experiments', 'qat', 'runs');
+
+interface RunCard {
+  method: string;
+  bits: number;
+  placement: string;
+  model: { source: string };
+  seed: number;
+  validationPsnr: number;
+  holdout: string;
+  val: string;
+  commands: string[];
+  eval: Record<string, { psnr: number; ssim: number; images?: number }>;
+}
+
+async function makeQatCard(id: string, base: string, method: string, wBits: number, aBits: number): Promise<QatCard> {
+  if (wBits !== aBits) throw new Error(`${id}: the QAT study quantizes weights and activations alike (W${wBits}A${aBits})`);
+  const cell = `${method}-w${wBits}a${aBits}`;
+  const runs: { dir: string; card: RunCard }[] = [];
+  for (const name of (await readdir(QAT_RUNS)).sort()) {
+    const dir = join(QAT_RUNS, name);
+    if (!new RegExp(`^${cell}-s\\d+$`).test(name) || !existsSync(join(dir, 'card.json')) || !existsSync(join(dir, 'model.safetensors'))) continue;
+    const card = JSON.parse(await readFile(join(dir, 'card.json'), 'utf8')) as RunCard;
+    if (card.method !== method || card.bits !== wBits || card.model.source !== base) throw new Error(`${dir}/card.json is not ${method} ${wBits}-bit of ${base}`);
+    if (typeof card.validationPsnr !== 'number') throw new Error(`${dir}/card.json has no validationPsnr`);
+    runs.push({ dir, card });
+  }
+  if (runs.length === 0) throw new Error(`no finished run ${QAT_RUNS}/${cell}-s<seed> (card.json + model.safetensors)`);
+  // The held-out validation PSNR chooses; the test sets only report.
+  const best = runs.reduce((a, b) => (b.card.validationPsnr > a.card.validationPsnr ? b : a));
+  const dir = join(ZOO_DIR, id);
+  const weights = join(dir, 'model.safetensors');
+  await copyFile(join(best.dir, 'model.safetensors'), weights);
+  const { metadata } = await loadSafetensors(weights);
+  const config = JSON.parse(metadata.config) as Record<string, unknown>;
+  const scale = config.scale as number;
+  const baseCard = JSON.parse(await readFile(join(ZOO_DIR, base, 'card.json'), 'utf8')) as ZooCard;
+  const seeds = runs.map((r) => r.card.seed).join(', ');
+  return {
+    id, model: metadata.model, config, parameters: baseCard.parameters, quantized: `${method.toUpperCase()} W${wBits}A${aBits}`, base,
+    placement: best.card.placement, run: best.dir, seed: best.card.seed,
+    chosen: {
+      by: `best held-out validation PSNR (\`${best.card.val}\` images matching \`${best.card.holdout}\`) of seeds ${seeds}`,
+      validationPsnr: Object.fromEntries(runs.map((r) => [`seed ${r.card.seed}`, r.card.validationPsnr])),
+    },
+    commands: best.card.commands,
+    eval: { Set5: await evaluate(weights, 'Set5', scale), Set14: await evaluate(weights, 'Set14', scale) },
+    runEval: best.card.eval, baseEval: baseCard.eval,
+  };
+}
+
+function qatMarkdown(c: QatCard, notes: string): string {
+  const fig = (e: { psnr: number; ssim: number }) => `${e.psnr.toFixed(2)} dB / ${e.ssim.toFixed(4)}`;
+  const sets = Object.keys(c.runEval);
+  const bits = c.quantized.split(' ')[1];
+  return `# ${c.id}
+
+${notes.trim()}
+
+| | |
+|---|---|
+| architecture | \`createModel('${c.model}', ${literal(c.config)})\`, ${c.parameters.toLocaleString('en')} parameters, ${bits} (fake-quantized float forward), quantizer placement \`${c.placement}\` |
+| load | \`loadPretrained('${c.id}')\`, \`Upscaler.load('${c.id}')\`, \`srq eval --model ${c.id}\` |
+| run | \`${c.run}\` (seed ${c.seed}) |
+| chosen by | ${c.chosen.by.replace(/\|/g, '\\|')}: ${Object.entries(c.chosen.validationPsnr).map(([s, v]) => `${s} ${v.toFixed(3)} dB`).join(', ')} |
+
+| model | Set5 ×${c.config.scale as number} PSNR / SSIM | Set14 PSNR / SSIM |
+|---|---|---|
+| ${c.id} (${c.quantized}) | **${fig(c.eval.Set5)}** | ${fig(c.eval.Set14)} |
+| [${c.base}](../${c.base}/README.md) (float) | ${fig(c.baseEval.Set5)} | ${fig(c.baseEval.Set14)} |
+
+The run's own card (last checkpoint) measured the test sets as:
+
+| ${sets.join(' | ')} |
+|${sets.map(() => '---').join('|')}|
+| ${sets.map((s) => fig(c.runEval[s])).join(' | ')} |
+
+PSNR/SSIM: \`srq eval\`, Y channel, borders shaved by the scale (the protocol of ALGORITHMS.md §7).
+The study's table (every method and seed, mean ± std) is [experiments/qat/RESULTS.md](../../experiments/qat/RESULTS.md).
+
+Made with:
+
+\`\`\`sh
+${c.commands.map((l) => `npx ${l}`).join('\n')}
+\`\`\`
+`;
+}
+
 /** A config as a JS object literal: { scale: 3, n_feats: 32 }. */
 const literal = (config: Record<string, unknown>, extra = '') =>
   `{ ${[...Object.entries(config).map(([k, v]) => `${k}: ${JSON.stringify(v)}`), ...(extra ? [extra] : [])].join(', ')} }`;
@@ -234,10 +352,10 @@ async function existingNotes(path: string, fallback = 'Trained by @srq/core itse
 }
 
 async function writeIndex(): Promise<void> {
-  const cards: (ZooCard | QuantizedCard)[] = [];
+  const cards: (ZooCard | QuantizedCard | QatCard)[] = [];
   for (const id of (await readdir(ZOO_DIR)).sort()) {
     const path = join(ZOO_DIR, id, 'card.json');
-    if (existsSync(path)) cards.push(JSON.parse(await readFile(path, 'utf8')) as ZooCard | QuantizedCard);
+    if (existsSync(path)) cards.push(JSON.parse(await readFile(path, 'utf8')) as ZooCard | QuantizedCard | QatCard);
   }
   const rows = cards.map((c) => `| [${c.id}](${c.id}/README.md) | ${c.model} ${literal(c.config)} | ${c.parameters.toLocaleString('en')} | `
     + ('quantized' in c ? `${c.quantized} of ${c.base} | – ` : `${c.iterations.toLocaleString('en')} | ${hours(c.wallTimeSeconds)} (${c.backend}) `)
@@ -256,8 +374,14 @@ async function run(): Promise<void> {
   if (!id || rest.length > 0) throw new Error('usage: npx tsx scripts/zoo-card.ts <id>');
   const readme = join(ZOO_DIR, id, 'README.md');
   const quantizedBase = /^(.+)-cfqp$/.exec(id)?.[1];
-  let card: ZooCard | QuantizedCard;
-  if (quantizedBase) {
+  const qat = /^(.+)-(pams|ddtb|odm)-w(\d+)a(\d+)$/.exec(id);
+  let card: ZooCard | QuantizedCard | QatCard;
+  if (qat) {
+    await mkdir(join(ZOO_DIR, id), { recursive: true });
+    const q = await makeQatCard(id, qat[1], qat[2], Number(qat[3]), Number(qat[4]));
+    await writeFile(readme, qatMarkdown(q, await existingNotes(readme, `Quantized by @srq/core itself: ${q.quantized} quantization-aware training of ${q.base} (\`srq quantize --method ${qat[2]}\`), the best of the QAT study's seeds by held-out validation PSNR.`)));
+    card = q;
+  } else if (quantizedBase) {
     await mkdir(join(ZOO_DIR, id), { recursive: true });
     const q = await makeQuantizedCard(id, quantizedBase);
     await writeFile(readme, quantizedMarkdown(q, await existingNotes(readme, `Quantized by @srq/core itself: CFQP (ALGORITHMS.md §4), static INT8 without the output clip.`)));

@@ -125,7 +125,10 @@ describeShared('zoo quality: srq eval on Set5', () => {
   }, 180_000);
 
   for (const backend of testBackends()) {
-    for (const entry of ZOO) {
+    // The QAT entries (W2A2 EDSR-lite ×4, fake-quantized float forward) cost ~3 edsr-lite-x4 runs
+    // each backend: their figures are checked on cpu only (test/quant-qat.test.ts covers
+    // fake-quantized forwards on webgpu), keeping the suite within CI's time.
+    for (const entry of ZOO.filter((e) => backend === 'cpu' || !e.quantized || e.quantized.includes('INT8'))) {
       const scale = entry.config.scale as number;
       const bar = entry.quantized ? BICUBIC[scale] : QUALITY_BAR[scale];
       it(`${entry.id} on ${backend}: ≥ ${bar.toFixed(2)} dB, as its card says`, async () => {

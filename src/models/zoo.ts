@@ -32,6 +32,9 @@ export const ZOO: readonly ZooEntry[] = [
   { id: 'fsrcnn-x3-cfqp', name: 'fsrcnn', config: { scale: 3 }, quantized: 'CFQP INT8' },
   { id: 'edsr-lite-x2', name: 'edsr', config: { scale: 2, n_resblocks: 4, n_feats: 32 } },
   { id: 'edsr-lite-x4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 } },
+  { id: 'edsr-lite-x4-pams-w2a2', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'PAMS W2A2' },
+  { id: 'edsr-lite-x4-ddtb-w2a2', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'DDTB W2A2' },
+  { id: 'edsr-lite-x4-odm-w2a2', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'ODM W2A2' },
 ];
 
 /** The zoo entry with this id, or undefined. */
