@@ -278,11 +278,16 @@ export function addInt8Cpu(a: Int8Array, b: Int8Array, p: AddParams, rounding: R
   const mul = multiplyBy(rounding);
   if (a.length !== b.length) throw new ShapeError(`addInt8: operands of ${a.length} and ${b.length} elements`);
   const { leftShift, ma, mb, mo } = addMultipliers(p);
+  // Each input's rescaled value depends on its code alone: 256 entries each, then one multiply per element.
+  const ta = new Float64Array(256);
+  const tb = new Float64Array(256);
+  for (let c = -128; c < 128; c++) {
+    ta[c + 128] = mul((c - p.a.zeroPoint) * 2 ** leftShift, ma.multiplier, ma.shift);
+    tb[c + 128] = mul((c - p.b.zeroPoint) * 2 ** leftShift, mb.multiplier, mb.shift);
+  }
   const out = new Int8Array(a.length);
   for (let i = 0; i < a.length; i++) {
-    const va = mul((a[i] - p.a.zeroPoint) * 2 ** leftShift, ma.multiplier, ma.shift);
-    const vb = mul((b[i] - p.b.zeroPoint) * 2 ** leftShift, mb.multiplier, mb.shift);
-    out[i] = Math.max(min, clampCode(mul(va + vb, mo.multiplier, mo.shift) + p.out.zeroPoint)); // min: a fused ReLU
+    out[i] = Math.max(min, clampCode(mul(ta[a[i] + 128] + tb[b[i] + 128], mo.multiplier, mo.shift) + p.out.zeroPoint)); // min: a fused ReLU
   }
   return out;
 }

@@ -95,9 +95,19 @@ export function multiplyByQuantizedMultiplier(x: number, multiplier: number, shi
  * step; this never does, so it agrees better with float arithmetic. x is int32, multiplier in
  * [0, 2^31), shift ≤ 30.
  */
+/** 2^−n for n = 0 … 63. */
+const POW2_NEG = Float64Array.from({ length: 64 }, (_, n) => 2 ** -n);
+
 export function multiplyByQuantizedMultiplierSingle(x: number, multiplier: number, shift: number): number {
   const n = 31 - shift;
   const a = Math.abs(x);
+  const product = a * multiplier;
+  if (product < 2 ** 53 && n >= 1) {
+    // Fast path, exact: the product is an integer below 2^53, scaling by 2^−n is exact, and the
+    // scaled value is below 2^52, where adding ½ is exact too.
+    const magnitude = Math.floor(product * POW2_NEG[n] + 0.5);
+    return x < 0 ? -magnitude : magnitude;
+  }
   // a·m + 2^(n−1) as hi·2^32 + lo, from 16-bit halves of m: every partial product is below 2^48.
   const mh = Math.floor(multiplier / 65536);
   const ml = multiplier - mh * 65536;
