@@ -568,9 +568,8 @@ export function prepareConvInt8(
   };
 }
 
-/** Static description of one conv pipeline (all of it goes into the cache key). */
-interface ConvConfig {
-  readonly transposed: boolean;
+/** What every int8 conv pipeline is specialised for (all of it goes into the cache key). */
+interface ConvKernelShape {
   readonly kh: number;
   readonly kw: number;
   readonly sh: number;
@@ -580,6 +579,11 @@ interface ConvConfig {
   readonly rn: number;
   readonly dot: Int8Dot;
   readonly rounding: RequantRounding;
+}
+
+/** Static description of one storage-path conv pipeline. */
+interface ConvConfig extends ConvKernelShape {
+  readonly transposed: boolean;
 }
 
 /** Lanes per workgroup; a workgroup's lanes share one block of output channels. */
@@ -705,19 +709,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   return L.join('\n');
 }
 
-/** Static description of one texture-path conv pipeline. */
-interface TextureConvConfig {
-  readonly kh: number;
-  readonly kw: number;
-  readonly sh: number;
-  readonly sw: number;
-  /** Output channels (a multiple of 4) and consecutive output pixels per invocation. */
-  readonly rm: number;
-  readonly rn: number;
+/** Static description of one texture-path conv pipeline (rm a multiple of 4). */
+interface TextureConvConfig extends ConvKernelShape {
   /** Words of a texel that hold channels: 4, or ⌈C/4⌉ when C < 16. */
   readonly words: number;
-  readonly dot: Int8Dot;
-  readonly rounding: RequantRounding;
   /** Whether the output codes go through a table (`tables`, `u.tableCount` of them). */
   readonly table: boolean;
 }
