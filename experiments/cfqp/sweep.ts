@@ -1,15 +1,15 @@
 // The CFQP study's measurements (issue 15, ALGORITHMS §4): for one float model, every training
 // image as the single grayscale representative image (RI) of TFLite-style INT8 PTQ, Method 1's
-// measures of each, Method 2's three repairs of each bad RI, representative datasets of 5, 20 and
-// all 191 images, the clipped model's INT8 and both FP32 models — each then measured on the test
+// measures of each, Method 2's three repairs of a sample of the bad RIs, representative datasets
+// of 5, 20 and all 191 images, the clipped model's INT8 and both FP32 models — each then measured on the test
 // sets exactly as `srq eval` does (PSNR only). One JSON line per job in
 // experiments/cfqp/results/<model>.jsonl; a rerun skips the jobs already there, so the sweep
 // resumes across sessions. Ctrl-C / SIGTERM stops after the current job.
 //
 // Two tiers, because Urban100 and BSD68 hold 92 % of the test pixels: every job is first measured
-// on Set5 and Set14 (`…@small`), and only then, job by job, on BSD68 and Urban100 (`…@large`) —
-// there for the good RIs and a seeded sample of 20 bad ones. Method 1's split, Method 2's
-// repairs and the correlations are complete after the first tier.
+// on Set5 and Set14 (`…@small`), and only then, job by job, on BSD68 and Urban100 (`…@large`).
+// Every RI's INT8 model and Method 1's split run on all 191 images; Method 2, the clipped model
+// per RI and the large tier run on the good RIs and seeded samples of the bad ones (samples.ts).
 //
 // Usage: npx tsx experiments/cfqp/sweep.ts --model espcn-x3 [--tier small|large|all]
 //        [--jobs <regex over job keys>] [--backend cpu|webgpu] [--color gray|rgb] [--limit <n>] [--out <file.jsonl>]
@@ -25,11 +25,12 @@ import {
   representativeImage, representativeInputs, respondTo, shutdown, useBackend,
 } from '../../src/index.js';
 import { listPngs } from '../../src/image/dataset.js';
+import { type Samples, samplesOf, shuffled } from './samples.js';
 
 const TRAIN = ['../shared/data/train/T91', '../shared/data/train/General100'];
 const DATA = '../shared/data';
 /** RD sizes and draws of the representative-dataset comparison (size 1 is the per-RI sweep). */
-const RD_DRAWS: [size: number, draws: number][] = [[5, 5], [20, 5], [191, 1]];
+const RD_DRAWS: [size: number, draws: number][] = [[5, 3], [20, 3], [191, 1]];
 
 const { values } = parseArgs({
   options: {
@@ -127,18 +128,6 @@ async function int8Psnr(source: string, images: Image[], clip: boolean, sets: re
 const gray = color === 'gray' ? ' --gray' : ' --rgb';
 const ptqCommand = (source: string, rd: string, extra = '') => `srq ptq --method tflite --model ${source} --rd ${rd}${gray}${extra} --out ri.safetensors`;
 
-/** `items` in a seeded random order (a small LCG: the same order on every machine). */
-function shuffled<T>(items: readonly T[], seed: number): T[] {
-  let s = seed;
-  const rand = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const pool = [...items];
-  for (let i = pool.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [pool[i], pool[j]] = [pool[j], pool[i]];
-  }
-  return pool;
-}
-
 /** Seeded draw of `size` distinct training files, sorted. */
 function draw(size: number, seed: number): string[] {
   return shuffled(trainFiles, seed).slice(0, size).sort();
@@ -159,19 +148,13 @@ if (existsSync(clipFile)) {
     }),
   });
 }
-/**
- * The RIs measured on the large sets: every RI Method 1 calls good and LARGE_BAD_SAMPLE of the bad
- * ones, drawn with a fixed seed (each large-set evaluation costs about twelve small ones).
- */
-const LARGE_BAD_SAMPLE = 20;
-function inLargeSample(file: string): boolean {
+/** The seeded samples (samples.ts); they need Method 1's verdict on every RI, i.e. the whole first tier of ri: jobs. */
+function samples(): Samples {
   const first = records().filter((r) => r.key.startsWith('ri:') && r.key.endsWith('@small') && r.measures);
-  if (first.length < trainFiles.length) throw new Error(`the large tier needs every ri:…@small job first (${first.length} of ${trainFiles.length} done)`);
-  const good = new Set(first.filter((r) => r.measures!.good).map((r) => r.file));
-  const bad = trainFiles.filter((f) => !good.has(f));
-  return good.has(file) || shuffled(bad, 1).slice(0, LARGE_BAD_SAMPLE).includes(file);
+  if (first.length < trainFiles.length) throw new Error(`the samples need every ri:…@small job first (${first.length} of ${trainFiles.length} done)`);
+  return samplesOf(trainFiles, new Set(first.filter((r) => r.measures!.good).map((r) => r.file!)));
 }
-const notSampled = { skipped: `not in the large-tier sample (good RIs and ${LARGE_BAD_SAMPLE} bad ones)` };
+const notSampled = (which: keyof Samples) => ({ skipped: `not in the ${which} sample (samples.ts)` });
 
 for (const tier of tiers) {
   const sets = TIERS[tier];
@@ -179,7 +162,7 @@ for (const tier of tiers) {
     jobs.push({
       key: `ri:${basename(file)}@${tier}`,
       run: async () => {
-        if (tier === 'large' && !inLargeSample(file)) return notSampled;
+        if (tier === 'large' && !samples().large.has(file)) return notSampled('large');
         const ri = representativeImage(await imageOf(file), color);
         // Method 1's measures once, with the first tier.
         let measures;
@@ -200,14 +183,16 @@ for (const tier of tiers) {
         const record = records().find((r) => r.key === `ri:${basename(file)}@small`);
         if (!record?.measures) throw new Error(`repair:${basename(file)}: run ri:${basename(file)}@small first`);
         if (record.measures.good) return { skipped: 'good by Method 1' };
-        if (tier === 'large' && !inLargeSample(file)) return notSampled;
+        if (!samples()[tier === 'large' ? 'large' : 'repair'].has(file)) return notSampled(tier === 'large' ? 'large' : 'repair');
         const ri = representativeImage(await imageOf(file), color);
         const fp = await floatUpscaler(modelId);
         const repair = await repairRi(fp, ri, { signal: controller.signal });
         fp.dispose();
+        // Every blur's INT8 model on the small sets; on the large ones only the blur CFQP keeps.
         const trials = [];
         for (const t of repair.trials) {
-          trials.push({ method: t.method, iterations: t.iterations, outliers: t.outliers, measures: t.measures, psnr: await int8Psnr(modelId, [t.image], false, sets) });
+          const measured = tier === 'small' || t.method === repair.best;
+          trials.push({ method: t.method, iterations: t.iterations, outliers: t.outliers, measures: t.measures, psnr: measured ? await int8Psnr(modelId, [t.image], false, sets) : {} });
         }
         return { file, best: repair.best, before: repair.before, trials, command: `srq ptq --method cfqp --model ${modelId} --rd ${file}${gray} --out ri.safetensors` };
       },
@@ -219,14 +204,15 @@ for (const tier of tiers) {
       jobs.push({
         key: `ri-clip:${basename(file)}@${tier}`,
         run: async () => {
-          if (tier === 'large' && !inLargeSample(file)) return notSampled;
+          if (!samples().clip.has(file) || (tier === 'large' && !samples().large.has(file))) return notSampled(tier === 'large' ? 'large' : 'clip');
           const ri = representativeImage(await imageOf(file), color);
           return { file, psnr: await int8Psnr(clipFile, [ri], true, sets), command: ptqCommand(clipFile, file, ' --clip') };
         },
       });
     }
   }
-  for (const [size, draws] of RD_DRAWS) {
+  // The RD sizes on the small sets only: their differences show there already.
+  for (const [size, draws] of tier === 'small' ? RD_DRAWS : []) {
     for (let d = 1; d <= draws; d++) {
       jobs.push({
         key: `rd:${size}:${d}@${tier}`,
