@@ -3,8 +3,9 @@
  *  1. conv 3×3 64→64, pad 1, on 1×64×128×128 (1.21 GFLOP; int8 counted as the same multiply-adds):
  *     our f32 conv2d (the op, on the webgpu backend), the int8 conv with `dot4I8Packed` and with the
  *     unpacking fallback, each on the texture path (activations in an rgba32uint texture, weights in a
- *     uniform buffer; its pack pass included) and on the storage path (the kernel on packed words, and
- *     with its pack pass) — GFLOP/s and ratios.
+ *     uniform buffer, shared by subgroup shuffles on CPU devices; its pack pass included) and on the
+ *     storage path (the kernel on packed words, and with its pack pass) — GFLOP/s and ratios; and the
+ *     texture path with every lane reading the uniform weights itself, where shuffles are the default.
  *  2. espcn-x3-cfqp end to end on a 1×1×256×256 Y input: its integer model on webgpu (both paths), its fake-quant
  *     float model on webgpu, and the float espcn-x3 on webgpu (ms, each ending in a readback).
  * Medians after a warm-up run, the variants of each part interleaved round by round so that a change
@@ -17,26 +18,38 @@ import { lowerInt8 } from '../src/quant/integer.js';
 import { requantOf } from '../src/kernels/int8/cpu.js';
 import {
   type ConvInt8Memory, type Int8Dot, convInt8OutShape, convInt8PackedWebgpu, convInt8Webgpu, packInt8TextureWebgpu, packInt8Webgpu, prepareConvInt8, setInt8Dot } from '../src/kernels/int8/webgpu.js';
+import { subgroupShuffles } from '../src/kernels/conv/webgpu.js';
 import { median } from './tfjs-edsr.js';
 
 const N = 1, C = 64, H = 128, W = 128, CO = 64, K = 3;
 const FLOPS = 2 * N * CO * H * W * C * K * K;
 const RUNS = Number(process.env.SRQ_BENCH_RUNS ?? 7);
 
-/** Medians of RUNS rounds, each timing every variant once in turn, after one warm-up call of each. */
-async function interleavedMs(variants: Record<string, () => Promise<void>>, runs = RUNS): Promise<Record<string, number>> {
+/**
+ * Times every variant once per round, in turn, for RUNS rounds after one warm-up call of each; returns
+ * each variant's time per round (a round's variants ran back to back, so their ratios are paired).
+ */
+async function interleavedRounds(variants: Record<string, () => Promise<void>>, runs = RUNS): Promise<Record<string, number[]>> {
   const entries = Object.entries(variants);
   for (const [, fn] of entries) await fn();
-  const times = new Map<string, number[]>(entries.map(([name]) => [name, []]));
+  const times: Record<string, number[]> = Object.fromEntries(entries.map(([name]) => [name, []]));
   for (let round = 0; round < runs; round++) {
     for (const [name, fn] of entries) {
       const t0 = performance.now();
       await fn();
-      times.get(name)!.push(performance.now() - t0);
+      times[name]!.push(performance.now() - t0);
     }
   }
-  return Object.fromEntries(entries.map(([name]) => [name, median(times.get(name)!)]));
+  return times;
 }
+
+/** Medians of {@link interleavedRounds}. */
+async function interleavedMs(variants: Record<string, () => Promise<void>>, runs = RUNS): Promise<Record<string, number>> {
+  return Object.fromEntries(Object.entries(await interleavedRounds(variants, runs)).map(([name, t]) => [name, median(t)]));
+}
+
+/** The median over rounds of a/b: paired, so a change of the machine's speed between rounds cancels. */
+const pairedRatio = (a: number[], b: number[]): number => median(a.map((v, i) => v / b[i]!));
 
 const gflops = (ms: number) => FLOPS / (ms / 1000) / 1e9;
 const fmt = (v: number, digits = 1) => v.toFixed(digits);
@@ -87,7 +100,15 @@ async function main(): Promise<void> {
       await backend.sync();
     };
   }
-  const t = await interleavedMs(variants);
+  const shuffles = subgroupShuffles(engine);
+  if (shuffles) {
+    variants['texture, uniform weights'] = async () => {
+      engine.release(convInt8Webgpu(engine, xCodes, xShape, prep, outShape, { dot: dots[0], memory: 'texture', weights: 'uniform' }));
+      await backend.sync();
+    };
+  }
+  const rounds = await interleavedRounds(variants);
+  const t = Object.fromEntries(Object.entries(rounds).map(([name, v]) => [name, median(v)]));
   const f32 = t.f32!;
   const int8: Record<string, { kernel: number; withPack: number; texture: number }> = {};
   for (const dot of dots) int8[dot] = { texture: t[`${dot} texture`]!, kernel: t[`${dot} storage kernel`]!, withPack: t[`${dot} storage`]! };
@@ -97,9 +118,14 @@ async function main(): Promise<void> {
   for (const dot of dots) {
     const r = int8[dot]!;
     const name = dot === 'packed' ? 'dot4I8Packed' : 'unpack fallback';
-    console.log(`  int8 ${name.padEnd(16)} texture path (with its pack pass) ${fmt(r.texture)} ms  ${fmt(gflops(r.texture))} GFLOP/s  ×${fmt(f32 / r.texture, 2)} vs f32`);
+    console.log(`  int8 ${name.padEnd(16)} texture path (with its pack pass) ${fmt(r.texture)} ms  ${fmt(gflops(r.texture))} GFLOP/s  ×${fmt(f32 / r.texture, 2)} vs f32` +
+      ` (paired per round: median ×${fmt(pairedRatio(rounds.f32!, rounds[`${dot} texture`]!), 2)})`);
     console.log(`  int8 ${name.padEnd(16)} storage path ${fmt(r.kernel)} ms  ${fmt(gflops(r.kernel))} GFLOP/s  ×${fmt(f32 / r.kernel, 2)} vs f32` +
       ` | with its pack pass ${fmt(r.withPack)} ms, ×${fmt(f32 / r.withPack, 2)}`);
+  }
+  if (shuffles) {
+    const u = t['texture, uniform weights']!;
+    console.log(`  (texture path with ${dots[0] === 'packed' ? 'dot4I8Packed' : 'the fallback'}, weights read by every lane instead of shuffled: ${fmt(u)} ms, ×${fmt(f32 / u, 2)} vs f32)`);
   }
   for (const t of [x, w, b]) t.dispose();
   engine.release(xCodes);

@@ -98,6 +98,11 @@ function strategyOf(engine: Engine): Strategy {
   return s;
 }
 
+/** Whether this device's convolutions share weights by subgroup shuffles (CPU devices with subgroups of ≥ 8 lanes). */
+export function subgroupShuffles(engine: Engine): boolean {
+  return strategyOf(engine).subgroups;
+}
+
 /**
  * Forces a kernel flavour on an engine (tests use it to exercise every path on one device); fields left out keep
  * the current choice, and `null` returns to the detected one. Subgroups are used only if the device has them.

@@ -1,8 +1,9 @@
 /**
  * The WGSL int8 kernels against the CPU reference (cpu.ts, requant.ts), bit for bit: the fixed-point multiplies on
  * random and extreme int32 accumulators, every elementwise kernel, and the convolutions (transposed too) over random
- * shapes, scales and zero points, through both dot products (`dot4I8Packed` and the unpacking fallback) and both memory
- * paths (texture + uniform weights, storage buffers).
+ * shapes, scales and zero points, through both dot products (`dot4I8Packed` and the unpacking fallback) and every
+ * path (storage buffers; texture input with weights read from the uniform buffer by every lane, or shared by subgroup
+ * shuffles where the device has subgroups).
  * Without a WebGPU adapter the tests skip (saying why), unless SRQ_REQUIRE_WEBGPU=1.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -268,8 +269,13 @@ interface ConvCase {
   seed: number;
 }
 
+/** A conv's memory path, and for the texture path how the weights reach the lanes. */
+type ConvPath = 'storage' | 'texture' | 'texture-shuffle';
+const optionsOf = (path: ConvPath): { memory: ConvInt8Memory; weights?: 'uniform' | 'shuffle' } =>
+  (path === 'storage' ? { memory: 'storage' } : { memory: 'texture', weights: path === 'texture' ? 'uniform' : 'shuffle' });
+
 /** Runs a case on the GPU with `dot` and on the CPU reference; returns a description of the first difference, or null. */
-async function convDifference(e: Engine, c: ConvCase, dot: Int8Dot, memory?: ConvInt8Memory): Promise<string | null> {
+async function convDifference(e: Engine, c: ConvCase, dot: Int8Dot, path?: ConvPath): Promise<string | null> {
   const xShape = [c.n, c.ci, c.h, c.w];
   const wShape = c.transposed ? [c.ci, c.co, c.kh, c.kw] : [c.co, c.ci, c.kh, c.kw];
   const x = randomCodes(c.n * c.ci * c.h * c.w, c.seed);
@@ -286,12 +292,12 @@ async function convDifference(e: Engine, c: ConvCase, dot: Int8Dot, memory?: Con
     ? convTranspose2dInt8Cpu(x, xShape, c.xZeroPoint, w, wShape, bias, p, outShape, rq)
     : conv2dInt8Cpu(x, xShape, c.xZeroPoint, w, wShape, bias, p, rq);
   const xb = upload(e, x);
-  const path = memory ?? convInt8Memory(e, prep, xShape, outShape);
-  const got = await readCodes(e, convInt8Webgpu(e, xb, xShape, prep, outShape, { dot, memory: path }), want.length);
+  const options = path ? optionsOf(path) : { memory: convInt8Memory(e, prep, xShape, outShape) };
+  const got = await readCodes(e, convInt8Webgpu(e, xb, xShape, prep, outShape, { dot, ...options }), want.length);
   e.release(xb);
   prep.dispose();
   const d = firstDifference(got, want);
-  return d === null ? null : `${dot} ${path} ${JSON.stringify(c)} → ${JSON.stringify(outShape)}: ${d}`;
+  return d === null ? null : `${dot} ${path ?? options.memory} ${JSON.stringify(c)} → ${JSON.stringify(outShape)}: ${d}`;
 }
 
 const base = {
@@ -316,14 +322,15 @@ const FIXED: Record<string, ConvCase> = {
   },
 };
 
-/** The memory paths a case can take: storage always, texture for a plain conv. */
-const memoriesOf = (c: Pick<ConvCase, 'transposed'>): ConvInt8Memory[] => (c.transposed ? ['storage'] : ['storage', 'texture']);
+/** The paths a case can take: storage always; texture for a plain conv, with shuffled weights where there are subgroups. */
+const pathsOf = (e: Engine, c: Pick<ConvCase, 'transposed'>): ConvPath[] =>
+  (c.transposed ? ['storage'] : e.ctx.features.subgroups ? ['storage', 'texture', 'texture-shuffle'] : ['storage', 'texture']);
 
 describe('int8 convolutions equal the CPU reference bit for bit (packed dot and fallback, texture and storage)', () => {
   for (const [name, c] of Object.entries(FIXED)) {
     it(name, async (ctx) => {
       if (!engine) return ctx.skip(skipReason);
-      for (const dot of dots) for (const memory of memoriesOf(c)) expect(await convDifference(engine, c, dot, memory)).toBeNull();
+      for (const dot of dots) for (const path of pathsOf(engine, c)) expect(await convDifference(engine, c, dot, path)).toBeNull();
     });
   }
 
@@ -371,11 +378,12 @@ describe('int8 convolutions equal the CPU reference bit for bit (packed dot and 
       stride: fc.constantFrom<[number, number]>([1, 1], [2, 2], [1, 2]),
       pad: fc.integer({ min: 0, max: 2 }),
       dotIndex: fc.nat(1),
-      memory: fc.constantFrom<ConvInt8Memory>('storage', 'texture'),
+      pathIndex: fc.nat(2),
     }).filter((c) => c.h + 2 * c.pad >= c.k && c.w + 2 * c.pad >= c.k);
-    await fc.assert(fc.asyncProperty(arb, async ({ k, pad, dotIndex, memory, ...c }) => {
-      // One dot product and memory path per case (the fixed cases above run every pairing): each pairing is a pipeline to compile.
-      const d = await convDifference(e, { ...c, kh: k, kw: k, padding: [pad, pad], transposed: false }, dots[dotIndex % dots.length]!, memory);
+    const paths = pathsOf(e, { transposed: false });
+    await fc.assert(fc.asyncProperty(arb, async ({ k, pad, dotIndex, pathIndex, ...c }) => {
+      // One dot product and path per case (the fixed cases above run every pairing): each pairing is a pipeline to compile.
+      const d = await convDifference(e, { ...c, kh: k, kw: k, padding: [pad, pad], transposed: false }, dots[dotIndex % dots.length]!, paths[pathIndex % paths.length]!);
       expect(d).toBeNull();
     }), { numRuns: 12, endOnFailure: true });
   }, 300_000);

@@ -57,6 +57,7 @@ import type { Conv2dParams } from '../../tensor/backend.js';
 import { BackendError, ShapeError } from '../../tensor/errors.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, main1d } from '../../backends/webgpu/engine.js';
+import { subgroupShuffles } from '../conv/webgpu.js';
 import { type AddParams, type QuantParams, type Requant, type RequantRounding, addMultipliers } from './cpu.js';
 import { quantizeMultiplier } from './requant.js';
 
@@ -715,6 +716,8 @@ interface TextureConvConfig extends ConvKernelShape {
   readonly words: number;
   /** Whether the output codes go through a table (`tables`, `u.tableCount` of them). */
   readonly table: boolean;
+  /** Weights reach the lanes by subgroup shuffles (CPU devices) rather than by every lane loading them. */
+  readonly shuffle: boolean;
 }
 
 /** Pixels per invocation of the texture path (four consecutive output columns). */
@@ -725,6 +728,13 @@ const TEXTURE_RN = 4;
  * (z) and CONV_LANES tiles of RN pixels in a row (x). It loops over texel groups of 16 input
  * channels and over kernel rows; within a row every column tap, word, channel and pixel is unrolled.
  * The unpacking variant unpacks each input word once per row and each weight word once per tap.
+ *
+ * Weights: every lane reads the row's RM·kw vec4s from the uniform buffer (GPUs broadcast such reads),
+ * or, with `shuffle`, lane s of each 8 reads entries s, s + 8, … and `subgroupShuffle(v, constLane)`
+ * hands them around. On lavapipe a uniform read whose index depends on a loop variable compiles to a
+ * per-lane gather (four scalar loads and inserts per lane for a vec4), which measured ≈ 40 % of the
+ * kernel; the shuffle is a register broadcast. Every lane then runs the loops to the end (no early
+ * return: shuffles need the whole subgroup) and lanes past the last tile just do not store.
  */
 function textureConvSource(c: TextureConvConfig): string {
   const { kh, kw, sw, rm, rn, words } = c;
@@ -738,9 +748,9 @@ function textureConvSource(c: TextureConvConfig): string {
   return vec4<i32>(bitcast<i32>(a << 24u), bitcast<i32>(a << 16u), bitcast<i32>(a << 8u), bitcast<i32>(a)) >> vec4<u32>(24u);
 }
 @compute @workgroup_size(${CONV_LANES})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32${c.shuffle ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
   let p = wid.x * ${CONV_LANES}u + li;
-  if (p >= u.pixelTiles) { return; }
+  ${c.shuffle ? 'let live = p < u.pixelTiles;' : 'if (p >= u.pixelTiles) { return; }'}
   let n = wid.z;
   let blk = wid.y;
   let m0 = (u.block0 + blk) * ${rm}u;
@@ -754,6 +764,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let cIdx${j} = clamp(baseX + ${j}, 0, i32(u.inW) - 1);`);
   }
   for (let m = 0; m < rm; m++) for (let r = 0; r < rn; r++) emit(`  var acc${m}_${r} = 0;`);
+  if (c.shuffle) emit(`  let s = sgid % 8u;`);
   emit(`  for (var g = 0u; g < u.groups; g++) {
     let rowBase = i32((n * u.groups + g) * u.inH);`);
   // Kernel rows in a loop: unrolling them measured slower on lavapipe (×0.7–0.8 of the loop, in
@@ -763,8 +774,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let rOk = iy >= 0 && iy < i32(u.inH);
       let row = rowBase + clamp(iy, 0, i32(u.inH) - 1);`);
   for (let j = 0; j < nj; j++) emit(`      let x${j} = select(zp4, textureLoad(xs, vec2<i32>(cIdx${j}, row), 0), rOk && cOk${j});`);
-  // Weight element of (mb, word k, tap (ki, tj)) in this chunk.
-  const wAt = (mb: number, k: number, tj: number) => `wt[(((blk * ${rm / 4}u + ${mb}u) * u.groups + g) * 4u + ${k}u) * ${taps}u + ki * ${kw}u + ${tj}u]`;
+  // Weight element of (mb, word k, tap (ki, tj)) in this chunk: the vec4 of output channels 4·mb … 4·mb + 3.
+  const wIndex = (mb: string, k: string, tj: string) => `(((blk * ${rm / 4}u + ${mb}) * u.groups + g) * 4u + ${k}) * ${taps}u + ki * ${kw}u + ${tj}`;
+  // The row's entries E = (mb·4 + k)·kw + tj; with shuffles lane s loads E = 8q + s into register q.
+  const entries = rm * kw;
+  if (c.shuffle) {
+    for (let q = 0; q < Math.ceil(entries / 8); q++) {
+      emit(`      let e${q} = min(${8 * q}u + s, ${entries - 1}u);
+      let wl${q} = wt[${wIndex(`e${q} / ${4 * kw}u`, `(e${q} / ${kw}u) % 4u`, `e${q} % ${kw}u`)}];`);
+    }
+  }
+  const wAt = (mb: number, k: number, tj: number) => {
+    if (!c.shuffle) return `wt[${wIndex(`${mb}u`, `${k}u`, `${tj}u`)}]`;
+    const e = (mb * 4 + k) * kw + tj;
+    return `subgroupShuffle(wl${Math.floor(e / 8)}, ${e % 8}u)`;
+  };
   for (let k = 0; k < words; k++) {
     if (c.dot === 'unpack') for (let j = 0; j < nj; j++) emit(`      let v${k}_${j} = unpack4(x${j}.${comp[k]});`);
     for (let tj = 0; tj < kw; tj++) {
@@ -786,7 +810,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   emit(`    }
   }`);
   for (let m = 0; m < rm; m++) {
-    emit(`  if (m0 + ${m}u < u.outC) {
+    emit(`  if (${c.shuffle ? 'live && ' : ''}m0 + ${m}u < u.outC) {
     let o = m0 + ${m}u;
     let rb = o * 3u;
     let mult = rq[rb];
@@ -841,6 +865,11 @@ export interface ConvInt8Options {
    * the texture path applies it in the conv's epilogue, the storage path as a lookup pass after it.
    */
   table?: { buffer: GPUBuffer; count: number };
+  /**
+   * How the texture path's weights reach the lanes: every lane reads the uniform buffer, or lanes
+   * share them by subgroup shuffles (default on CPU devices with 8-lane subgroups, as the f32 conv).
+   */
+  weights?: 'uniform' | 'shuffle';
 }
 
 /** The memory path a conv of input `xShape` takes by default: texture unless transposed or beyond the device's limits. */
@@ -857,7 +886,7 @@ export function convInt8Memory(engine: Engine, prep: PreparedConvInt8, xShape: r
 /** The texture-path conv of input codes (i32 each, [N, C, H, W]): packs them into a texture, convolves chunk by chunk. */
 function convInt8TextureWebgpu(
   engine: Engine, x: GPUBuffer, xShape: readonly number[], prep: PreparedConvInt8, outShape: readonly number[], dot: Int8Dot,
-  table: ConvInt8Options['table'],
+  table: ConvInt8Options['table'], shuffle: boolean,
 ): GPUBuffer {
   const uw = prep.uniformWeights!;
   const [n, c, h, w] = xShape;
@@ -869,7 +898,7 @@ function convInt8TextureWebgpu(
   const zp = prep.xZeroPoint & 0xff;
   const cfg: TextureConvConfig = {
     kh: prep.kh, kw: prep.kw, sh: prep.params.stride[0], sw: prep.params.stride[1], rm: uw.rm, rn: TEXTURE_RN,
-    words: c >= TEXEL_CHANNELS ? 4 : Math.ceil(c / 4), dot, rounding: prep.rounding, table: table !== undefined,
+    words: c >= TEXEL_CHANNELS ? 4 : Math.ceil(c / 4), dot, rounding: prep.rounding, table: table !== undefined, shuffle,
   };
   const out = engine.allocate(n * co * ho * wo, 'int8_conv2d_texture');
   for (let block0 = 0; block0 < uw.blocks; block0 += uw.blocksPerChunk) {
@@ -886,6 +915,7 @@ function convInt8TextureWebgpu(
         outZp: ['i32', prep.outZeroPoint], lo: ['i32', prep.min], hi: ['i32', prep.max],
         tilesX: ['u32', tilesX], pixelTiles: ['u32', pixelTiles], block0: ['u32', block0], tableCount: ['u32', table?.count ?? 1],
       },
+      ...(shuffle ? { enables: ['subgroups'] } : {}),
       source: () => textureConvSource(cfg),
       workgroups: [Math.ceil(pixelTiles / CONV_LANES), Math.min(uw.blocksPerChunk, uw.blocks - block0), n],
     });
@@ -959,7 +989,9 @@ export function convInt8Webgpu(
     if (options.table && options.table.count !== 1 && options.table.count !== prep.outChannels) {
       throw new ShapeError(`int8 webgpu conv: ${options.table.count} output tables for ${prep.outChannels} channels`);
     }
-    return convInt8TextureWebgpu(engine, x, xShape, prep, outShape, options.dot ?? int8DotOf(engine), options.table);
+    const weights = options.weights ?? (subgroupShuffles(engine) ? 'shuffle' : 'uniform');
+    if (weights === 'shuffle' && !engine.ctx.features.subgroups) throw new BackendError('int8 webgpu conv: weights by shuffle need the subgroups feature, which this device lacks');
+    return convInt8TextureWebgpu(engine, x, xShape, prep, outShape, options.dot ?? int8DotOf(engine), options.table, weights === 'shuffle');
   }
   const packed = packInt8Webgpu(engine, x, xShape);
   const out = convInt8PackedWebgpu(engine, packed, xShape, prep, outShape, options);
