@@ -222,8 +222,10 @@ describe.skipIf(reason !== null)(NAME, () => {
     });
 
     it("falls back to the CPU in the Worker under 'auto', and the page stays responsive", async () => {
-      // The whole image as one patch: run on the main thread, it would block it for the whole job.
-      await choose(demo, testImage(128), { backend: 'auto', patch: '' });
+      // The whole image as one patch: run on the main thread, it would block it for the whole job. (384²: a job of
+      // ≈ 1 s or more, so that a loaded machine's timer jitter stays well under the bound below; at 128² the job
+      // took 0.3–0.6 s, and a gap over a quarter of that failed it while another Chromium ran beside it.)
+      await choose(demo, testImage(384), { backend: 'auto', patch: '' });
       // The longest wait between 10 ms timer ticks on the page's main thread during the job.
       await demo.page.evaluate(`(() => {
         const gaps = window.srqGaps = { max: 0, last: performance.now(), stop: false };
