@@ -24,9 +24,9 @@ await step('clustblock', CLUSTBLOCK, `${CLUSTBLOCK}.lock`, clustblockArgs());
 for (const seed of seeds) {
   for (const cell of CELLS) {
     const base = baseDir(cell.high, seed);
-    await step(`base ddtb-w${cell.high}a${cell.high} seed ${seed}`, join(base, 'model.safetensors'), `${base}.lock`, [...baseArgs(cell.high, seed, base), ...backend, ...resume(base)]);
+    await step(`base ddtb-w${cell.high}a${cell.high} seed ${seed}`, join(base, 'card.json'), `${base}.lock`, [...baseArgs(cell.high, seed, base), ...backend, ...resume(base)]);
     const out = join(root, `${cell.id}-s${seed}`);
-    await step(`${cell.id} seed ${seed}`, join(out, 'model.safetensors'), `${out}.lock`, [...refqsrArgs(cell, seed, base, out), ...backend, ...resume(out)]);
+    await step(`${cell.id} seed ${seed}`, join(out, 'card.json'), `${out}.lock`, [...refqsrArgs(cell, seed, base, out), ...backend, ...resume(out)]);
   }
 }
 // Every further P on every finished run and test set.
