@@ -13,6 +13,8 @@
 //
 // Usage: npx tsx experiments/cfqp/sweep.ts --model espcn-x3 [--tier small|large|all]
 //        [--jobs <regex over job keys>] [--backend cpu|webgpu] [--color gray|rgb] [--limit <n>] [--out <file.jsonl>]
+//        [--ri-sample <n>]   (the ri: jobs of a seeded sample of n training images only; the gray-against-RGB
+//                             comparison runs the same sample in both colours)
 // Job keys: fp, fp-clip, int8-clip (all four sets), then ri:<image>@<tier>, repair:<image>@<tier>,
 // ri-clip:<image>@<tier> (the clipped model on that RI), rd:<size>:<draw>@<tier>.
 // Each record's `command` reproduces its INT8 model with the CLI; `srq eval --model <that file>
@@ -31,11 +33,13 @@ const TRAIN = ['../shared/data/train/T91', '../shared/data/train/General100'];
 const DATA = '../shared/data';
 /** RD sizes and draws of the representative-dataset comparison (size 1 is the per-RI sweep). */
 const RD_DRAWS: [size: number, draws: number][] = [[5, 3], [20, 3], [191, 1]];
+/** Seed of --ri-sample's draw (the RD draws use seeds 1…5). */
+const RI_SAMPLE_SEED = 7;
 
 const { values } = parseArgs({
   options: {
     model: { type: 'string' }, tier: { type: 'string' }, jobs: { type: 'string' }, backend: { type: 'string' },
-    color: { type: 'string' }, limit: { type: 'string' }, out: { type: 'string' },
+    color: { type: 'string' }, limit: { type: 'string' }, out: { type: 'string' }, 'ri-sample': { type: 'string' },
   },
 });
 if (!values.model) throw new Error('sweep: --model <zoo id> is required (espcn-x3, fsrcnn-x3, edsr-lite-x2)');
@@ -50,6 +54,8 @@ if (!tiers.every((t) => t in TIERS)) throw new Error(`sweep: --tier must be smal
 const ALL_SETS = [...TIERS.small, ...TIERS.large];
 const jobFilter = values.jobs ? new RegExp(values.jobs) : null;
 const limit = values.limit ? Number(values.limit) : Number.POSITIVE_INFINITY;
+const riSample = values['ri-sample'] ? Number(values['ri-sample']) : null;
+if (riSample !== null && !(Number.isInteger(riSample) && riSample > 0)) throw new Error(`sweep: --ri-sample must be a positive integer, got ${values['ri-sample']}`);
 const backend = (await useBackend((values.backend ?? 'cpu') as 'cpu')).name;
 const clipFile = join('zoo', `${modelId}-clip`, 'model.safetensors');
 
@@ -158,7 +164,8 @@ const notSampled = (which: keyof Samples) => ({ skipped: `not in the ${which} sa
 
 for (const tier of tiers) {
   const sets = TIERS[tier];
-  for (const file of trainFiles) {
+  const riFiles = riSample === null ? trainFiles : shuffled(trainFiles, RI_SAMPLE_SEED).slice(0, riSample).sort();
+  for (const file of riFiles) {
     jobs.push({
       key: `ri:${basename(file)}@${tier}`,
       run: async () => {

@@ -277,6 +277,33 @@ for (const model of MODELS) {
   }
 }
 
+// Gray against RGB RIs on an RGB model: the same seeded sample of training images (sweep.ts --ri-sample) as
+// single RIs in both colours, paired image by image.
+{
+  const gray = load('edsr-lite-x2');
+  const rgb = load('edsr-lite-x2-rgb');
+  const pairs = [...gray.values()].flatMap((g) => {
+    const r = rgb.get(g.key);
+    return g.key.startsWith('ri:') && g.psnr && r?.psnr ? [[g, r] as const] : [];
+  });
+  lines.push('## Gray against RGB representative images (edsr-lite-x2)', '');
+  if (pairs.length === 0) {
+    lines.push('Not measured yet: `sweep.ts --model edsr-lite-x2 --color gray|rgb --tier small --jobs \'^(fp|ri:)\' --ri-sample 20`.', '');
+  } else {
+    const fpX2 = gray.get('fp')?.psnr ?? rgb.get('fp')?.psnr ?? {};
+    lines.push(`INT8 no clip from one RI, the same ${pairs.length} training images in both colours; difference = RGB − gray, mean ± std over the images (paired).`, '');
+    lines.push('| set | FP32 | gray RI | RGB RI | RGB − gray | RGB better on |', '|---|---|---|---|---|---|');
+    for (const set of ['Set5', 'Set14']) {
+      const both = pairs.filter(([g, r]) => g.psnr![set] !== undefined && r.psnr![set] !== undefined);
+      if (both.length === 0) continue;
+      const d = both.map(([g, r]) => r.psnr![set]! - g.psnr![set]!);
+      lines.push(`| ${set} | ${one(fpX2[set])} | ${fmt(both.map(([g]) => g.psnr![set]!))} | ${fmt(both.map(([, r]) => r.psnr![set]!))} | ${mean(d).toFixed(3)} ± ${std(d).toFixed(3)} | ${d.filter((v) => v > 0).length} of ${d.length} |`);
+    }
+    const goodOf = (recs: Map<string, Rec>) => [...recs.values()].filter((r) => r.key.startsWith('ri:') && r.measures?.good).length;
+    lines.push('', `Good by Method 1: ${goodOf(gray)} of the gray RIs, ${goodOf(rgb)} of the RGB ones.`, '');
+  }
+}
+
 function basenameOf(file: string | undefined): string {
   return (file ?? '').split('/').pop()!;
 }
