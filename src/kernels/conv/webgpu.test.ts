@@ -136,14 +136,17 @@ describe('conv2d webgpu kernels vs the CPU reference', () => {
     });
   }
 
-  it('every kernel flavour (subgroup shuffles or workgroup memory; staged or direct input) agrees', async (ctx) => {
+  it('every kernel flavour (subgroup shuffles or workgroup memory; staged, texture or buffer input) agrees', async (ctx) => {
     if (!engine) return ctx.skip(skipReason);
     const e = engine;
-    // Staged input is what GPUs run, with subgroup shuffles or workgroup-memory weights. (Direct input with
-    // workgroup-memory weights combines parts these two and the detected flavour already cover.)
+    // Staged input is what GPUs run, with subgroup shuffles or workgroup-memory weights; CPU devices read the input
+    // from a texture, or (where it does not fit one) straight from the buffer. (Direct input with workgroup-memory
+    // weights combines parts these and the detected flavour already cover.)
     const flavours = [
       { subgroups: true, stage: true, parallelism: 256 },
       { subgroups: false, stage: true, parallelism: 256 },
+      { subgroups: true, stage: false, texture: true, parallelism: 8 },
+      { subgroups: true, stage: false, texture: false, parallelism: 8 },
     ];
     // Small channel counts and kernels keep the extra pipelines quick to compile on lavapipe (workgroup-memory
     // kernels compile slowly there); stride, padding, phases and output padding still reach every code path.
