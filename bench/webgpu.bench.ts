@@ -1,13 +1,15 @@
 /**
  * `npm run bench:webgpu`: our WebGPU backend against tfjs-backend-webgpu, both on ONE Dawn device
- * in one run: conv2d 3×3 64→64 on 1×64×128×128 (GFLOP/s) and EDSR-baseline ×4 forward on
- * 1×3×128×128 (ms), with ratios. Under lavapipe these are CPU-emulated GPU figures.
+ * in one run: conv2d 3×3 64→64 on 1×64×128×128 forward, backward-data and backward-weight
+ * (GFLOP/s, medians of 7) and EDSR-baseline ×4 forward on 1×3×128×128 (ms), with ratios. Under
+ * lavapipe these are CPU-emulated GPU figures.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { tfjsEdsrBaseline, timeMs } from './tfjs-edsr.js';
 import { conv2d, createModel, noGrad, randn, registerBackend, setBackend, type Tensor } from '../src/index.js';
 import { acquireDevice } from '../src/backends/webgpu/device.js';
 import { createWebgpuBackend } from '../src/backends/webgpu/backend.js';
+import { conv2dBackwardDataWebgpu, conv2dBackwardWeightWebgpu } from '../src/kernels/conv/webgpu.js';
 
 const CONV_FLOPS = 2 * 64 * 128 * 128 * 64 * 9;
 
@@ -44,9 +46,37 @@ async function main(): Promise<void> {
     await y.data();
     y.dispose();
   }, 7);
+  // The two gradients: our kernels on device buffers (what autograd calls), tfjs's registered kernels.
+  const engine = ours.engine;
+  const shape = [1, 64, 128, 128];
+  const p = { stride: [1, 1] as [number, number], padding: [1, 1] as [number, number], groups: 1 };
+  const gy = await randn(shape).to('webgpu');
+  const oursData = await timeMs(async () => {
+    const dx = conv2dBackwardDataWebgpu(engine, gy.kernel, w.kernel, shape, p);
+    await engine.read(dx, 'float32', 1);
+    engine.release(dx);
+  }, 7);
+  const oursWeight = await timeMs(async () => {
+    const dw = conv2dBackwardWeightWebgpu(engine, x.kernel, gy.kernel, [64, 64, 3, 3], p);
+    await engine.read(dw, 'float32', 1);
+    engine.release(dw);
+  }, 7);
+  const tgy = tf.randomNormal([1, 128, 128, 64]) as tf.Tensor4D;
+  const theirData = await timeMs(async () => {
+    const dx = tf.conv2dTranspose(tgy, tw, [1, 128, 128, 64], 1, 'same');
+    await dx.data();
+    dx.dispose();
+  }, 7);
+  const theirWeight = await timeMs(async () => {
+    const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x: tx, dy: tgy }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 64, 64] }) as tf.Tensor;
+    await dw.data();
+    dw.dispose();
+  }, 7);
   const gf = (ms: number) => CONV_FLOPS / (ms / 1000) / 1e9;
-  console.log('conv2d 3×3 64→64 on 1×64×128×128:');
-  console.log(`  ours ${gf(oursConv).toFixed(2)} GFLOP/s, tfjs-webgpu ${gf(theirConv).toFixed(2)} GFLOP/s (×${(theirConv / oursConv).toFixed(2)})`);
+  console.log('conv2d 3×3 64→64 on 1×64×128×128 (GFLOP/s):');
+  for (const [name, o, t] of [['forward', oursConv, theirConv], ['backward data', oursData, theirData], ['backward weight', oursWeight, theirWeight]] as const) {
+    console.log(`  ${name.padEnd(16)} ours ${gf(o).toFixed(2)}, tfjs-webgpu ${gf(t).toFixed(2)} (ours ×${(t / o).toFixed(2)})`);
+  }
 
   // EDSR-baseline ×4, 1×3×128×128 → 1×3×512×512.
   const model = await createModel('edsr-baseline', { scale: 4 }).toBackend('webgpu');
