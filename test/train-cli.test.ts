@@ -65,7 +65,7 @@ describeShared('srq train end to end', () => {
     expect(ckpt.extra.model).toBe('fsrcnn');
     disposeCheckpoint(ckpt);
     const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n')
-      .map((l) => JSON.parse(l) as { iteration: number; event?: string; backend?: string; argv?: string[]; elapsed?: number });
+      .map((l) => JSON.parse(l) as { iteration: number; event?: string; backend?: string; argv?: string[]; elapsed?: number; valPsnr?: number });
     expect(log.filter((l) => !l.event).map((l) => l.iteration)).toEqual([1, 2, 4, 6, 8, 10, 12, 14]);
     // One start line per run, from which the model cards take the command and the wall time.
     const starts = log.filter((l) => l.event === 'start');
@@ -78,6 +78,13 @@ describeShared('srq train end to end', () => {
     const evaluated = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', sharedPath('data/Set5'), '--scale', '3', '--json']);
     expect(evaluated.code, evaluated.stderr).toBe(0);
     expect((JSON.parse(evaluated.stdout) as { mean: { psnr: number } }).mean.psnr).toBeGreaterThan(10);
+
+    // Resumed with no iterations left (as after a stop during the work that follows the last one): it validates
+    // again, so the result has the final figure, the one logged at the last iteration.
+    const again = await srq([...common, '--iters', '14', '--resume']);
+    expect(again.code, again.stderr).toBe(0);
+    const finalVal = log.filter((l) => !l.event).at(-1)!.valPsnr!;
+    expect(again.stdout).toContain(`for 14 iterations on cpu, validation Y-PSNR ${finalVal.toFixed(2)} dB`);
 
     const mismatch = await srq([...common.map((a) => (a === 'd=16' ? 'd=12' : a)), '--iters', '20', '--resume']);
     expect(mismatch.code).toBe(2);

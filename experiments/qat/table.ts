@@ -53,7 +53,7 @@ for (const cell of CELLS) {
   const val = stats(cards.flatMap((c) => (c.validationPsnr === undefined ? [] : [c.validationPsnr])));
   const conflicts = dirs.map((d) => logMean(d, 'conflict')).filter((v): v is number => v !== undefined);
   const conflict = conflicts.length ? stats(conflicts.map((c) => c * 100)).replace(' (', ' % (') : '–';
-  const started = done.filter((d) => d.startsWith(`${cell.id}-s`)).length;
+  const started = done.filter((d) => d.startsWith(`${cell.id}-s`) && !d.endsWith('.lock')).length;
   lines.push(`| ${cell.id}${started > cards.length ? ` (${started - cards.length} running)` : ''} | ${per.join(' | ')} | ${val} | ${cell.method === 'odm' ? conflict : ''} | ${PUBLISHED[cell.id] ?? ''} |`);
 }
 lines.push('', '## Commands', '', 'Each cell, for seed S (`npx tsx experiments/qat/run.ts` runs them all, resuming):', '');

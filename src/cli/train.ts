@@ -246,11 +246,12 @@ export async function runLoop(run: LoopRun): Promise<TrainResult | null> {
   const logFile = join(loop.out, 'log.jsonl');
   let pending = Promise.resolve();
   let lastPsnr: number | undefined;
+  const validate = valFolder ? run.validate ?? ((m: Module) => validatePsnr(m, { folder: valFolder, ...net, backend, include: loop.holdout })) : undefined;
   try {
     const trainer = await Trainer.create({
       ...run.trainer, sampler, iterations, lr: loop.lr, schedule: loop.schedule, backend,
       checkpointPath, checkpointEvery: loop.saveEvery, signal: controller.signal,
-      validate: valFolder ? run.validate ?? ((m) => validatePsnr(m, { folder: valFolder, ...net, backend, include: loop.holdout })) : undefined,
+      validate,
       validateEvery: loop.valEvery,
       onProgress: (p) => {
         if (p.validation) lastPsnr = p.validation.psnr;
@@ -281,6 +282,11 @@ export async function runLoop(run: LoopRun): Promise<TrainResult | null> {
       await appendFile(logFile, `${JSON.stringify(stop)}\n`);
       io.stderr(`srq: interrupted at iteration ${result.iteration}; checkpoint saved to ${checkpointPath} (continue with --resume)\n`);
       return null;
+    }
+    // Resumed with no iterations left (stopped while it evaluated at the end): validate again, so that what
+    // follows (a model card) has the final figure.
+    if (result.losses.length === 0 && !result.validation && validate && iterations > 0) {
+      return { ...result, validation: await validate(run.trainer.model) };
     }
     return result;
   } finally {
