@@ -86,11 +86,9 @@ const strategies = new WeakMap<Engine, Strategy>();
 function strategyOf(engine: Engine): Strategy {
   let s = strategies.get(engine);
   if (!s) {
-    const info = engine.ctx.adapter.info as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined;
     const d = engine.ctx.adapterInfo;
     const cpu = /software|cpu/i.test(d.architecture) || /llvmpipe|lavapipe|swiftshader|software/i.test(d.description);
-    // The shuffle path assumes every subgroup has at least 8 lanes (lanes sgid % 8 cover 0…7).
-    const shuffles = engine.ctx.features.subgroups && (info?.subgroupMinSize ?? 0) >= 8;
+    const shuffles = eightLaneSubgroups(engine);
     // GPUs: halo tiles and weight tiles in workgroup memory (a weight tile is fetched once per workgroup and read
     // back as vec4 broadcasts, cheaper than per-lane fetches plus shuffles). CPU devices: direct input and
     // shuffled weights, since there workgroup memory costs as much as a global load and barriers are expensive.
@@ -102,6 +100,12 @@ function strategyOf(engine: Engine): Strategy {
   return s;
 }
 
+/** Whether every subgroup of the device has at least 8 lanes, as the shuffle paths assume (lanes sgid % 8 cover 0…7). */
+export function eightLaneSubgroups(engine: Engine): boolean {
+  const info = engine.ctx.adapter.info as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined;
+  return engine.ctx.features.subgroups && (info?.subgroupMinSize ?? 0) >= 8;
+}
+
 /** Whether this device's convolutions share weights by subgroup shuffles (CPU devices with subgroups of ≥ 8 lanes). */
 export function subgroupShuffles(engine: Engine): boolean {
   return strategyOf(engine).subgroups;
@@ -109,7 +113,7 @@ export function subgroupShuffles(engine: Engine): boolean {
 
 /**
  * Forces a kernel flavour on an engine (tests use it to exercise every path on one device); fields left out keep
- * the current choice, and `null` returns to the detected one. Subgroups are used only if the device has them.
+ * the current choice, and `null` returns to the detected one. Subgroups are used only if the device has them, with ≥ 8 lanes.
  */
 export function setConvStrategy(
   engine: Engine, override: { subgroups?: boolean; stage?: boolean; texture?: boolean; parallelism?: number } | null,
@@ -120,7 +124,7 @@ export function setConvStrategy(
   }
   const base = strategyOf(engine);
   strategies.set(engine, {
-    subgroups: (override.subgroups ?? base.subgroups) && engine.ctx.features.subgroups,
+    subgroups: (override.subgroups ?? base.subgroups) && eightLaneSubgroups(engine),
     stage: override.stage ?? base.stage,
     texture: override.texture ?? base.texture,
     parallelism: override.parallelism ?? base.parallelism,

@@ -21,6 +21,7 @@ import {
   type ConvInt8Memory, type Int8Dot, addInt8Webgpu, convInt8Memory, convInt8OutShape, convInt8Webgpu, uniformWeightsVec4, dequantizeInt8Webgpu, lookupInt8Webgpu, multiplyByQuantizedMultiplierWebgpu,
   pixelShuffleInt8Webgpu, prepareConvInt8, quantizeInt8Webgpu, rescaleInt8Webgpu, uploadTables,
 } from './webgpu.js';
+import { eightLaneSubgroups } from '../conv/webgpu.js';
 
 const REQUIRE = process.env.SRQ_REQUIRE_WEBGPU === '1';
 let engine: Engine | null = null;
@@ -324,7 +325,7 @@ const FIXED: Record<string, ConvCase> = {
 
 /** The paths a case can take: storage always; texture for a plain conv, with shuffled weights where there are subgroups. */
 const pathsOf = (e: Engine, c: Pick<ConvCase, 'transposed'>): ConvPath[] =>
-  (c.transposed ? ['storage'] : e.ctx.features.subgroups ? ['storage', 'texture', 'texture-shuffle'] : ['storage', 'texture']);
+  (c.transposed ? ['storage'] : eightLaneSubgroups(e) ? ['storage', 'texture', 'texture-shuffle'] : ['storage', 'texture']);
 
 describe('int8 convolutions equal the CPU reference bit for bit (packed dot and fallback, texture and storage)', () => {
   for (const [name, c] of Object.entries(FIXED)) {

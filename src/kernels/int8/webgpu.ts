@@ -57,7 +57,7 @@ import type { Conv2dParams } from '../../tensor/backend.js';
 import { BackendError, ShapeError } from '../../tensor/errors.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, main1d } from '../../backends/webgpu/engine.js';
-import { subgroupShuffles } from '../conv/webgpu.js';
+import { eightLaneSubgroups, subgroupShuffles } from '../conv/webgpu.js';
 import { type AddParams, type QuantParams, type Requant, type RequantRounding, addMultipliers } from './cpu.js';
 import { quantizeMultiplier } from './requant.js';
 
@@ -990,7 +990,7 @@ export function convInt8Webgpu(
       throw new ShapeError(`int8 webgpu conv: ${options.table.count} output tables for ${prep.outChannels} channels`);
     }
     const weights = options.weights ?? (subgroupShuffles(engine) ? 'shuffle' : 'uniform');
-    if (weights === 'shuffle' && !engine.ctx.features.subgroups) throw new BackendError('int8 webgpu conv: weights by shuffle need the subgroups feature, which this device lacks');
+    if (weights === 'shuffle' && !eightLaneSubgroups(engine)) throw new BackendError('int8 webgpu conv: weights by shuffle need subgroups of at least 8 lanes, which this device lacks');
     return convInt8TextureWebgpu(engine, x, xShape, prep, outShape, options.dot ?? int8DotOf(engine), options.table, weights === 'shuffle');
   }
   const packed = packInt8Webgpu(engine, x, xShape);
