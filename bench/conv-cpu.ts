@@ -127,9 +127,12 @@ export function benchConvCpu(runs = 5, threads = 2): ConvCpuBench {
   const names = Object.keys(kernels) as (keyof typeof kernels)[];
   let split = 0;
   try {
-    for (const config of configs) {
-      configure(config);
-      for (const name of names) kernels[name](); // warm-up: V8 tiers up, scratch grows, workers compile
+    // Warm-up, three rounds: V8 tiers up (the workers' WebAssembly too), scratch grows, workers compile.
+    for (let r = 0; r < 3; r++) {
+      for (const config of configs) {
+        configure(config);
+        for (const name of names) kernels[name]();
+      }
     }
     for (let r = 0; r < runs; r++) {
       for (const config of configs) {
@@ -188,5 +191,5 @@ export function formatConvCpu(r: ConvCpuBench): string[] {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const threads = Number(process.argv[2] ?? 2);
-  for (const line of formatConvCpu(benchConvCpu(5, threads))) console.log(line);
+  for (const line of formatConvCpu(benchConvCpu(9, threads))) console.log(line);
 }

@@ -35,7 +35,7 @@ async function tfjsEdsrMs(): Promise<number> {
 
 async function main(): Promise<void> {
   console.log('CPU backend benchmarks\n');
-  const conv = benchConvCpu(5, 2);
+  const conv = benchConvCpu(9, 2);
   const tfjsConv = await tfjsConvGflops();
   for (const line of formatConvCpu(conv)) console.log(line);
   console.log(`  SIMD 1T / scalar: forward ×${(conv.forward / conv.scalar.forward).toFixed(2)}, backward-data ×${(conv.backwardData / conv.scalar.backwardData).toFixed(2)}, backward-weight ×${(conv.backwardWeight / conv.scalar.backwardWeight).toFixed(2)}`);

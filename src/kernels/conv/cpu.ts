@@ -26,6 +26,10 @@
 import type { Conv2dParams } from '../../tensor/backend.js';
 import type { FloatArray } from '../../tensor/dtype.js';
 import { GEMM_MR, GEMM_NR, gemm, gemmPackedB, type MatrixView, type PackB } from '../matmul/gemm.js';
+import { cpuSimdActive } from '../matmul/wasm-simd.js';
+import {
+  CONV_SIMD_MR, CONV_SIMD_NR, WGRAD_MO, WGRAD_NT, convSimdBuffers, convSimdRun, wgradSimdBuffers, wgradSimdRun,
+} from './wasm-simd.js';
 
 // Panel width as a module-local constant: under tsx/vitest an imported binding is a getter call, which is
 // ruinous inside packing loops. The packers write the four lanes of a panel by hand.
@@ -132,13 +136,25 @@ function* strips(g: Geometry, height: number, from = 0, to = g.ho): Generator<St
  * a zero-padded float64 band whose channel 0 is c0.
  */
 function fillBand(x: FloatArray, xBase: number, g: Geometry, s: Strip, c0 = 0, cn = g.cg): Float64Array {
-  const { h, w, wp, pw } = g;
-  const band = bandBuffer(cn * s.bandRows * wp);
+  const band = bandBuffer(cn * s.bandRows * g.wp);
+  fillBandInto(band, g.wp, s.bandRows * g.wp, x, xBase, g, s, c0, cn);
+  return band;
+}
+
+/**
+ * fillBand into a given band whose rows are `wp` (≥ g.wp) long and whose channels are `channelStride` apart;
+ * the part of each channel past the strip's rows is left as it was.
+ */
+function fillBandInto(
+  band: Float64Array | Float32Array, wp: number, channelStride: number,
+  x: FloatArray, xBase: number, g: Geometry, s: Strip, c0 = 0, cn = g.cg,
+): void {
+  const { h, w, pw } = g;
   const iy0 = s.oy0 * g.sh - g.ph;
   xBase += c0 * h * w;
   for (let c = 0; c < cn; c++) {
     for (let r = 0; r < s.bandRows; r++) {
-      const d = (c * s.bandRows + r) * wp;
+      const d = c * channelStride + r * wp;
       const iy = iy0 + r;
       if (iy < 0 || iy >= h) {
         band.fill(0, d, d + wp);
@@ -150,7 +166,6 @@ function fillBand(x: FloatArray, xBase: number, g: Geometry, s: Strip, c0 = 0, c
       band.fill(0, d + pw + w, d + wp);
     }
   }
-  return band;
 }
 
 /** dx[channels c0 … c0 + cn of the group at xBase] += the in-image part of a padded band (fillBand's inverse). */
@@ -473,6 +488,10 @@ function forwardPart(
     for (let grp = 0; grp < g.groups; grp++) {
       const xBase = (n * g.c + grp * g.cg) * g.h * g.w;
       const yOff = (n * g.co + grp * g.cog) * g.pixels;
+      if (!pointwise && usesImplicitSimd(x, g)) {
+        forwardGroupSimd(x as Float32Array, xBase, w, bias, g, grp, lo, hi, y, yOff);
+        continue;
+      }
       if (bias) {
         // Seed C with the bias and let the GEMM accumulate onto it.
         for (let o = 0; o < g.cog; o++) y.fill(bias[grp * g.cog + o]!, yOff + o * g.pixels + p0, yOff + o * g.pixels + p1);
@@ -491,6 +510,58 @@ function forwardPart(
           gemmPackedB(g.cog, s.rows * g.wo, g.k, a, colPacker(band, g, s),
             { data: y, offset: yOff + s.oy0 * g.wo, ld: g.pixels }, bias !== null);
         }
+      }
+    }
+  }
+}
+
+/**
+ * Whether a (non-pointwise) forward conv takes the SIMD implicit GEMM of ./wasm-simd.ts: float32, SIMD on, a
+ * horizontal stride of 1 (so a tap's four pixels are four consecutive band floats), and enough output channels
+ * per group to fill a good part of a micro-tile (fewer go to directStrip).
+ */
+function usesImplicitSimd(x: FloatArray, g: Geometry): boolean {
+  return x instanceof Float32Array && g.sw === 1 && g.cog >= GEMM_MR && cpuSimdActive();
+}
+
+/**
+ * Output rows [lo, hi) of group `grp` through the SIMD implicit GEMM: weights, tap offsets and bias are laid
+ * out once in WebAssembly memory, then each strip's band is filled there (float32, rows padded so every
+ * 4-pixel panel of a woPad-wide output row is in the band) and the kernel's rows are copied into y.
+ */
+function forwardGroupSimd(
+  x: Float32Array, xBase: number, w: FloatArray, bias: FloatArray | null, g: Geometry, grp: number,
+  lo: number, hi: number, y: FloatArray, yOff: number,
+): void {
+  const mr = CONV_SIMD_MR;
+  const woPad = Math.ceil(g.wo / CONV_SIMD_NR) * CONV_SIMD_NR;
+  const wp = Math.max(g.wp, woPad - 1 + g.kw);
+  // The float64 band budget's bytes, in floats.
+  const rowsFit = Math.floor((2 * BAND_BUDGET) / (g.cg * wp));
+  const height = Math.max(1, Math.min(hi - lo, Math.floor((rowsFit - g.kh) / g.sh) + 1));
+  const bandRows = (height - 1) * g.sh + g.kh;
+  const cogR = Math.ceil(g.cog / mr) * mr;
+  const { k, kw } = g;
+  const khw = g.kh * kw;
+  const buf = convSimdBuffers(cogR * k, k, cogR, g.cg * bandRows * wp, cogR * height * woPad);
+  const { weights, taps, out, band } = buf;
+  weights.fill(0); // the rows of the last panel past cog
+  for (let o = 0; o < g.cog; o++) {
+    const src = (grp * g.cog + o) * k;
+    for (let r = 0, d = (o - (o % mr)) * k + (o % mr); r < k; r++, d += mr) weights[d] = w[src + r]!;
+  }
+  for (let r = 0; r < k; r++) {
+    const c = Math.floor(r / khw), ki = Math.floor((r % khw) / kw), kj = r % kw;
+    taps[r] = ((c * bandRows + ki) * wp + kj) * 4;
+  }
+  for (let o = 0; o < cogR; o++) buf.bias[o] = bias && o < g.cog ? bias[grp * g.cog + o]! : 0;
+  for (const s of strips(g, height, lo, hi)) {
+    fillBandInto(band, wp, bandRows * wp, x, xBase, g, s);
+    convSimdRun(cogR, k, s.rows, woPad, g.sh * wp);
+    for (let o = 0; o < g.cog; o++) {
+      for (let oy = 0; oy < s.rows; oy++) {
+        const src = (o * s.rows + oy) * woPad;
+        y.set(out.subarray(src, src + g.wo), yOff + o * g.pixels + (s.oy0 + oy) * g.wo);
       }
     }
   }
@@ -628,6 +699,10 @@ function backwardWeightPart(x: FloatArray, gy: FloatArray, g: Geometry, dw: Floa
   for (let grp = 0; grp < g.groups; grp++) {
     const dwOff = grp * g.cog * g.k;
     const c = { data: dw, offset: dwOff + t0, ld: g.k };
+    if (!isPointwise(g) && usesImplicitSimd(x, g)) {
+      backwardWeightGroupSimd(x as Float32Array, gy, g, grp, t0, t1, dw);
+      continue;
+    }
     // The first GEMM into dW_g overwrites it (dw starts zeroed anyway); later ones accumulate.
     let accumulate = false;
     for (let n = 0; n < g.n; n++) {
@@ -651,6 +726,67 @@ function backwardWeightPart(x: FloatArray, gy: FloatArray, g: Geometry, dw: Floa
         accumulate = true;
       }
     }
+  }
+}
+
+let wgradSums = new Float64Array(0);
+
+/**
+ * dW of group `grp`, taps [t0, t1) of every output channel, through the SIMD wgrad kernel: per strip, the band
+ * (only the channels of these taps) and the strip's gy (interleaved for the kernel, zero on padding pixels)
+ * are laid out in WebAssembly memory, the kernel leaves four-lane partial sums, and they are summed here in
+ * float64 over lanes, strips and images.
+ */
+function backwardWeightGroupSimd(
+  x: Float32Array, gy: FloatArray, g: Geometry, grp: number, t0: number, t1: number, dw: FloatArray,
+): void {
+  const { kw, wo } = g;
+  const khw = g.kh * kw;
+  const woPad = Math.ceil(wo / 4) * 4;
+  const wp = Math.max(g.wp, woPad - 1 + kw);
+  // Strip height from the whole group's channels, whatever the part: every dW element's sum is then cut into
+  // the same strips for any thread count.
+  const rowsFit = Math.floor((2 * BAND_BUDGET) / (g.cg * wp));
+  const height = Math.max(1, Math.min(g.ho, Math.floor((rowsFit - g.kh) / g.sh) + 1));
+  const bandRows = (height - 1) * g.sh + g.kh;
+  const cA = Math.floor(t0 / khw), cn = Math.ceil(t1 / khw) - cA;
+  const tn = t1 - t0, kR = Math.ceil(tn / WGRAD_NT) * WGRAD_NT, cogR = Math.ceil(g.cog / WGRAD_MO) * WGRAD_MO;
+  const buf = wgradSimdBuffers(cogR * height * woPad, kR, cn * bandRows * wp, cogR * kR * 4);
+  const { taps, band, accs } = buf;
+  const gyP = buf.gy;
+  for (let r = 0; r < kR; r++) {
+    const t = t0 + r;
+    // Padding taps read the band's first float: finite, and their sums are never stored.
+    taps[r] = r < tn ? ((Math.floor(t / khw) - cA) * bandRows * wp + Math.floor((t % khw) / kw) * wp + (t % kw)) * 4 : 0;
+  }
+  if (wgradSums.length < g.cog * tn) wgradSums = new Float64Array(g.cog * tn);
+  const sums = wgradSums;
+  sums.fill(0, 0, g.cog * tn);
+  for (let n = 0; n < g.n; n++) {
+    const xBase = (n * g.c + grp * g.cg) * g.h * g.w;
+    const gyOff = (n * g.co + grp * g.cog) * g.pixels;
+    for (const s of strips(g, height)) {
+      fillBandInto(band, wp, bandRows * wp, x, xBase, g, s, cA, cn);
+      const plane = s.rows * woPad;
+      gyP.fill(0, 0, cogR * plane);
+      for (let o = 0; o < g.cog; o++) {
+        for (let oy = 0; oy < s.rows; oy++) {
+          const src = gyOff + o * g.pixels + (s.oy0 + oy) * wo;
+          const d = (o - (o % 4)) * plane + oy * woPad * 4 + (o % 4) * 4;
+          for (let ox = 0; ox < wo; ox++) gyP[d + ((ox >> 2) << 4) + (ox & 3)] = gy[src + ox]!;
+        }
+      }
+      wgradSimdRun(cogR, kR, s.rows, woPad, g.sh * wp);
+      for (let o = 0; o < g.cog; o++) {
+        for (let r = 0, a = o * kR * 4, d = o * tn; r < tn; r++, a += 4, d++) {
+          sums[d] += (accs[a]! + accs[a + 1]!) + (accs[a + 2]! + accs[a + 3]!);
+        }
+      }
+    }
+  }
+  const dwOff = grp * g.cog * g.k;
+  for (let o = 0; o < g.cog; o++) {
+    for (let r = 0; r < tn; r++) dw[dwOff + o * g.k + t0 + r] = sums[o * tn + r]!;
   }
 }
 

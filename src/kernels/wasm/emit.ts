@@ -74,9 +74,13 @@ export const op = {
   i32And: (): number[] => [0x71],
   i32Shl: (): number[] => [0x74],
   i32ShrU: (): number[] => [0x76],
+  /** i32.load with a 4-byte alignment hint. */
+  i32Load: (offset = 0): number[] => [0x28, 2, ...uleb(offset)],
   // SIMD instructions: prefix 0xFD, then the opcode as a u32 LEB; loads and stores carry a memarg
   // (log2 alignment hint, byte offset added to the address operand).
   v128Load: (offset = 0): number[] => [0xfd, ...uleb(0x00), 4, ...uleb(offset)],
+  /** v128.load promising only 4-byte alignment (a float32 at any index). */
+  v128LoadUnaligned: (offset = 0): number[] => [0xfd, ...uleb(0x00), 2, ...uleb(offset)],
   v128Load32Splat: (offset = 0): number[] => [0xfd, ...uleb(0x09), 2, ...uleb(offset)],
   v128Store: (offset = 0): number[] => [0xfd, ...uleb(0x0b), 4, ...uleb(offset)],
   v128Zero: (): number[] => [0xfd, ...uleb(0x0c), ...new Array<number>(16).fill(0)],
