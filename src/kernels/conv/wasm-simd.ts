@@ -7,13 +7,13 @@
  * the four pixels of an output panel read four consecutive band floats for every tap, so one unaligned
  * `v128.load` at `band + pixel + tapOffset[r]` is the panel row the packer used to write.
  *
- * The micro-kernel is the GEMM's (matmul/wasm-simd.ts): an 8×4 tile of outputs (8 output channels × 4
- * pixels) in eight f32x4 accumulators, per tap 1 load of four band floats, 8 `v128.load32_splat` of packed
- * weights, 8 `f32x4.mul` + 8 `f32x4.add`. The accumulators start at the bias and run over the whole
+ * The micro-kernel keeps a 6×8 tile of outputs (6 output channels × 2 vectors of 4 pixels) in twelve f32x4
+ * accumulators; per tap it loads 2 band vectors and 6 weight splats (`v128.load32_splat`) for 12 `f32x4.mul` +
+ * 12 `f32x4.add` (wasm SIMD has no baseline FMA). The accumulators start at the bias and run over the whole
  * reduction (every tap, no KC blocking), so a pixel's value never depends on how rows were cut into strips or
  * threads.
  *
- * Output rows are padded to a multiple of 4 pixels (`woPad`); the padding pixels read band floats that exist
+ * Output rows are padded to a multiple of 8 pixels (`woPad`); the padding pixels read band floats that exist
  * (the band is wide enough) and are never copied out.
  *
  * The weight gradient (`wgrad`) is the same implicit GEMM with the pixels as the reduction: dW[o, r] =
@@ -24,45 +24,56 @@
  */
 import { I32, V128, emitModule, op, type FuncDef } from '../wasm/emit.js';
 
-/** Output channels per micro-tile (rows of the packed weight panels). */
-export const CONV_SIMD_MR = 8;
-/** Pixels per micro-tile. */
-export const CONV_SIMD_NR = 4;
+/**
+ * Output channels per micro-tile (rows of the packed weight panels). 6×8 measured best of 8×4, 4×8, 4×12,
+ * 2×16, 6×8 and 3×12 here (17, 23, 24, 23, 25, 23 GFLOP/s on a 3×3 64→64 strip): 12 accumulators, 2 band
+ * vectors and a weight splat fill 15 of the 16 vector registers without spilling.
+ */
+export const CONV_SIMD_MR = 6;
+/** Pixels per micro-tile: two 4-pixel vectors. */
+export const CONV_SIMD_NR = 8;
 
 // Parameters, then i32 locals, then v128 locals.
 const PA = 0, BAND = 1, TAPS = 2, BIAS = 3, OUT = 4, COGR = 5, ROWS = 6, WOPAD = 7, ROWSTEP = 8, K = 9;
 const IR = 10, OY = 11, OX = 12, BPIX = 13, A = 14, T = 15, CNT = 16, CP = 17, OUTLD = 18, ROWB = 19, OUTROW = 20;
-const ACC = 21; // ACC .. ACC + 7
-const BV = ACC + CONV_SIMD_MR;
+const TAPB = 21;
+const ACC = 22; // v128 locals: acc[i·quads + j] (channel i of the tile, 4-pixel vector j), then bv[j], then wv
 
-/** One tap: bv = band[pixel + taps[r]], four floats; acc_i += splat(w[i, r]) · bv. `s` is the step in an unrolled group. */
-function step(s: number): number[] {
-  const code = [
-    ...op.localGet(BPIX), ...op.localGet(T), ...op.i32Load(s * 4), ...op.i32Add(),
-    ...op.v128LoadUnaligned(), ...op.localSet(BV),
-  ];
-  for (let i = 0; i < CONV_SIMD_MR; i++) {
-    code.push(
-      ...op.localGet(ACC + i),
-      ...op.localGet(A), ...op.v128Load32Splat(s * CONV_SIMD_MR * 4 + i * 4),
-      ...op.localGet(BV), ...op.f32x4Mul(),
-      ...op.f32x4Add(), ...op.localSet(ACC + i),
-    );
+/** The forward kernel's tile: `mr` output channels × `quads` vectors of 4 pixels. */
+interface Tile { readonly mr: number; readonly quads: number }
+
+/**
+ * One tap: bv_j = band[pixel + taps[r] + 4j], four floats each; acc_ij += splat(w[i, r]) · bv_j. `s` is the
+ * step in an unrolled group.
+ */
+function step(t: Tile, s: number): number[] {
+  const bv = ACC + t.mr * t.quads, wv = bv + t.quads;
+  const code = [...op.localGet(BPIX), ...op.localGet(T), ...op.i32Load(s * 4), ...op.i32Add(), ...op.localSet(TAPB)];
+  for (let j = 0; j < t.quads; j++) code.push(...op.localGet(TAPB), ...op.v128LoadUnaligned(j * 16), ...op.localSet(bv + j));
+  for (let i = 0; i < t.mr; i++) {
+    code.push(...op.localGet(A), ...op.v128Load32Splat(s * t.mr * 4 + i * 4), ...op.localSet(wv));
+    for (let j = 0; j < t.quads; j++) {
+      code.push(
+        ...op.localGet(ACC + i * t.quads + j),
+        ...op.localGet(wv), ...op.localGet(bv + j), ...op.f32x4Mul(),
+        ...op.f32x4Add(), ...op.localSet(ACC + i * t.quads + j),
+      );
+    }
   }
   return code;
 }
 
 /** `count = expr; while (count--) { steps(unroll); a += …; t += … }`, as a guarded do-while. */
-function tapLoop(countExpr: number[], unroll: number): number[] {
+function tapLoop(t: Tile, countExpr: number[], unroll: number): number[] {
   const body: number[] = [];
-  for (let s = 0; s < unroll; s++) body.push(...step(s));
+  for (let s = 0; s < unroll; s++) body.push(...step(t, s));
   return [
     ...countExpr, ...op.localSet(CNT),
     ...op.block(),
     ...op.localGet(CNT), ...op.i32Eqz(), ...op.brIf(0),
     ...op.loop(),
     ...body,
-    ...op.localGet(A), ...op.i32Const(unroll * CONV_SIMD_MR * 4), ...op.i32Add(), ...op.localSet(A),
+    ...op.localGet(A), ...op.i32Const(unroll * t.mr * 4), ...op.i32Add(), ...op.localSet(A),
     ...op.localGet(T), ...op.i32Const(unroll * 4), ...op.i32Add(), ...op.localSet(T),
     ...op.localGet(CNT), ...op.i32Const(1), ...op.i32Sub(), ...op.localTee(CNT), ...op.brIf(0),
     ...op.end(),
@@ -73,27 +84,29 @@ function tapLoop(countExpr: number[], unroll: number): number[] {
 /**
  * conv(pa, band, taps, bias, out, cogR, rows, woPad, rowStep, k), byte addresses and counts:
  *   out[o, oy, ox] = bias[o] + Σ_r pa[o, r] · band[band + oy·rowStep + 4·ox + taps[r]]
- * for o < cogR (a multiple of 8; weights packed in 8-row panels, pa[(o − o%8)·k + r·8 + o%8]), oy < rows,
- * ox < woPad (a multiple of 4), r < k; taps holds byte offsets; out is [cogR][rows·woPad] floats.
+ * for o < cogR (a multiple of mr; weights packed in mr-row panels, pa[(o − o%mr)·k + r·mr + o%mr]), oy < rows,
+ * ox < woPad (a multiple of 4·quads), r < k; taps holds byte offsets; out is [cogR][rows·woPad] floats.
  */
-function convKernel(): FuncDef {
+export function convKernel(t: Tile = { mr: CONV_SIMD_MR, quads: CONV_SIMD_NR / 4 }, name = 'conv'): FuncDef {
+  const tiles = t.mr * t.quads;
   const loadBias: number[] = [];
-  for (let i = 0; i < CONV_SIMD_MR; i++) {
+  for (let i = 0; i < t.mr; i++) {
     loadBias.push(
       ...op.localGet(BIAS), ...op.localGet(IR), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add(),
-      ...op.v128Load32Splat(i * 4), ...op.localSet(ACC + i),
+      ...op.v128Load32Splat(i * 4), ...op.localSet(ACC + i * t.quads),
     );
+    for (let j = 1; j < t.quads; j++) loadBias.push(...op.localGet(ACC + i * t.quads), ...op.localSet(ACC + i * t.quads + j));
   }
   const storeTile: number[] = [];
-  for (let i = 0; i < CONV_SIMD_MR; i++) {
-    storeTile.push(...op.localGet(CP), ...op.localGet(ACC + i), ...op.v128Store());
+  for (let i = 0; i < t.mr; i++) {
+    for (let j = 0; j < t.quads; j++) storeTile.push(...op.localGet(CP), ...op.localGet(ACC + i * t.quads + j), ...op.v128Store(j * 16));
     storeTile.push(...op.localGet(CP), ...op.localGet(OUTLD), ...op.i32Add(), ...op.localSet(CP));
   }
   const body = [
     // outLd = rows · woPad · 4 bytes: one output channel
     ...op.localGet(ROWS), ...op.localGet(WOPAD), ...op.i32Mul(), ...op.i32Const(2), ...op.i32Shl(), ...op.localSet(OUTLD),
     ...op.i32Const(0), ...op.localSet(IR),
-    ...op.loop(), // over panels of 8 output channels: the panel's weights stay in L1 while pixels stream past
+    ...op.loop(), // over panels of mr output channels: the panel's weights stay in L1 while pixels stream past
     ...op.i32Const(0), ...op.localSet(OY),
     ...op.loop(), // over output rows
     ...op.localGet(BAND), ...op.localGet(OY), ...op.localGet(ROWSTEP), ...op.i32Mul(), ...op.i32Add(), ...op.localSet(ROWB),
@@ -101,32 +114,32 @@ function convKernel(): FuncDef {
     ...op.localGet(OY), ...op.localGet(WOPAD), ...op.i32Mul(), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add(),
     ...op.localSet(OUTROW),
     ...op.i32Const(0), ...op.localSet(OX),
-    ...op.loop(), // over 4-pixel panels of the row
+    ...op.loop(), // over the tile's pixel groups along the row
     ...op.localGet(ROWB), ...op.localGet(OX), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add(), ...op.localSet(BPIX),
     ...loadBias,
     ...op.localGet(PA), ...op.localGet(IR), ...op.localGet(K), ...op.i32Mul(), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add(),
     ...op.localSet(A),
     ...op.localGet(TAPS), ...op.localSet(T),
     // Unrolled by 4 (static memarg offsets), then the k mod 4 tail.
-    ...tapLoop([...op.localGet(K), ...op.i32Const(2), ...op.i32ShrU()], 4),
-    ...tapLoop([...op.localGet(K), ...op.i32Const(3), ...op.i32And()], 1),
+    ...tapLoop(t, [...op.localGet(K), ...op.i32Const(2), ...op.i32ShrU()], 4),
+    ...tapLoop(t, [...op.localGet(K), ...op.i32Const(3), ...op.i32And()], 1),
     ...op.localGet(OUTROW), ...op.localGet(OX), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add(), ...op.localSet(CP),
     ...storeTile,
-    ...op.localGet(OX), ...op.i32Const(CONV_SIMD_NR), ...op.i32Add(), ...op.localTee(OX),
+    ...op.localGet(OX), ...op.i32Const(4 * t.quads), ...op.i32Add(), ...op.localTee(OX),
     ...op.localGet(WOPAD), ...op.i32LtU(), ...op.brIf(0),
     ...op.end(),
     ...op.localGet(OY), ...op.i32Const(1), ...op.i32Add(), ...op.localTee(OY),
     ...op.localGet(ROWS), ...op.i32LtU(), ...op.brIf(0),
     ...op.end(),
-    ...op.localGet(IR), ...op.i32Const(CONV_SIMD_MR), ...op.i32Add(), ...op.localTee(IR),
+    ...op.localGet(IR), ...op.i32Const(t.mr), ...op.i32Add(), ...op.localTee(IR),
     ...op.localGet(COGR), ...op.i32LtU(), ...op.brIf(0),
     ...op.end(),
   ];
   return {
-    name: 'conv',
+    name,
     params: new Array<typeof I32>(K + 1).fill(I32),
     results: [],
-    locals: [...new Array<typeof I32>(ACC - IR).fill(I32), ...new Array<typeof V128>(CONV_SIMD_MR + 1).fill(V128)],
+    locals: [...new Array<typeof I32>(ACC - IR).fill(I32), ...new Array<typeof V128>(tiles + t.quads + 1).fill(V128)],
     body,
   };
 }
