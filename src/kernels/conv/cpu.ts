@@ -517,11 +517,12 @@ function forwardPart(
 
 /**
  * Whether a (non-pointwise) forward conv takes the SIMD implicit GEMM of ./wasm-simd.ts: float32, SIMD on, a
- * horizontal stride of 1 (so a tap's four pixels are four consecutive band floats), and enough output channels
- * per group to fill a good part of a micro-tile (fewer go to directStrip).
+ * horizontal stride of 1 (so a tap's four pixels are four consecutive band floats). Any number of output
+ * channels: a group with fewer than a tile's rows (RGB output layers, depthwise convs) wastes part of each tile
+ * but still runs several times faster than the scalar direct loops.
  */
 function usesImplicitSimd(x: FloatArray, g: Geometry): boolean {
-  return x instanceof Float32Array && g.sw === 1 && g.cog >= GEMM_MR && cpuSimdActive();
+  return x instanceof Float32Array && g.sw === 1 && cpuSimdActive();
 }
 
 /**
@@ -558,10 +559,11 @@ function forwardGroupSimd(
   for (const s of strips(g, height, lo, hi)) {
     fillBandInto(band, wp, bandRows * wp, x, xBase, g, s);
     convSimdRun(cogR, k, s.rows, woPad, g.sh * wp);
+    // A plain loop, not y.set(out.subarray(…)): rows are short in training (a subarray per row is garbage).
     for (let o = 0; o < g.cog; o++) {
       for (let oy = 0; oy < s.rows; oy++) {
-        const src = (o * s.rows + oy) * woPad;
-        y.set(out.subarray(src, src + g.wo), yOff + o * g.pixels + (s.oy0 + oy) * g.wo);
+        const src = (o * s.rows + oy) * woPad, d = yOff + o * g.pixels + (s.oy0 + oy) * g.wo;
+        for (let ox = 0; ox < g.wo; ox++) y[d + ox] = out[src + ox]!;
       }
     }
   }
