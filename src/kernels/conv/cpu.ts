@@ -483,15 +483,15 @@ function forwardPart(
   const lo = cut(total, part, parts, align), hi = cut(total, part + 1, parts, align);
   if (lo >= hi) return;
   const p0 = pointwise ? lo : lo * g.wo, p1 = pointwise ? hi : hi * g.wo;
+  if (!pointwise && usesImplicitSimd(x, g)) {
+    for (let grp = 0; grp < g.groups; grp++) forwardGroupSimd(x as Float32Array, w, bias, g, grp, lo, hi, y);
+    return;
+  }
   const height = stripHeight(g, BAND_BUDGET);
   for (let n = 0; n < g.n; n++) {
     for (let grp = 0; grp < g.groups; grp++) {
       const xBase = (n * g.c + grp * g.cg) * g.h * g.w;
       const yOff = (n * g.co + grp * g.cog) * g.pixels;
-      if (!pointwise && usesImplicitSimd(x, g)) {
-        forwardGroupSimd(x as Float32Array, xBase, w, bias, g, grp, lo, hi, y, yOff);
-        continue;
-      }
       if (bias) {
         // Seed C with the bias and let the GEMM accumulate onto it.
         for (let o = 0; o < g.cog; o++) y.fill(bias[grp * g.cog + o]!, yOff + o * g.pixels + p0, yOff + o * g.pixels + p1);
@@ -526,23 +526,22 @@ function usesImplicitSimd(x: FloatArray, g: Geometry): boolean {
 }
 
 /**
- * Output rows [lo, hi) of group `grp` through the SIMD implicit GEMM: weights, tap offsets and bias are laid
- * out once in WebAssembly memory, then each strip's band is filled there (float32, rows padded so every
- * 4-pixel panel of a woPad-wide output row is in the band) and the kernel's rows are copied into y.
+ * Output rows [lo, hi) of group `grp`, every image, through the SIMD implicit GEMM: weights, tap offsets and
+ * bias are laid out once in WebAssembly memory, then each strip's band is filled there (float32, rows padded so
+ * every 8-pixel tile of a woPad-wide output row is in the band) and the kernel's rows are copied into y.
  */
 function forwardGroupSimd(
-  x: Float32Array, xBase: number, w: FloatArray, bias: FloatArray | null, g: Geometry, grp: number,
-  lo: number, hi: number, y: FloatArray, yOff: number,
+  x: Float32Array, w: FloatArray, bias: FloatArray | null, g: Geometry, grp: number, lo: number, hi: number, y: FloatArray,
 ): void {
   const mr = CONV_SIMD_MR;
-  const woPad = Math.ceil(g.wo / CONV_SIMD_NR) * CONV_SIMD_NR;
-  const wp = Math.max(g.wp, woPad - 1 + g.kw);
+  const { k, kw, wo } = g;
+  const woPad = Math.ceil(wo / CONV_SIMD_NR) * CONV_SIMD_NR;
+  const wp = Math.max(g.wp, woPad - 1 + kw);
   // The float64 band budget's bytes, in floats.
   const rowsFit = Math.floor((2 * BAND_BUDGET) / (g.cg * wp));
   const height = Math.max(1, Math.min(hi - lo, Math.floor((rowsFit - g.kh) / g.sh) + 1));
   const bandRows = (height - 1) * g.sh + g.kh;
   const cogR = Math.ceil(g.cog / mr) * mr;
-  const { k, kw } = g;
   const khw = g.kh * kw;
   const buf = convSimdBuffers(cogR * k, k, cogR, g.cg * bandRows * wp, cogR * height * woPad);
   const { weights, taps, out, band } = buf;
@@ -556,14 +555,24 @@ function forwardGroupSimd(
     taps[r] = ((c * bandRows + ki) * wp + kj) * 4;
   }
   for (let o = 0; o < cogR; o++) buf.bias[o] = bias && o < g.cog ? bias[grp * g.cog + o]! : 0;
-  for (const s of strips(g, height, lo, hi)) {
-    fillBandInto(band, wp, bandRows * wp, x, xBase, g, s);
-    convSimdRun(cogR, k, s.rows, woPad, g.sh * wp);
-    // A plain loop, not y.set(out.subarray(…)): rows are short in training (a subarray per row is garbage).
-    for (let o = 0; o < g.cog; o++) {
-      for (let oy = 0; oy < s.rows; oy++) {
-        const src = (o * s.rows + oy) * woPad, d = yOff + o * g.pixels + (s.oy0 + oy) * g.wo;
-        for (let ox = 0; ox < g.wo; ox++) y[d + ox] = out[src + ox]!;
+  for (let n = 0; n < g.n; n++) {
+    const xBase = (n * g.c + grp * g.cg) * g.h * g.w;
+    const yOff = (n * g.co + grp * g.cog) * g.pixels;
+    for (const s of strips(g, height, lo, hi)) {
+      fillBandInto(band, wp, bandRows * wp, x, xBase, g, s);
+      convSimdRun(cogR, k, s.rows, woPad, g.sh * wp);
+      const plane = s.rows * woPad;
+      for (let o = 0; o < g.cog; o++) {
+        const d0 = yOff + o * g.pixels + s.oy0 * wo;
+        if (wo === woPad) {
+          y.set(out.subarray(o * plane, (o + 1) * plane), d0);
+          continue;
+        }
+        // A plain loop, not a subarray per row: rows are short in training (subarrays would be garbage).
+        for (let oy = 0; oy < s.rows; oy++) {
+          const src = o * plane + oy * woPad, d = d0 + oy * wo;
+          for (let ox = 0; ox < wo; ox++) y[d + ox] = out[src + ox]!;
+        }
       }
     }
   }

@@ -1,17 +1,18 @@
 /**
  * The float32 fast path of the CPU fake-quantizer against its element-by-element reference
- * (itself checked against PyTorch in fakequant.test.ts): equal values over random shapes,
+ * (itself checked against PyTorch in fakequant.test.ts): equal values (forward) and equal bits (backward)
+ * over random shapes,
  * axes, modes, bit widths, roundings, and inputs full of ties, values at the bounds and NaN.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { FakeQuantParams } from '../../tensor/backend.js';
-import { fakeQuantCpu, fakeQuantReference } from './cpu.js';
+import { fakeQuantBackwardCpu, fakeQuantBackwardReference, fakeQuantCpu, fakeQuantReference } from './cpu.js';
 
 const f32 = Math.fround;
 
 describe('fakeQuantCpu float32 fast path', () => {
-  it('equals fakeQuantReference', () => {
+  it('equals fakeQuantReference, forward and backward', () => {
     const arb = fc.record({
       dims: fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 4 }),
       mode: fc.constantFrom<FakeQuantParams['mode']>('affine', 'zero', 'symmetric'),
@@ -50,6 +51,18 @@ describe('fakeQuantCpu float32 fast path', () => {
       // Equal values (NaN where NaN); the fast path may turn a −0 into +0.
       const differ = Array.from(fast).findIndex((v, i) => !(v === reference[i] || (Number.isNaN(v) && Number.isNaN(reference[i]))));
       expect(differ, `element ${differ}: fast ${fast[differ]} vs reference ${reference[differ]}`).toBe(-1);
+      // The backward: the same bits in gx and in both bound gradients, for both tie conventions.
+      const gy = Float32Array.from({ length: n }, () => f32((rand() - 0.5) * 4));
+      for (const ties of ['split', 'inside'] as const) {
+        const q: FakeQuantParams = { ...p, ties };
+        const fastGrads = fakeQuantBackwardCpu(gy, x, dims, lo, hi, q);
+        const referenceGrads = fakeQuantBackwardReference(gy, x, dims, lo, hi, q);
+        fastGrads.forEach((grad, j) => {
+          expect(grad).toBeInstanceOf(Float32Array);
+          const at = Array.from(grad).findIndex((v, i) => !Object.is(v, referenceGrads[j]![i]));
+          expect(at, `${['gx', 'glo', 'ghi'][j]} (${ties}) element ${at}: fast ${grad[at]} vs reference ${referenceGrads[j]![at]}`).toBe(-1);
+        });
+      }
     }), { numRuns: 300 });
   });
 

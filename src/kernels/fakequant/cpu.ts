@@ -162,6 +162,18 @@ function fakeQuantF32(x: Float32Array, shape: readonly number[], lo: FloatArray,
 export function fakeQuantBackwardCpu(
   gy: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams,
 ): [FloatArray, FloatArray, FloatArray] {
+  return x instanceof Float32Array
+    ? fakeQuantBackwardF32(gy, x, shape, lo, hi, p)
+    : fakeQuantBackwardReference(gy, x, shape, lo, hi, p);
+}
+
+/**
+ * The element-by-element definition of {@link fakeQuantBackwardCpu}, for any float type: the reference the
+ * float32 fast path is tested against.
+ */
+export function fakeQuantBackwardReference(
+  gy: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams,
+): [FloatArray, FloatArray, FloatArray] {
   const f = x instanceof Float32Array ? Math.fround : identity;
   const { groups, inner } = groupLayout(shape, p.axis);
   const consts = groupConstants(lo, hi, p, f);
@@ -195,4 +207,55 @@ export function fakeQuantBackwardCpu(
   glo.set(sumLo);
   ghi.set(sumHi);
   return [gx, glo, ghi];
+}
+
+/**
+ * fakeQuantBackwardCpu for float32: the reference's operations in the same order (the quantized value as
+ * fakeQuantF32 computes it, the bound sums added element by element into the same float64 totals), with the
+ * group constants hoisted over each run of elements and the mode resolved once. Equal results (tested); QAT
+ * training on the CPU runs one of these per quantizer per step.
+ */
+function fakeQuantBackwardF32(
+  gy: FloatArray, x: Float32Array, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams,
+): [Float32Array, Float32Array, Float32Array] {
+  const { groups, inner: groupRun } = groupLayout(shape, p.axis);
+  const consts = groupConstants(lo, hi, p, fround);
+  const levels = levelsOf(p);
+  const away = p.rounding === 'half-away';
+  const tie = tieShare(p);
+  const gx = new Float32Array(x.length);
+  const sumLo = new Float64Array(groups);
+  const sumHi = new Float64Array(groups);
+  const mode = p.mode === 'affine' ? 0 : p.mode === 'zero' ? 1 : 2;
+  const inner = groups === 1 ? Math.max(1, x.length) : groupRun;
+  for (let start = 0, block = 0; start < x.length; start += inner, block++) {
+    const g = block % groups;
+    const { l, u, scale } = consts[g];
+    const end = Math.min(start + inner, x.length);
+    const span = u - l;
+    let sl = sumLo[g]!, sh = sumHi[g]!;
+    for (let i = start; i < end; i++) {
+      const v = x[i]!;
+      const c = v < l ? l : v > u ? u : v; // NaN stays NaN
+      const t = mode === 0 ? fround(fround(c - l) / scale) : mode === 1 ? fround(scale * c) : fround(fround(c * levels) / scale);
+      const m = Math.floor(Math.abs(t) + 0.5);
+      const r = away ? (t < 0 ? -m : m) : t + MAGIC - MAGIC;
+      const y = mode === 0 ? fround(fround(r * scale) + l) : mode === 1 ? fround(r / scale) : fround(fround(r * scale) / levels);
+      const below = v < l ? 1 : v === l ? tie : 0;
+      const above = v > u ? 1 : v === u ? tie : 0;
+      const inside = v > l && v < u ? 1 : v === l || v === u ? 1 - tie : 0;
+      const gyi = gy[i]!;
+      gx[i] = inside === 0 ? 0 : gyi * inside;
+      if (mode === 2) {
+        sh += gyi * (above - below + (y - c) / u);
+      } else {
+        const k = (y - c) / span;
+        sl += gyi * (below - k);
+        sh += gyi * (above + k);
+      }
+    }
+    sumLo[g] = sl;
+    sumHi[g] = sh;
+  }
+  return [gx, Float32Array.from(sumLo), Float32Array.from(sumHi)];
 }
