@@ -17,6 +17,20 @@ export function stridedCopy(
     return;
   }
   const last = rank - 1;
+  if (shape[last] < 16) {
+    // A short last axis (pixel shuffle's r) makes the odometer the cost: run the longest axis with a unit
+    // stride innermost instead (any order copies the same elements).
+    let best = last;
+    for (let a = 0; a < last; a++) {
+      if ((srcStrides[a] === 1 || dstStrides[a] === 1) && shape[a] > shape[best]) best = a;
+    }
+    if (best !== last) {
+      const order = [...shape.keys()].filter((a) => a !== best).concat(best);
+      const pick = (v: readonly number[]) => order.map((a) => v[a]);
+      stridedCopy(src, srcOffset, pick(srcStrides), dst, dstOffset, pick(dstStrides), pick(shape));
+      return;
+    }
+  }
   const n = shape[last];
   const ss = srcStrides[last];
   const ds = dstStrides[last];
