@@ -37,7 +37,7 @@ export default defineConfig([
     dts: { entry: { index: 'src/index.ts' } },
     sourcemap: true,
     // The browser build below writes beside this one, at the same time: keep its files.
-    clean: ['!browser.js', '!browser.js.map'],
+    clean: ['!browser.js', '!browser.js.map', '!browser-cpu-conv-worker.js', '!browser-cpu-conv-worker.js.map'],
     target: 'es2022',
     // The zoo finds its weights relative to the module (import.meta.url); the shim gives the CJS
     // build the same URL.
@@ -49,8 +49,9 @@ export default defineConfig([
   },
   {
     // The `browser` export condition: one ES module, no Node built-ins (see nodeOnlyStubs).
-    // Typings are the Node build's (same API).
-    entry: { browser: 'src/index.ts' },
+    // Typings are the Node build's (same API). Beside it, the CPU thread pool's Web Worker script
+    // (src/backends/cpu/worker-url.ts starts it from the URL of the bundle it runs in).
+    entry: { browser: 'src/index.ts', 'browser-cpu-conv-worker': 'src/backends/cpu/conv-worker.ts' },
     format: ['esm'],
     dts: false,
     sourcemap: true,

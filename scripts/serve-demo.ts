@@ -73,7 +73,12 @@ export async function startDemoServer(options: { host?: string; port?: number } 
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const send = (status: number, body: string | Uint8Array, type = 'text/plain; charset=utf-8') => {
-      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+      // Cross-origin isolation (COOP + COEP) gives the demo's worker SharedArrayBuffer, so the CPU backend
+      // splits its convs across Web Workers (src/backends/cpu/threads.ts).
+      res.writeHead(status, {
+        'content-type': type, 'cache-control': 'no-store',
+        'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp',
+      });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'GET only');

@@ -22,7 +22,9 @@ export * from './io/tensors.js';
 export { parseSafetensors, serializeSafetensors, type RawTensor } from './io/safetensors.js';
 export { exportOnnx, graphToOnnx, OnnxExportError, ONNX_OPSET, type OnnxExportOptions } from './io/onnx.js';
 export { useBackend, shutdown, type BackendName, type UseBackendOptions } from './backends/select.js';
-export { cpuThreads, setCpuThreads, warmCpuThreads, stopCpuThreads } from './backends/cpu/threads.js';
+export {
+  cpuThreads, cpuThreadsSplitCount, setCpuThreads, warmCpuThreads, warmCpuThreadsAsync, stopCpuThreads,
+} from './backends/cpu/threads.js';
 export { createCpuWorkerBackend, readTensor, type CpuWorkerBackend } from './backends/cpu/worker-backend.js';
 export * from './image/index.js';
 export * from './quant/index.js';

@@ -127,8 +127,9 @@ function onReply(reply: Reply): void {
   after.height = result.height;
   after.getContext('2d')!.putImageData(result, 0, 0);
   after.hidden = false;
-  const { backend, ms, loadMs, integer } = reply;
-  show('done', `${source!.width}×${source!.height} → ${result.width}×${result.height} with ${modelSelect.value} on ${backend}${integer ? ' (integer path)' : ''} ` +
+  const { backend, ms, loadMs, integer, threads } = reply;
+  const on = threads === undefined ? backend : `${backend} (${threads} thread${threads === 1 ? '' : 's'})`;
+  show('done', `${source!.width}×${source!.height} → ${result.width}×${result.height} with ${modelSelect.value} on ${on}${integer ? ' (integer path)' : ''} ` +
     `in ${(ms / 1000).toFixed(2)} s (model ready in ${(loadMs / 1000).toFixed(2)} s)`, { backend, ms });
 }
 

@@ -7,7 +7,9 @@
  * one code path for both backends keeps the page a thin shell that only draws. Chromium exposes
  * `navigator.gpu` in dedicated workers; where a browser does not, 'auto' falls back to the CPU.
  */
-import { type BackendName, type Image, Upscaler, throwIfAborted, useBackend } from '@srq/core';
+import {
+  type BackendName, type Image, Upscaler, cpuThreads, throwIfAborted, useBackend, warmCpuThreadsAsync,
+} from '@srq/core';
 
 /** The backend the page asks for: 'auto' is WebGPU when available, else the CPU. */
 export type BackendChoice = 'auto' | BackendName;
@@ -33,7 +35,11 @@ export type Reply =
   | { type: 'phase'; id: number; phase: 'loading' | 'running'; backend?: string }
   | { type: 'progress'; id: number; fraction: number }
   /** `integer`: the model ran as integers (an INT8 zoo model's integer path). */
-  | { type: 'done'; id: number; image: Image; backend: string; integer: boolean; loadMs: number; ms: number }
+  | {
+    type: 'done'; id: number; image: Image; backend: string; integer: boolean; loadMs: number; ms: number;
+    /** Threads the CPU backend's convs used (1 unless the page is crossOriginIsolated); undefined on WebGPU. */
+    threads?: number;
+  }
   | { type: 'failed'; id: number; name: string; message: string };
 
 // The DOM lib types `self` as a Window; this is the part of a worker's global the demo uses.
@@ -67,6 +73,9 @@ async function run(request: Extract<Request, { type: 'upscale' }>): Promise<void
     const t0 = performance.now();
     post({ type: 'phase', id, phase: 'loading' });
     const backend = await useBackend(request.backend === 'auto' ? 'webgpu' : request.backend, { require: request.backend === 'webgpu' });
+    // On the CPU, start the conv threads (Web Workers; only on a crossOriginIsolated page) before the first
+    // conv: a worker starts nested workers only while its event loop turns.
+    if (backend.name === 'cpu') await warmCpuThreadsAsync();
     const up = await upscaler(request.model, backend.name, request.zoo);
     throwIfAborted(controller.signal);
     const t1 = performance.now();
@@ -77,7 +86,8 @@ async function run(request: Extract<Request, { type: 'upscale' }>): Promise<void
       onProgress: (fraction) => post({ type: 'progress', id, fraction }),
     });
     const t2 = performance.now();
-    post({ type: 'done', id, image: out, backend: backend.name, integer: up.integer !== null, loadMs: t1 - t0, ms: t2 - t1 }, [out.data.buffer]);
+    const threads = backend.name === 'cpu' ? cpuThreads() : undefined;
+    post({ type: 'done', id, image: out, backend: backend.name, integer: up.integer !== null, loadMs: t1 - t0, ms: t2 - t1, threads }, [out.data.buffer]);
   } catch (e) {
     const error = e instanceof Error ? e : new Error(String(e));
     post({ type: 'failed', id, name: error.name, message: error.message });

@@ -13,11 +13,13 @@
  * cross-thread event. Sharing happens where it matters, in the tensors.
  *
  * Workers start on the first conv large enough to split and are used once they have loaded; until then (or if
- * they cannot start) the calling thread does all the work, with the same result. They are unref()'d, so they
- * never keep a Node process alive. Threads are Node's worker_threads, and blocking in Atomics.wait is allowed
- * on Node's main thread. Browsers are not served yet (one thread): their main thread may not block, so a pool
- * there would have to run inside a Web Worker of a crossOriginIsolated page, with a browser build of
- * conv-worker.ts. For a free calling thread in Node, see worker-backend.ts.
+ * they cannot start) the calling thread does all the work, with the same result. In Node they are worker_threads
+ * (unref()'d, so they never keep a process alive), and blocking in Atomics.wait is allowed on the main thread.
+ * In browsers they are module Web Workers (dist/browser-cpu-conv-worker.js), and only where the calling thread
+ * may block and share memory: inside a Web Worker of a crossOriginIsolated page (served with COOP/COEP
+ * headers). On a page's main thread, or without isolation, convs run on one thread. A browser starts a nested
+ * worker only while its parent's event loop turns, so call {@link warmCpuThreadsAsync} before the first conv.
+ * For a free calling thread in Node, see worker-backend.ts.
  *
  * If a worker dies in the middle of a part (killed, out of memory), the calling thread waits forever: its
  * 'exit' event cannot be delivered to a thread blocked in Atomics.wait. Errors thrown by the kernels are
@@ -30,7 +32,7 @@ import { cpuSimdActive } from '../../kernels/matmul/wasm-simd.js';
 import type { FloatArray } from '../../tensor/dtype.js';
 import { BackendError } from '../../tensor/errors.js';
 import { doneBlock, failureOf, type ConvPartMessage } from './conv-protocol.js';
-import { nodeBuiltin, startWorker, workerThreads } from './worker-url.js';
+import { type ConvWorkerHandle, nodeBuiltin, startConvWorker, workerThreads } from './worker-url.js';
 
 /** Below this many multiply-adds a conv runs on the calling thread: posting and copying would cost more. */
 let minMacs = 1 << 22;
@@ -44,17 +46,25 @@ function defaultThreads(): number {
     if (Number.isInteger(n) && n >= 1) return n;
   }
   const os = nodeBuiltin<typeof import('node:os')>('node:os');
-  const cores = os ? (os.availableParallelism?.() ?? os.cpus().length) : 1;
+  const browserCores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  const cores = os ? (os.availableParallelism?.() ?? os.cpus().length) : (browserCores ?? 1);
   return Math.max(1, Math.min(cores, DEFAULT_MAX_THREADS));
 }
 
-/** Whether this thread may block in Atomics.wait with workers available: Node (main thread or worker). */
+/**
+ * Whether this thread may block in Atomics.wait with workers available: Node (main thread or worker), or a
+ * browser's Web Worker on a crossOriginIsolated page (SharedArrayBuffer exists only there).
+ */
 function canUseThreads(): boolean {
-  return workerThreads() !== undefined && typeof SharedArrayBuffer === 'function';
+  if (typeof SharedArrayBuffer !== 'function') return false;
+  if (workerThreads() !== undefined) return true;
+  const scope = globalThis as { WorkerGlobalScope?: abstract new () => unknown; crossOriginIsolated?: boolean; Worker?: unknown };
+  return typeof scope.WorkerGlobalScope === 'function' && globalThis instanceof scope.WorkerGlobalScope
+    && scope.crossOriginIsolated === true && typeof scope.Worker === 'function';
 }
 
 interface PoolWorker {
-  readonly worker: import('node:worker_threads').Worker;
+  readonly worker: ConvWorkerHandle;
   /** [1 once the worker's script has loaded]. */
   readonly ready: Int32Array;
   dead: boolean;
@@ -76,11 +86,9 @@ class ConvPool {
   private start(threads: number): void {
     for (let i = this.workers.length + 1; i < threads; i++) {
       const ready = new Int32Array(new SharedArrayBuffer(4));
-      const worker = startWorker('conv-worker', { ready });
+      // The callback runs later (the worker failed or exited), when `entry` is set.
+      const worker = startConvWorker(ready, () => { entry.dead = true; });
       const entry: PoolWorker = { worker, ready, dead: false };
-      worker.on('error', () => { entry.dead = true; });
-      worker.on('exit', () => { entry.dead = true; });
-      worker.unref();
       this.workers.push(entry);
     }
   }
@@ -107,6 +115,15 @@ class ConvPool {
     return this.readyWorkers(threads).length;
   }
 
+  /** {@link waitReady} without blocking: polls, letting the event loop turn (browsers start workers then). */
+  async waitReadyAsync(threads: number, timeoutMs: number): Promise<number> {
+    this.start(threads);
+    const end = Date.now() + timeoutMs;
+    const pending = () => this.workers.slice(0, threads - 1).some((w) => !w.dead && Atomics.load(w.ready, 0) === 0);
+    while (pending() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10));
+    return this.readyWorkers(threads).length;
+  }
+
   /** Runs `job` across the calling thread and the ready workers; false if no worker is ready. */
   run(job: ConvJob, threads: number): boolean {
     this.start(threads);
@@ -120,7 +137,7 @@ class ConvPool {
     const simd = cpuSimdActive();
     helpers.forEach((h, i) => {
       const message: ConvPartMessage = { job: shared, part: i + 1, parts, simd, done };
-      h.worker.postMessage(message);
+      h.worker.post(message);
     });
     let failure: unknown;
     try {
@@ -154,7 +171,7 @@ class ConvPool {
   }
 
   dispose(): void {
-    for (const w of this.workers) void w.worker.terminate();
+    for (const w of this.workers) w.worker.terminate();
     this.workers.length = 0;
   }
 }
@@ -162,7 +179,10 @@ class ConvPool {
 let threads = defaultThreads();
 let pool: ConvPool | undefined;
 
-/** The number of threads large CPU convolutions use (1 where threads are unavailable, as in browsers). */
+/**
+ * The number of threads large CPU convolutions use (1 where threads are unavailable: a browser's main thread, a
+ * page that is not crossOriginIsolated).
+ */
 export function cpuThreads(): number {
   return canUseThreads() ? threads : 1;
 }
@@ -189,6 +209,16 @@ export function warmCpuThreads(timeoutMs = 30_000): number {
   if (cpuThreads() <= 1) return 1;
   pool ??= new ConvPool();
   return pool.waitReady(threads, timeoutMs) + 1;
+}
+
+/**
+ * {@link warmCpuThreads} for threads that must not block while workers start: a browser's Web Worker, whose
+ * nested workers load only while its event loop turns. Resolves with the thread count the next large conv uses.
+ */
+export async function warmCpuThreadsAsync(timeoutMs = 30_000): Promise<number> {
+  if (cpuThreads() <= 1) return 1;
+  pool ??= new ConvPool();
+  return (await pool.waitReadyAsync(threads, timeoutMs)) + 1;
 }
 
 /** Stops the worker threads (they are restarted by the next large conv). */

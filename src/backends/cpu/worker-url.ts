@@ -1,10 +1,11 @@
 /**
- * Where the CPU backend's worker scripts are, and how to start them, in Node.
+ * Where the CPU backend's worker scripts are, and how to start them, in Node and in browsers.
  *
  * From the sources (tests, tsx scripts) a worker is the `.ts` file beside this one, loaded through tsx (a
  * devDependency, resolved from this package so the caller's working directory does not matter).
  * From the built package it is the tsup entry `dist/cpu-<name>.js` (tsup.config.ts), found beside whichever
  * dist file this code was bundled into (index.js, a chunk, index.cjs with its import.meta.url shim).
+ * In a browser the conv worker is the module script `dist/browser-cpu-conv-worker.js`, beside `dist/browser.js`.
  */
 
 /** Node's built-in modules, loaded without an import statement so browser bundles never see them. */
@@ -42,4 +43,32 @@ export function startWorker(name: 'conv-worker' | 'executor', workerData: unknow
   const entry = new URL(`./${name}.ts`, here).href;
   const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
   return new Worker(code, { ...options, eval: true });
+}
+
+/** A started conv worker of the CPU thread pool, whichever kind of thread it is. */
+export interface ConvWorkerHandle {
+  post(message: unknown): void;
+  terminate(): void;
+}
+
+/**
+ * Starts a conv worker (conv-worker.ts) that sets `ready[0]` to 1 once it has loaded; `onDead` runs if it fails
+ * or exits. Node: a worker_threads Worker, unref()'d so it never keeps the process alive. Browsers: a module
+ * Web Worker started from the script beside the library's browser bundle, told its `ready` flag by message.
+ */
+export function startConvWorker(ready: Int32Array, onDead: () => void): ConvWorkerHandle {
+  if (workerThreads()) {
+    const worker = startWorker('conv-worker', { ready });
+    worker.on('error', onDead);
+    worker.on('exit', onDead);
+    worker.unref();
+    return { post: (message) => worker.postMessage(message), terminate: () => void worker.terminate() };
+  }
+  const worker = new Worker(new URL('./browser-cpu-conv-worker.js', import.meta.url), { type: 'module', name: 'srq-cpu-conv-worker' });
+  worker.onerror = (event) => {
+    event.preventDefault();
+    onDead();
+  };
+  worker.postMessage({ ready });
+  return { post: (message) => worker.postMessage(message), terminate: () => worker.terminate() };
 }
