@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: the CPU backend's conv2d throughput (scalar reference, WebAssembly SIMD on one thread and
- * on two) and EDSR-baseline ×4 forward time (default thread count), each against a peer measured in the same
- * run (a naive JS loop, and tfjs's pure-JS CPU backend).
+ * on two) and EDSR-baseline ×4 forward time (default thread count), each against peers measured in the same
+ * run (a naive JS loop, tfjs's pure-JS CPU backend, and PyTorch where python3-torch is installed).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { benchConvCpu, formatConvCpu } from './conv-cpu.js';
 import { tfjsEdsrBaseline, timeMs } from './tfjs-edsr.js';
+import { measureTorch } from './torch-peer.js';
 import { createModel, noGrad, randn } from '../src/index.js';
 
 /** The same conv in tfjs's CPU backend (NHWC, its native layout). */
@@ -53,6 +54,15 @@ async function main(): Promise<void> {
   const theirs = await tfjsEdsrMs();
   console.log(`\nEDSR-baseline ×4 forward on 1×3×64×64 → 1×3×256×256 (ms):`);
   console.log(`  ours ${ours.toFixed(0)}, tfjs-backend-cpu ${theirs.toFixed(0)} (ours is ×${(theirs / ours).toFixed(1)} faster)`);
+
+  console.log('\nPyTorch CPU, the same conv and network in this run:');
+  const torch = measureTorch(['conv', 'edsr']);
+  if (torch) {
+    const { conv: tc, edsrMs } = torch;
+    console.log(`  PyTorch ${torch.version}, ${torch.threads} threads: conv forward ${tc!.forward.toFixed(1)}, backward data ${tc!.backwardData.toFixed(1)}, backward weight ${tc!.backwardWeight.toFixed(1)} GFLOP/s`);
+    console.log(`  ours ${conv.threads}T / PyTorch: forward ×${(conv.threaded.forward / tc!.forward).toFixed(2)}, backward data ×${(conv.threaded.backwardData / tc!.backwardData).toFixed(2)}, backward weight ×${(conv.threaded.backwardWeight / tc!.backwardWeight).toFixed(2)}`);
+    console.log(`  EDSR-baseline ×4 forward 64×64: PyTorch ${edsrMs!['64']!.toFixed(0)} ms (ours ×${(edsrMs!['64']! / ours).toFixed(2)})`);
+  }
 }
 
 main().catch((e: unknown) => {

@@ -1,15 +1,18 @@
 /**
  * `npm run bench:train`: training throughput (iterations/s and GFLOP/s) of FSRCNN ×3 and the
  * EDSR-style ×4 zoo model on the cpu and webgpu backends, plus EDSR-baseline ×4 (batch 4, 48×48
- * LR) for comparison with PyTorch's 0.85 s per step on this CPU (figure measured outside this run).
+ * LR), each against PyTorch's CPU training of the same network in this run (where python3-torch is installed).
  * A step is forward, L1 loss, backward and Adam; FLOPs are 3 × the forward's 2·MACs.
  */
+import { measureTorch } from './torch-peer.js';
 import {
   Adam, createModel, l1Loss, modelCost, rand, shutdown, tidy, useBackend, type Module,
 } from '../src/index.js';
 
 interface Case {
   name: string;
+  /** The case's key in bench/torch_peer.py. */
+  torch: string;
   model: string;
   config: Record<string, unknown>;
   channels: number;
@@ -20,9 +23,9 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: 'FSRCNN ×3 (56,12,4), batch 16, 32×32 LR', model: 'fsrcnn', config: { scale: 3 }, channels: 1, batch: 16, patch: 32, scale: 3, range: 1 },
-  { name: 'EDSR-lite ×4 (4×32, the zoo model), batch 16, 24×24 LR', model: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, channels: 3, batch: 16, patch: 24, scale: 4, range: 255 },
-  { name: 'EDSR-baseline ×4, batch 4, 48×48 LR', model: 'edsr-baseline', config: { scale: 4 }, channels: 3, batch: 4, patch: 48, scale: 4, range: 255 },
+  { name: 'FSRCNN ×3 (56,12,4), batch 16, 32×32 LR', torch: 'fsrcnn', model: 'fsrcnn', config: { scale: 3 }, channels: 1, batch: 16, patch: 32, scale: 3, range: 1 },
+  { name: 'EDSR-lite ×4 (4×32, the zoo model), batch 16, 24×24 LR', torch: 'edsr-lite', model: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, channels: 3, batch: 16, patch: 24, scale: 4, range: 255 },
+  { name: 'EDSR-baseline ×4, batch 4, 48×48 LR', torch: 'edsr-baseline', model: 'edsr-baseline', config: { scale: 4 }, channels: 3, batch: 4, patch: 48, scale: 4, range: 255 },
 ];
 
 async function stepsPerSecond(c: Case, backend: 'cpu' | 'webgpu', steps: number): Promise<{ itPerSec: number; gflops: number }> {
@@ -51,13 +54,19 @@ async function stepsPerSecond(c: Case, backend: 'cpu' | 'webgpu', steps: number)
 }
 
 async function main(): Promise<void> {
+  console.log('PyTorch CPU, the same training steps:');
+  const torch = measureTorch(['train']);
+  if (torch) {
+    for (const c of CASES) console.log(`  ${c.name}: ${torch.trainItPerSec![c.torch]!.toFixed(2)} it/s (PyTorch ${torch.version}, ${torch.threads} threads)`);
+  }
   for (const backend of ['cpu', 'webgpu'] as const) {
     const active = await useBackend(backend);
     if (active.name !== backend) continue;
     console.log(`\n${backend}:`);
     for (const c of CASES) {
       const r = await stepsPerSecond(c, backend, c.model === 'edsr-baseline' ? 2 : 5);
-      const vsTorch = c.model === 'edsr-baseline' ? ` (PyTorch CPU: 1.18 it/s; ours ×${(r.itPerSec / (1 / 0.85)).toFixed(2)})` : '';
+      const peer = torch?.trainItPerSec?.[c.torch];
+      const vsTorch = peer ? ` (ours / PyTorch ×${(r.itPerSec / peer).toFixed(2)})` : '';
       console.log(`  ${c.name}: ${r.itPerSec.toFixed(2)} it/s, ${r.gflops.toFixed(2)} GFLOP/s${vsTorch}`);
     }
   }

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { tfjsEdsrBaseline, timeMs } from './tfjs-edsr.js';
+import { measureTorch } from './torch-peer.js';
 import { conv2d, createModel, noGrad, randn, registerBackend, setBackend, type Tensor } from '../src/index.js';
 import { acquireDevice } from '../src/backends/webgpu/device.js';
 import { createWebgpuBackend } from '../src/backends/webgpu/backend.js';
@@ -96,6 +97,15 @@ async function main(): Promise<void> {
   }, 3);
   console.log('\nEDSR-baseline ×4 forward on 1×3×128×128:');
   console.log(`  ours ${oursEdsr.toFixed(0)} ms, tfjs-webgpu ${theirEdsr.toFixed(0)} ms (ours ×${(theirEdsr / oursEdsr).toFixed(2)} faster)`);
+
+  console.log('\nPyTorch CPU, the same conv and network in this run:');
+  const torch = measureTorch(['conv', 'edsr']);
+  if (torch) {
+    const { conv, edsrMs } = torch;
+    console.log(`  PyTorch ${torch.version}, ${torch.threads} threads: conv forward ${conv!.forward.toFixed(1)}, backward data ${conv!.backwardData.toFixed(1)}, backward weight ${conv!.backwardWeight.toFixed(1)} GFLOP/s`);
+    console.log(`  ours on webgpu / PyTorch: conv forward ×${(gf(oursConv) / conv!.forward).toFixed(2)}, backward data ×${(gf(oursData) / conv!.backwardData).toFixed(2)}, backward weight ×${(gf(oursWeight) / conv!.backwardWeight).toFixed(2)}`);
+    console.log(`  EDSR-baseline ×4 forward 128×128: PyTorch ${edsrMs!['128']!.toFixed(0)} ms (ours ×${(edsrMs!['128']! / oursEdsr).toFixed(2)})`);
+  }
 
   tf.removeBackend('webgpu');
   setBackend('cpu');
