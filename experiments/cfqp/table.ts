@@ -275,6 +275,35 @@ for (const model of MODELS) {
     for (const [size, v] of [...rdRows].sort((a, b) => a[0] - b[0])) lines.push(`| ${size} | ${v.length} | ${fmt(v.map((x) => x[0]))} | ${fmt(v.map((x) => x[1]))} |`);
     lines.push('');
   }
+
+  // The paper's claims as differences, ours with their standard errors and a verdict (see `verdict`).
+  const paper = PAPER[model];
+  if (paper) {
+    lines.push('### The paper\'s claims at our scale', '');
+    lines.push('Each claim as a PSNR difference: the paper\'s (Table 7) and ours, mean ± standard error (n); paired means RI by RI (the same image on both sides). Verdict: *reproduced* = same sign as the paper and |Δ| > 2 SE; *same sign, within noise*; *opposite* = the other sign and |Δ| > 2 SE; *no difference* otherwise; *too few RIs* below 2 per side.', '');
+    lines.push('| claim | set | paper Δ | ours Δ | verdict |', '|---|---|---|---|---|');
+    const noClipOf = (file: string | undefined) => ri.get(basenameOf(file));
+    for (const s of ['Set5', 'Set14']) {
+      const [clipGood, , noClipGood, noClipBad, afterCfqp] = paper[s]!;
+      // (a) The same RI, clip-free model against clipped model, over the bad RIs of the clip sample (paired).
+      const clipPairs = [...clipRi.values()].flatMap((c) => {
+        const n = noClipOf(c.file);
+        return c.psnr?.[s] !== undefined && n?.psnr?.[s] !== undefined && !isGood.has(n.file) ? [n.psnr[s]! - c.psnr[s]!] : [];
+      });
+      lines.push(claimRow('clip-free INT8 beats clipped INT8 (good RIs in the paper; our bad-RI sample, paired)', s, noClipGood! - clipGood!, pairedDiff(clipPairs)));
+      // (b) A bad RI costs PSNR: good RIs against bad ones, no clip (unpaired).
+      lines.push(claimRow('a bad RI costs PSNR (no clip: good RIs − bad RIs)', s, noClipGood! - noClipBad!, welchDiff(col(good, s), col(bad, s))));
+      // (c) CFQP repairs a bad RI: after Method 2 against the same RI unrepaired (paired).
+      const repairPairs = repaired.flatMap((r) => {
+        const after = kept(r, s), before = noClipOf(r.file)?.psnr?.[s];
+        return after !== undefined && before !== undefined ? [after - before] : [];
+      });
+      lines.push(claimRow('CFQP repairs a bad RI (after Method 2 − the same RI unrepaired, paired)', s, afterCfqp! - noClipBad!, pairedDiff(repairPairs)));
+      // (d) …up to a good RI: after Method 2 against good RIs (unpaired).
+      lines.push(claimRow('a repaired RI is as good as a good one (after Method 2 − good RIs)', s, afterCfqp! - noClipGood!, welchDiff(repaired.map((r) => kept(r, s)).filter((v): v is number => v !== undefined), col(good, s)), true));
+    }
+    lines.push('');
+  }
 }
 
 // Gray against RGB RIs on an RGB model: the same seeded sample of training images (sweep.ts --ri-sample) as
@@ -302,6 +331,37 @@ for (const model of MODELS) {
     const goodOf = (recs: Map<string, Rec>) => [...recs.values()].filter((r) => r.key.startsWith('ri:') && r.measures?.good).length;
     lines.push('', `Good by Method 1: ${goodOf(gray)} of the gray RIs, ${goodOf(rgb)} of the RGB ones.`, '');
   }
+}
+
+/** A difference with its standard error and sample size; null SE when a side has fewer than 2 values. */
+interface Diff { d: number; se: number | null; n: string }
+
+function pairedDiff(d: number[]): Diff | null {
+  if (d.length === 0) return null;
+  return { d: mean(d), se: d.length > 1 ? std(d) / Math.sqrt(d.length) : null, n: `${d.length} pairs` };
+}
+
+function welchDiff(a: number[], b: number[]): Diff | null {
+  if (a.length === 0 || b.length === 0) return null;
+  const se = a.length > 1 && b.length > 1 ? Math.sqrt(std(a) ** 2 / a.length + std(b) ** 2 / b.length) : null;
+  return { d: mean(a) - mean(b), se, n: `${a.length} vs ${b.length}` };
+}
+
+/**
+ * The verdict on a claim: the sign of the paper's Δ against ours, judged by 2 standard errors. `equality`
+ * claims ("as good as") hold when ours is within 2 SE of zero or on the paper's side of it.
+ */
+function verdict(paper: number, ours: Diff, equality = false): string {
+  if (ours.se === null) return 'too few RIs';
+  const significant = Math.abs(ours.d) > 2 * ours.se;
+  if (equality) return !significant || Math.sign(ours.d) === Math.sign(paper) ? 'reproduced' : 'not reproduced (worse)';
+  if (Math.sign(ours.d) !== Math.sign(paper)) return significant ? 'opposite' : 'no difference';
+  return significant ? 'reproduced' : 'same sign, within noise';
+}
+
+function claimRow(claim: string, set: string, paper: number, ours: Diff | null, equality = false): string {
+  const o = ours ? `${ours.d >= 0 ? '+' : ''}${ours.d.toFixed(3)}${ours.se !== null ? ` ± ${ours.se.toFixed(3)}` : ''} (${ours.n})` : '–';
+  return `| ${claim} | ${set} | ${paper >= 0 ? '+' : ''}${paper.toFixed(3)} | ${o} | ${ours ? verdict(paper, ours, equality) : 'not measured'} |`;
 }
 
 function basenameOf(file: string | undefined): string {
