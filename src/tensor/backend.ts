@@ -92,6 +92,12 @@ export interface Backend {
   where(cond: KernelTensor, a: KernelTensor, b: KernelTensor, outShape: readonly number[]): unknown;
   /** Reduces over `axes` (sorted, unique); the result has those axes removed. */
   reduce(op: ReduceOp, x: KernelTensor, axes: readonly number[]): unknown;
+  /**
+   * The order statistics of all elements of float32 `x`: element i of the result ([ranks.length], float32) is
+   * the ranks[i]-th smallest (0-based, −0 before +0). Optional: backends that can read values back cheaply
+   * sort instead (see `quantile`).
+   */
+  orderStatistics?(x: KernelTensor, ranks: readonly number[]): unknown;
 
   /**
    * out[i] = x.data[offset + Σ idx_d · strides[d]] for every index of `outShape`: one gather that

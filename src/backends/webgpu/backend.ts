@@ -8,7 +8,7 @@ import { Engine } from './engine.js';
 import type { GpuContext } from './device.js';
 import { binaryWebgpu, castWebgpu, fillWebgpu, unaryWebgpu, whereWebgpu } from '../../kernels/elementwise/webgpu.js';
 import { concatWebgpu, gatherWebgpu, padWebgpu } from '../../kernels/movement/webgpu.js';
-import { reduceWebgpu } from '../../kernels/reduce/webgpu.js';
+import { orderStatisticsWebgpu, reduceWebgpu } from '../../kernels/reduce/webgpu.js';
 import { conv2dBackwardDataWebgpu, conv2dBackwardWeightWebgpu, conv2dWebgpu } from '../../kernels/conv/webgpu.js';
 import { matmulWebgpu } from '../../kernels/matmul/webgpu.js';
 import {
@@ -41,6 +41,7 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     binary: (op, a, b, outShape) => binaryWebgpu(engine, op, a, b, outShape),
     where: (c, a, b, outShape) => whereWebgpu(engine, c, a, b, outShape),
     reduce: (op, x, axes) => reduceWebgpu(engine, op, x, axes),
+    orderStatistics: (x, ranks) => orderStatisticsWebgpu(engine, x, ranks),
     gather: (x, outShape, strides, offset) => gatherWebgpu(engine, x, outShape, strides, offset),
     pad: (x, pads, value) => padWebgpu(engine, x, pads, value),
     concat: (xs, axis) => concatWebgpu(engine, xs, axis),

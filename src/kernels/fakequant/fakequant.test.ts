@@ -301,6 +301,29 @@ for (const backend of testBackends()) {
       );
     });
 
+    it('quantile matches the sorted reference (the backend\'s order statistics: repeats, ±0, tiny and huge values)', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.oneof(
+            fc.integer({ min: -50, max: 50 }).map((v) => v / 7),
+            fc.constantFrom(0, -0, 1e-30, -1e-30, 1e-38, 3e38, -3e38),
+            fc.float({ noNaN: true, noDefaultInfinity: true }),
+          ), { minLength: 1, maxLength: 300 }),
+          fc.constantFrom(0, 0.01, 0.25, 0.5, 0.99, 0.999, 1),
+          async (raw, q) => {
+            const values = raw.map((v) => Math.fround(v));
+            const ref = quantile(tensor(values, [values.length]), q); // CPU: sort
+            const t = tensor(values, [values.length], { backend });
+            const got = quantile(t, q);
+            expect(Object.is(await got.item(), await ref.item()) || (await got.item()) === (await ref.item()),
+              `${await got.item()} vs ${await ref.item()}`).toBe(true);
+            for (const x of [ref, t, got]) x.dispose();
+          },
+        ),
+        { numRuns: RUNS, seed: 101 },
+      );
+    });
+
     // Only a non-CPU backend has something to compare with the CPU here.
     if (backend !== 'cpu') it('agrees with the CPU on a large tensor (split reductions, per channel, device quantile)', async () => {
       let seed = 12345;

@@ -11,7 +11,7 @@ import { tidy } from '../../tensor/memory.js';
 import { isFloat } from '../../tensor/dtype.js';
 import { abs, add, ge, gt, le, mul, neg, sub, where } from '../elementwise/ops.js';
 import { max, min, sum } from '../reduce/ops.js';
-import { expand, reshape } from '../movement/ops.js';
+import { expand, reshape, slice } from '../movement/ops.js';
 
 export type { FakeQuantRounding, FakeQuantTies } from '../../tensor/backend.js';
 
@@ -188,8 +188,9 @@ function nextOrderStatistic(x: Tensor, v: Tensor, k: number): Tensor {
 
 /**
  * The q-quantile of all elements of `x` with linear interpolation (torch.quantile's default),
- * detached. CPU tensors are sorted; on other backends the order statistics are found by a
- * device-side bisection (about 64 × 6 small kernels per order statistic) so no values are read back.
+ * detached. CPU tensors are sorted; on other backends the order statistics come from the backend's
+ * `orderStatistics` kernel (float32), else from a device-side bisection of small tensor ops (about
+ * 64 × 6 kernels per order statistic; `{ bisection: true }` forces it), so no values are read back.
  */
 export function quantile(x: Tensor, q: number, options: { bisection?: boolean } = {}): Tensor {
   if (!(q >= 0 && q <= 1)) throw new ValueError(`quantile: q must be in [0, 1], got ${q}`);
@@ -204,8 +205,16 @@ export function quantile(x: Tensor, q: number, options: { bisection?: boolean } 
   }
   return tidy(() => {
     const flat = reshape(x.detach(), [x.size]);
-    const a = orderStatistic(flat, below);
-    const b = above === below ? a : nextOrderStatistic(flat, a, below);
+    let a: Tensor, b: Tensor;
+    if (x.backend.orderStatistics && single && !options.bisection) {
+      const ranks = above === below ? [below] : [below, above];
+      const stats = wrap(x.backend, x.backend.orderStatistics(flat.kernel, ranks), [ranks.length], 'float32');
+      a = reshape(slice(stats, [[0, 1]]), []);
+      b = above === below ? a : reshape(slice(stats, [[1, 2]]), []);
+    } else {
+      a = orderStatistic(flat, below);
+      b = above === below ? a : nextOrderStatistic(flat, a, below);
+    }
     const d = sub(b, a);
     return weight < 0.5 ? add(a, mul(d, weight)) : sub(b, mul(d, 1 - Math.fround(weight)));
   });

@@ -233,3 +233,74 @@ export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes
   engine.release(out); // reuse happens only in later work, after the second pass has read it
   return result;
 }
+
+/**
+ * The ranks[i]-th smallest elements of float32 `x` (at most 4 ranks), exactly, in one dispatch of one
+ * workgroup and without a readback. Floats map to order-preserving u32 keys (the sign bit flipped for
+ * positives, every bit for negatives: −0 sorts before +0), and each statistic is the smallest key t with
+ * count(key ≤ t) > rank, found by a 32-step bisection over the keys: 32 counting passes over x, each summed by
+ * the workgroup. This replaces quantile's bisection of small tensor ops (about 450 dispatches per statistic),
+ * which made the weight percentiles of DDTB and ODM cost more than the training step they belong to.
+ */
+export function orderStatisticsWebgpu(engine: Engine, x: KernelTensor, ranks: readonly number[]): GPUBuffer {
+  const count = sizeOf(x.shape);
+  if (x.dtype !== 'float32') throw new Error(`orderStatistics: x must be float32, got ${x.dtype}`);
+  if (ranks.length < 1 || ranks.length > 4 || ranks.some((k) => !Number.isInteger(k) || k < 0 || k >= count)) {
+    throw new Error(`orderStatistics: 1 to 4 ranks in [0, ${count}) needed, got [${ranks.join(', ')}]`);
+  }
+  const padded = [0, 1, 2, 3].map((i) => ranks[i] ?? 0);
+  return engine.compute({
+    name: 'order_statistics',
+    key: 'order_statistics',
+    inputs: { xs: [bufferOf(x), 'f32'] },
+    output: { name: 'out', type: 'f32', elements: ranks.length },
+    uniforms: {
+      count: ['u32', count],
+      ranks: ['u32', ranks.length],
+      k0: ['u32', padded[0]!], k1: ['u32', padded[1]!], k2: ['u32', padded[2]!], k3: ['u32', padded[3]!],
+    },
+    source: () => /* wgsl */ `
+var<workgroup> counts: array<u32, ${WORKGROUP}>;
+
+// Order-preserving key of a float: negatives reversed below positives.
+fn key(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn fromKey(k: u32) -> f32 {
+  return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}
+
+fn workgroupSum(c: u32, lane: u32) -> u32 {
+  counts[lane] = c;
+  workgroupBarrier();
+  for (var s = ${WORKGROUP / 2}u; s > 0u; s = s / 2u) {
+    if (lane < s) { counts[lane] = counts[lane] + counts[lane + s]; }
+    workgroupBarrier();
+  }
+  let total = counts[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let lane = lid.x;
+  for (var j = 0u; j < u.ranks; j++) {
+    let rank = select(select(select(u.k0, u.k1, j == 1u), u.k2, j == 2u), u.k3, j == 3u);
+    var lo = 0u;
+    var hi = 0xffffffffu;
+    // Smallest t with count(key ≤ t) > rank; uniform control flow: every lane sees the same totals.
+    for (var step = 0u; step < 32u; step++) {
+      let mid = lo + (hi - lo) / 2u;
+      var c = 0u;
+      for (var i = lane; i < u.count; i += ${WORKGROUP}u) { c += select(0u, 1u, key(xs[i]) <= mid); }
+      if (workgroupSum(c, lane) > rank) { hi = mid; } else { lo = mid + 1u; }
+    }
+    if (lane == 0u) { out[j] = fromKey(lo); }
+  }
+}`,
+    workgroups: [1, 1, 1],
+  });
+}
