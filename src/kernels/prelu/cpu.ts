@@ -18,9 +18,15 @@ function like<T extends FloatArray>(x: T, n: number): T {
 export function preluCpu<T extends FloatArray>(x: T, shape: readonly number[], slope: T): T {
   const { channels, inner } = preluLayout(shape, slope.length);
   const out = like(x, x.length);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
-    out[i] = v > 0 ? v : slope[Math.floor(i / inner) % channels] * v;
+  // One run of `inner` elements per channel block, its slope hoisted: no division per element.
+  const run = channels === 1 ? Math.max(1, x.length) : inner;
+  for (let start = 0, block = 0; start < x.length; start += run, block++) {
+    const a = slope[block % channels]!;
+    const end = Math.min(start + run, x.length);
+    for (let i = start; i < end; i++) {
+      const v = x[i]!;
+      out[i] = v > 0 ? v : a * v;
+    }
   }
   return out;
 }
@@ -33,15 +39,22 @@ export function preluBackwardCpu<T extends FloatArray>(gy: T, x: T, shape: reado
   const { channels, inner } = preluLayout(shape, slope.length);
   const gx = like(x, x.length);
   const sums = new Float64Array(channels);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
-    const c = Math.floor(i / inner) % channels;
-    if (v > 0) {
-      gx[i] = gy[i];
-    } else {
-      gx[i] = slope[c] * gy[i];
-      sums[c] += gy[i] * v;
+  const run = channels === 1 ? Math.max(1, x.length) : inner;
+  for (let start = 0, block = 0; start < x.length; start += run, block++) {
+    const c = block % channels;
+    const a = slope[c]!;
+    const end = Math.min(start + run, x.length);
+    let sum = sums[c]!; // the same additions in the same order as element by element
+    for (let i = start; i < end; i++) {
+      const v = x[i]!;
+      if (v > 0) {
+        gx[i] = gy[i]!;
+      } else {
+        gx[i] = a * gy[i]!;
+        sum += gy[i]! * v;
+      }
     }
+    sums[c] = sum;
   }
   const gslope = like(slope, slope.length);
   gslope.set(sums);
