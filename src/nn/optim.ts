@@ -3,7 +3,8 @@
 import { ValueError } from '../tensor/errors.js';
 import { noGrad } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { type Tensor, wrap } from '../tensor/tensor.js';
+import { isFloat } from '../tensor/dtype.js';
 import { add, cast, clone, div, mul, reshape, sqrt, sub, zerosLike } from '../ops.js';
 
 /** Hyperparameters of Adam (defaults as torch.optim.Adam). */
@@ -97,6 +98,19 @@ export class Adam {
       this.state.set(p, s);
     }
     s.step++;
+    const backend = p.backend;
+    if (backend.adam && isFloat(p.dtype) && grad.dtype === p.dtype && grad.backend === backend) {
+      // One fused pass (the same arithmetic as below), where the backend has it.
+      const h = {
+        beta1, beta2, eps: group.eps, weightDecay: group.weightDecay,
+        stepSize: group.lr / (1 - beta1 ** s.step), biasCorrection2Sqrt: Math.sqrt(1 - beta2 ** s.step),
+      };
+      const [p2, m2, v2] = backend.adam(p.kernel, grad.kernel, s.exp_avg.kernel, s.exp_avg_sq.kernel, h);
+      s.exp_avg.assign(wrap(backend, m2, p.shape, p.dtype));
+      s.exp_avg_sq.assign(wrap(backend, v2, p.shape, p.dtype));
+      p.assign(wrap(backend, p2, p.shape, p.dtype));
+      return;
+    }
     const g = group.weightDecay !== 0 ? add(grad, mul(p, group.weightDecay)) : grad;
     s.exp_avg.assign(add(mul(s.exp_avg, beta1), mul(g, 1 - beta1)));
     s.exp_avg_sq.assign(add(mul(s.exp_avg_sq, beta2), mul(mul(g, g), 1 - beta2)));

@@ -23,6 +23,16 @@ export type BinaryOp =
 
 export type ReduceOp = 'sum' | 'max' | 'min';
 
+/** One Adam step's scalars: stepSize = lr/(1 − β1^t), biasCorrection2Sqrt = √(1 − β2^t). */
+export interface AdamHyper {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  readonly stepSize: number;
+  readonly biasCorrection2Sqrt: number;
+}
+
 /** Activations a kernel may fuse into its epilogue. */
 export type Activation = 'none' | 'relu';
 
@@ -92,6 +102,11 @@ export interface Backend {
   where(cond: KernelTensor, a: KernelTensor, b: KernelTensor, outShape: readonly number[]): unknown;
   /** Reduces over `axes` (sorted, unique); the result has those axes removed. */
   reduce(op: ReduceOp, x: KernelTensor, axes: readonly number[]): unknown;
+  /**
+   * One Adam step of a parameter: [p′, m′, v′] from p, its gradient g and its moments m, v (float, same shape),
+   * with torch.optim.Adam's arithmetic (src/kernels/optim/cpu.ts). Optional: Adam falls back to tensor ops.
+   */
+  adam?(p: KernelTensor, g: KernelTensor, m: KernelTensor, v: KernelTensor, h: AdamHyper): [unknown, unknown, unknown];
   /**
    * The order statistics of all elements of float32 `x`: element i of the result ([ranks.length], float32) is
    * the ranks[i]-th smallest (0-based, −0 before +0). Optional: backends that can read values back cheaply

@@ -12,6 +12,7 @@ import {
 } from '../../kernels/resample/cpu.js';
 import { fakeQuantBackwardCpu, fakeQuantCpu } from '../../kernels/fakequant/cpu.js';
 import { preluBackwardCpu, preluCpu } from '../../kernels/prelu/cpu.js';
+import { adamCpu } from '../../kernels/optim/cpu.js';
 // Large convolutions share their work with worker threads where the runtime allows (Node); see threads.ts.
 import './threads.js';
 
@@ -67,6 +68,7 @@ export const cpuBackend: Backend = {
   fakeQuantBackward: (gy, x, lo, hi, p) =>
     fakeQuantBackwardCpu(float(gy, 'fakeQuant'), float(x, 'fakeQuant'), x.shape, float(lo, 'fakeQuant'), float(hi, 'fakeQuant'), p),
   prelu: (x, slope) => preluCpu(float(x, 'prelu'), x.shape, float(slope, 'prelu')),
+  adam: (p, g, m, v, h) => adamCpu(float(p, 'adam'), float(g, 'adam'), float(m, 'adam'), float(v, 'adam'), h),
   preluBackward: (gy, x, slope) => preluBackwardCpu(float(gy, 'prelu'), float(x, 'prelu'), x.shape, float(slope, 'prelu')),
 };
 

@@ -50,7 +50,7 @@ class WorkerHandle {
 }
 
 /** Kernels with several outputs, and how many. */
-const OUTPUTS: Readonly<Record<string, number>> = { gridSampleBackward: 2, fakeQuantBackward: 3, preluBackward: 2 };
+const OUTPUTS: Readonly<Record<string, number>> = { gridSampleBackward: 2, fakeQuantBackward: 3, preluBackward: 2, adam: 3 };
 
 /** Commands queued beyond this are posted at once rather than at the end of the microtask. */
 const MAX_BATCH = 256;
@@ -186,6 +186,7 @@ export function createCpuWorkerBackend(options: CpuWorkerBackendOptions = {}): C
     fakeQuantBackward: (...a) => call('fakeQuantBackward', a) as [unknown, unknown, unknown],
     prelu: (...a) => call('prelu', a),
     preluBackward: (...a) => call('preluBackward', a) as [unknown, unknown],
+    adam: (...a) => call('adam', a) as [unknown, unknown, unknown],
   } satisfies Partial<Backend>;
 
   return {

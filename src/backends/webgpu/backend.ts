@@ -17,6 +17,7 @@ import {
 } from '../../kernels/resample/webgpu.js';
 import { fakeQuantBackwardWebgpu, fakeQuantWebgpu } from '../../kernels/fakequant/webgpu.js';
 import { preluBackwardWebgpu, preluWebgpu } from '../../kernels/prelu/webgpu.js';
+import { adamWebgpu } from '../../kernels/optim/webgpu.js';
 
 /** A Backend whose kernels run on a WebGPU device. */
 export interface WebgpuBackend extends Backend {
@@ -58,6 +59,7 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     fakeQuant: (x, lo, hi, p) => fakeQuantWebgpu(engine, x, lo, hi, p),
     fakeQuantBackward: (gy, x, lo, hi, p) => fakeQuantBackwardWebgpu(engine, gy, x, lo, hi, p),
     prelu: (x, slope) => preluWebgpu(engine, x, slope),
+    adam: (p, g, m, v, h) => adamWebgpu(engine, p, g, m, v, h),
     preluBackward: (gy, x, slope) => preluBackwardWebgpu(engine, gy, x, slope),
     dispose: () => engine.dispose(),
     memoryInfo: () => ({ pooledBytes: engine.stats.pooledBytes, bufferBytes: engine.stats.liveBytes }),
