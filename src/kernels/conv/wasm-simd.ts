@@ -22,7 +22,7 @@
  * side by side) and 2 unaligned loads of the band feed 8 `f32x4.mul` + 8 `f32x4.add`. Each strip's lanes are
  * stored, summed by the caller (in float64) and the strip's padding pixels have gy = 0.
  */
-import { I32, V128, emitModule, op, type FuncDef } from '../wasm/emit.js';
+import { I32, V128, countedLoop, emitModule, op, type FuncDef } from '../wasm/emit.js';
 
 /**
  * Output channels per micro-tile (rows of the packed weight panels). 6×8 measured best of 8×4, 4×8, 4×12,
@@ -63,22 +63,15 @@ function step(t: Tile, s: number): number[] {
   return code;
 }
 
-/** `count = expr; while (count--) { steps(unroll); a += …; t += … }`, as a guarded do-while. */
+/** `count = expr; while (count--) { steps(unroll); a += …; t += … }`. */
 function tapLoop(t: Tile, countExpr: number[], unroll: number): number[] {
   const body: number[] = [];
   for (let s = 0; s < unroll; s++) body.push(...step(t, s));
-  return [
-    ...countExpr, ...op.localSet(CNT),
-    ...op.block(),
-    ...op.localGet(CNT), ...op.i32Eqz(), ...op.brIf(0),
-    ...op.loop(),
-    ...body,
+  body.push(
     ...op.localGet(A), ...op.i32Const(unroll * t.mr * 4), ...op.i32Add(), ...op.localSet(A),
     ...op.localGet(T), ...op.i32Const(unroll * 4), ...op.i32Add(), ...op.localSet(T),
-    ...op.localGet(CNT), ...op.i32Const(1), ...op.i32Sub(), ...op.localTee(CNT), ...op.brIf(0),
-    ...op.end(),
-    ...op.end(),
-  ];
+  );
+  return countedLoop(CNT, countExpr, body);
 }
 
 /**

@@ -15,7 +15,7 @@
  * The switch: `SRQ_CPU_SIMD=0` in the environment, or {@link setCpuSimd}(false), forces the scalar reference
  * path; where WebAssembly SIMD is missing (feature-detected with WebAssembly.validate) it is used anyway.
  */
-import { I32, V128, emitModule, op, type FuncDef } from '../wasm/emit.js';
+import { I32, V128, countedLoop, emitModule, op, type FuncDef } from '../wasm/emit.js';
 import type { MatrixView, OutputView, PackB } from './gemm.js';
 
 /** Rows of C per micro-tile (A panel height). */
@@ -49,22 +49,15 @@ function step(s: number): number[] {
   return code;
 }
 
-/** `count = expr; while (count--) { steps(unroll); a += …; b += … }`, as a guarded do-while. */
+/** `count = expr; while (count--) { steps(unroll); a += …; b += … }`. */
 function kLoop(countExpr: number[], unroll: number): number[] {
   const body: number[] = [];
   for (let s = 0; s < unroll; s++) body.push(...step(s));
-  return [
-    ...countExpr, ...op.localSet(CNT),
-    ...op.block(),
-    ...op.localGet(CNT), ...op.i32Eqz(), ...op.brIf(0),
-    ...op.loop(),
-    ...body,
+  body.push(
     ...op.localGet(A), ...op.i32Const(unroll * SIMD_MR * 4), ...op.i32Add(), ...op.localSet(A),
     ...op.localGet(B), ...op.i32Const(unroll * SIMD_NR * 4), ...op.i32Add(), ...op.localSet(B),
-    ...op.localGet(CNT), ...op.i32Const(1), ...op.i32Sub(), ...op.localTee(CNT), ...op.brIf(0),
-    ...op.end(),
-    ...op.end(),
-  ];
+  );
+  return countedLoop(CNT, countExpr, body);
 }
 
 /**

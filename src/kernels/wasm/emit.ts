@@ -89,6 +89,23 @@ export const op = {
   f32x4Mul: (): number[] => [0xfd, ...uleb(0xe6)],
 };
 
+/**
+ * `counter = countExpr; while (counter--) body`, as a do-while guarded against a zero count: the loop
+ * shape of the micro-kernels' reductions (`body` ends with its own pointer increments).
+ */
+export function countedLoop(counter: number, countExpr: readonly number[], body: readonly number[]): number[] {
+  return [
+    ...countExpr, ...op.localSet(counter),
+    ...op.block(),
+    ...op.localGet(counter), ...op.i32Eqz(), ...op.brIf(0),
+    ...op.loop(),
+    ...body,
+    ...op.localGet(counter), ...op.i32Const(1), ...op.i32Sub(), ...op.localTee(counter), ...op.brIf(0),
+    ...op.end(),
+    ...op.end(),
+  ];
+}
+
 /** One function of a module: its signature, its extra locals (after the parameters) and its body. */
 export interface FuncDef {
   readonly name: string;
