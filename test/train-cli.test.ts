@@ -34,6 +34,15 @@ it('srq train --help and usage errors', async () => {
   const badHoldout = await srq(['train', '--model', 'fsrcnn', '--scale', '3', '--data', dir, '--iters', '1', '--out', dir, '--holdout', 'im_(']);
   expect(badHoldout.code).toBe(2);
   expect(badHoldout.stderr).toContain("--holdout 'im_(' is not a regular expression");
+  // --clip is a loop option: srq train and srq quantize (QAT and RefQSR) take it alike.
+  const loop = ['--data', dir, '--iters', '1', '--out', dir, '--clip', '0'];
+  const commands = { train: ['--model', 'fsrcnn', '--scale', '3'], quantize: ['--method', 'pams', '--bits', '4', '--model', 'fsrcnn-x3'] };
+  for (const [command, args] of Object.entries(commands)) {
+    const badClip = await srq([command, ...args, ...loop]);
+    expect(badClip.code, `${command}: ${badClip.stderr}`).toBe(2);
+    expect(badClip.stderr).toContain(`${command}: --clip must be a positive number, got '0'`);
+    expect((await srq([command, '--help'])).stdout).toContain('--clip <norm>');
+  }
 });
 
 describeShared('srq train end to end', () => {

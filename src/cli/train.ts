@@ -28,6 +28,7 @@ export const LOOP_USAGE = `  --data <folders>     training folders of PNGs (comm
   --backend <b>        cpu or webgpu (default: $SRQ_BACKEND, else cpu)
   --resume             continue from <out>/checkpoint.safetensors
   --seed <n>           seed of the crops (and of fresh weights) (default 0)
+  --clip <norm>        clip gradients to this global L2 norm (default: no clipping)
   --save-every <n>     iterations between checkpoints (default 1000)
   --val-every <n>      iterations between validations (default 1000)
   --log-every <n>      iterations between log lines (default 10)
@@ -47,7 +48,6 @@ Options:
   --config <k=v>       a constructor argument (repeatable), e.g. --config n_resblocks=2
   --scale <s>          upscaling factor
   --loss <l1|mse>      pixel loss (default l1)
-  --clip <norm>        clip gradients to this global L2 norm
   --output-clip        a clipped model: its output is clamped to [0, range] in forward, in
                        training, validation and wherever the written file is loaded (config
                        output_clip; a resumed run keeps it). Off: the output is left unclamped
@@ -75,6 +75,7 @@ export const LOOP_OPTIONS = {
   'save-every': { type: 'string' },
   'val-every': { type: 'string' },
   'log-every': { type: 'string' },
+  clip: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -84,7 +85,6 @@ const OPTIONS = {
   config: { type: 'string', multiple: true },
   scale: { type: 'string' },
   loss: { type: 'string' },
-  clip: { type: 'string' },
   'output-clip': { type: 'boolean' },
   init: { type: 'string' },
 } as const;
@@ -157,6 +157,8 @@ export interface LoopSettings {
   saveEvery: number;
   valEvery: number;
   logEvery: number;
+  /** Global L2 norm the gradients are clipped to; undefined: no clipping. */
+  clipGradNorm?: number;
 }
 
 /** Reads LOOP_OPTIONS (usage errors name `command`); --resume needs <out>/checkpoint.safetensors. */
@@ -187,6 +189,7 @@ export function loopSettings(parsed: Parsed, command: string): LoopSettings {
     saveEvery: integerOption(parsed, 'save-every', command, 1, 1000),
     valEvery: integerOption(parsed, 'val-every', command, 1, 1000),
     logEvery: integerOption(parsed, 'log-every', command, 1, 10),
+    clipGradNorm: numberOption(parsed, 'clip', command),
   };
 }
 
@@ -249,7 +252,7 @@ export async function runLoop(run: LoopRun): Promise<TrainResult | null> {
   const validate = valFolder ? run.validate ?? ((m: Module) => validatePsnr(m, { folder: valFolder, ...net, backend, include: loop.holdout })) : undefined;
   try {
     const trainer = await Trainer.create({
-      ...run.trainer, sampler, iterations, lr: loop.lr, schedule: loop.schedule, backend,
+      ...run.trainer, sampler, iterations, lr: loop.lr, schedule: loop.schedule, backend, clipGradNorm: loop.clipGradNorm,
       checkpointPath, checkpointEvery: loop.saveEvery, signal: controller.signal,
       validate,
       validateEvery: loop.valEvery,
@@ -305,7 +308,6 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
   const name = requiredString(parsed, 'model', 'train');
   const scale = integerOption(parsed, 'scale', 'train', 1);
   const loop = loopSettings(parsed, 'train');
-  const clip = numberOption(parsed, 'clip', 'train');
   const loss = parsed.values.loss ?? 'l1';
   if (loss !== 'l1' && loss !== 'mse') throw new UsageError(`train: --loss must be l1 or mse, got '${String(loss)}'`);
   const config: Record<string, unknown> = { ...parseConfig(list(parsed, 'config')), scale };
@@ -359,7 +361,7 @@ export async function trainCommand(argv: readonly string[], io: CliIO): Promise<
   try {
     const result = await runLoop({
       argv, io, loop, net: built, backend,
-      trainer: { model, loss, clipGradNorm: clip, checkpointMetadata: metadata },
+      trainer: { model, loss, checkpointMetadata: metadata },
     });
     if (!result) return 130;
     const modelPath = join(out, 'model.safetensors');
