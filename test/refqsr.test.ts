@@ -62,22 +62,23 @@ describe('RefQSR end to end', () => {
     expect(c.code, c.stderr).toBe(0);
     const r = await srq([
       'quantize', '--method', 'refqsr', '--bits', '4-2', '--base', join(base, 'model.safetensors'), '--clust', clust, '--model', fp,
-      '--tau', '0', '--eval-patch', '16', '--iters', '2', '--out', out, ...loop,
+      '--tau', '0', '--eval-patch', '16', '--iters', '2', '--match-eps', '1e-4', '--out', out, ...loop,
     ]);
     expect(r.code, r.stderr).toBe(0);
     for (const f of ['checkpoint.safetensors', 'model.safetensors', 'log.jsonl', 'card.json', 'README.md']) expect(existsSync(join(out, f)), f).toBe(true);
     const steps = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).filter((l) => !('event' in l));
     expect(steps.map((l) => l.iteration)).toEqual([1, 2]);
     for (const l of steps) expect(Number.isFinite(l.loss) && Number.isFinite(l.kd), JSON.stringify(l)).toBe(true);
-    const card = JSON.parse(readFileSync(join(out, 'card.json'), 'utf8')) as { bits: unknown; referBlocks: number; validationPsnr: number };
+    const card = JSON.parse(readFileSync(join(out, 'card.json'), 'utf8')) as { bits: unknown; referBlocks: number; matchEps: number; validationPsnr: number };
     expect(card.bits).toEqual({ high: 4, low: 2, medium: 3 });
+    expect(card.matchEps).toBe(1e-4);
     expect(card.referBlocks).toBe(1);
     expect(card.validationPsnr).toBeGreaterThan(5);
 
     // --resume continues from the checkpoint (the sampler's state included) to a longer budget.
     const again = await srq([
       'quantize', '--method', 'refqsr', '--bits', '4-2', '--base', join(base, 'model.safetensors'), '--clust', clust, '--model', fp,
-      '--tau', '0', '--eval-patch', '16', '--iters', '3', '--resume', '--out', out, ...loop,
+      '--tau', '0', '--eval-patch', '16', '--iters', '3', '--match-eps', '1e-4', '--resume', '--out', out, ...loop,
     ]);
     expect(again.code, again.stderr).toBe(0);
     const resumed = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -118,6 +119,8 @@ describe('RefQSR end to end', () => {
       }
       const runOn = async (b: string) => {
         const loaded = await loadRefqsr(file, { backend: b });
+        // The file keeps the matching norm's ε it was trained with (--match-eps 1e-4 above).
+        expect(loaded.model.refer[0]!.matchEps).toBe(1e-4);
         let report: RefqsrReport | undefined;
         const upscaler = refqsrUpscaler(loaded.model, { range: loaded.range, tau: 0, patch: 16, overlap: 3, backend: b, onReport: (r) => void (report = r) });
         const image = await upscaler.upscale(texture(5, 36));

@@ -29,6 +29,7 @@ export const REFQSR_OPTIONS = {
   'lambda-kd': { type: 'string' },
   'bound-lr-scale': { type: 'string' },
   'eval-patch': { type: 'string' },
+  'match-eps': { type: 'string' },
 } as const;
 
 /** Their usage lines. */
@@ -40,6 +41,8 @@ export const REFQSR_USAGE = `  RefQSR (--method refqsr --bits <b_high>-<b_low>, 
   --lambda-kd <l>      weight of the distillation terms (default 1; 0: no teacher)
   --bound-lr-scale <s> quantizer bound lr relative to the weights' (default 10)
   --eval-patch <p>     LR patch side P of validation and the test sets (default ${REFQSR_PATCH}; overlap ${REFQSR_OVERLAP})
+  --match-eps <e>      ε of the matching features' norm √(ΣF² + ε) (default 1e-12); larger values
+                       bound its gradient (1/√ε) at nearly-zero features
 `;
 
 /** b_high-b_low from --bits. */
@@ -144,6 +147,7 @@ export async function refqsrQuantize(argv: readonly string[], parsed: Parsed, io
   const evalPatch = integerOption(parsed, 'eval-patch', 'quantize', 15, REFQSR_PATCH);
   const calibBatches = integerOption(parsed, 'calib-batches', 'quantize', 1, 4);
   const referBlocks = parsed.values['refer-blocks'] === undefined ? undefined : integerOption(parsed, 'refer-blocks', 'quantize', 1);
+  const matchEps = numberOption(parsed, 'match-eps', 'quantize');
   const noEval = parsed.values['no-eval'] === true;
   const testSets = typeof parsed.values['test-sets'] === 'string' ? parsed.values['test-sets'] : undefined;
   const backend = (await selectBackend(parsed, 'quantize', io)).name;
@@ -168,7 +172,7 @@ export async function refqsrQuantize(argv: readonly string[], parsed: Parsed, io
   try {
     await net.model.toBackend(backend);
     const { block: clust } = await loadClustBlock(clustPath, { backend });
-    model = await RefQSR.create(net.model, { bitsHigh: high, bitsLow: low, referBlocks, clust });
+    model = await RefQSR.create(net.model, { bitsHigh: high, bitsLow: low, referBlocks, matchEps, clust });
     const pairs = { accept: pairAcceptor(clust, { range: net.range, channels: net.colors, tau }) };
     // RefER's bounds from calibration pairs of their own seed (as srq quantize's calibration).
     const calibSampler = await cropSampler(loop, net, backend, (loop.seed ^ 0x63616c69) >>> 0, pairs);
@@ -196,7 +200,7 @@ export async function refqsrQuantize(argv: readonly string[], parsed: Parsed, io
       for (const set of testSetNames.filter((s) => existsSync(join(setsDir, s)))) evals[set] = await evaluateRefqsr(upscaler, reports, join(setsDir, set));
     }
     const card = {
-      method: 'refqsr', bits: { high, low, medium: model.bits.medium }, referBlocks: model.referBlocks, tau, lambdaKd, boundLrScale,
+      method: 'refqsr', bits: { high, low, medium: model.bits.medium }, referBlocks: model.referBlocks, matchEps: model.refer[0]!.matchEps, tau, lambdaKd, boundLrScale,
       base: baseSpec, clust: clustPath, teacher: teacherSpec ?? null, model: { name: net.name, config, scale: net.scale },
       iterations: result.iteration, batch: loop.batch, patch: loop.patch, lr: loop.lr, schedule: loop.schedule, seed: loop.seed,
       data: loop.folders, val: valFolder, holdout: loop.holdout?.source, validationPsnr: result.validation?.psnr,

@@ -20,6 +20,8 @@ export interface RefqsrSettings {
   bitsLow: number;
   referBlocks: number;
   alpha: number;
+  /** ε of the matching norm (files from before the option: 1e-12). */
+  matchEps?: number;
   /** τ the file was trained with (inference default). */
   tau: number;
   /** LR patch side P of inference (default of `srq eval`/`srq upscale`). */
@@ -42,7 +44,7 @@ export async function saveRefqsr(
   model.setPath('reference');
   const clust = model.clust;
   const meta: RefqsrSettings = {
-    bitsHigh: model.bits.high, bitsLow: model.bits.low, referBlocks: model.referBlocks, alpha: model.refer[0].alpha, ...settings,
+    bitsHigh: model.bits.high, bitsLow: model.bits.low, referBlocks: model.referBlocks, alpha: model.refer[0].alpha, matchEps: model.refer[0].matchEps, ...settings,
     clust: clust ? { classes: clust.classes, bits: clustBlockBits(clust) } : null,
   };
   await saveSafetensors(path, model.stateDict(), { ...extra, ...quantizedMetadata(model.base, arch), [REFQSR_KEY]: JSON.stringify(meta) });
@@ -71,7 +73,7 @@ export function refqsrFromTensorFile(file: TensorFile, label = 'file'): LoadedRe
   const base = quantizedFromTensorFile({ tensors: part('base.'), metadata: file.metadata });
   try {
     const clust = settings.clust ? clustBlockFromTensors(part('clust.'), settings.clust.classes, settings.clust.bits) : null;
-    const model = new RefQSR(base.model, { bitsHigh: settings.bitsHigh, bitsLow: settings.bitsLow, referBlocks: settings.referBlocks, alpha: settings.alpha, clust });
+    const model = new RefQSR(base.model, { bitsHigh: settings.bitsHigh, bitsLow: settings.bitsLow, referBlocks: settings.referBlocks, alpha: settings.alpha, matchEps: settings.matchEps, clust });
     model.getSubmodule('refer').loadStateDict(part('refer.'));
     model.eval();
     return { ...base, model, settings };

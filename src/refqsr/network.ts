@@ -57,6 +57,8 @@ export interface RefqsrOptions {
   referBlocks?: number;
   /** Soft-argmax temperature in training (default 1000). */
   alpha?: number;
+  /** ε of the RefER matching features' norm (default 1e-12; see normalizeAndPool). */
+  matchEps?: number;
   /** The patch clustering block (needed for inference on whole images, not for training). */
   clust?: ClustBlock | null;
   /**
@@ -102,7 +104,7 @@ export class RefQSR extends Module {
     const refer = new ReferList();
     for (let j = 0; j < k; j++) {
       refer.add(new RefERBlock(channels, {
-        bitsLow: this.bits.low, bitsHigh: this.bits.high, activation: acts[0].spec, weight: weights[0].spec, alpha: options.alpha, rng: options.rng,
+        bitsLow: this.bits.low, bitsHigh: this.bits.high, activation: acts[0].spec, weight: weights[0].spec, alpha: options.alpha, matchEps: options.matchEps, rng: options.rng,
       }));
     }
     this.registerModule('refer', refer);

@@ -40,6 +40,22 @@ describe('RefER', () => {
     expect([pooledSize(16), pooledSize(24), pooledSize(2)]).toEqual([5, 8, 1]);
   });
 
+  it('the norm\'s ε bounds the gradient at a nearly-zero feature by about 1/√ε; a bad ε is refused', async () => {
+    // One position, two channels, a feature far below √ε: d(f/‖f‖)/df ≈ 1/√ε there.
+    const grad = async (eps: number) => {
+      const f = tensor([1e-9, 0], [1, 2, 1, 1], { requiresGrad: true });
+      const y = normalizeAndPool(f, eps);
+      y.sum().backward();
+      const g = await values(f.grad!);
+      f.dispose();
+      y.dispose();
+      return g[0]!;
+    };
+    expect(await grad(1e-12)).toBeCloseTo(1e6, -3);
+    expect(await grad(1e-4)).toBeCloseTo(100, 1);
+    expect(() => normalizeAndPool(tensor([1, 2], [1, 2, 1, 1]), 0)).toThrow(/ε must be a positive number, got 0/);
+  });
+
   it('soft-argmax tends to argmax as α grows; argmax is one-hot, the first maximum on ties', async () => {
     const e = uniform([2, 5, 7], -1, 1, { rng: new Random(8) });
     const hard = await values(matchWeights(e, 'argmax'));

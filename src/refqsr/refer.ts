@@ -33,11 +33,19 @@ export function pooledSize(n: number): number {
   return Math.max(1, Math.round(n / 3));
 }
 
-/** φ(F/‖F‖): each position's channel vector scaled to unit L2 norm, then 3×3 average pooling. */
-export function normalizeAndPool(f: Tensor): Tensor {
+/** The ε under the square root of ‖F‖ = √(Σ F² + ε) (default of RefERBlockOptions.matchEps). */
+export const REFER_MATCH_EPS = 1e-12;
+
+/**
+ * φ(F/‖F‖): each position's channel vector scaled to unit L2 norm, ‖F‖ = √(Σ F² + eps), then 3×3 average
+ * pooling. The ε keeps an all-zero position (after ReLU) at 0 instead of 0/0; it also bounds the norm's
+ * derivative at nearly-zero positions by 1/√ε, which at 1e-12 (10⁶), times the soft-argmax's α, makes
+ * training gradients explode (see `matchEps`).
+ */
+export function normalizeAndPool(f: Tensor, eps = REFER_MATCH_EPS): Tensor {
   if (f.rank !== 4) throw new ShapeError(`RefER: feature must be [N, C, H, W], got ${fmt(f.shape)}`);
-  // The ε keeps an all-zero position (after ReLU) at 0 instead of 0/0.
-  const norm = sqrt(add(sum(mul(f, f), 1, true), 1e-12));
+  if (!(eps > 0) || !Number.isFinite(eps)) throw new ValueError(`RefER: the matching norm's ε must be a positive number, got ${eps}`);
+  const norm = sqrt(add(sum(mul(f, f), 1, true), eps));
   return adaptiveAvgPool2d(div(f, norm), [pooledSize(f.shape[2]), pooledSize(f.shape[3])]);
 }
 
@@ -119,6 +127,8 @@ export interface RefERBlockOptions {
   weight: WeightQuantSpec;
   /** Soft-argmax temperature in training (default 1000). */
   alpha?: number;
+  /** ε of the matching features' norm √(Σ F² + ε) (default 1e-12; see normalizeAndPool). */
+  matchEps?: number;
   rng?: Random;
   backend?: string;
 }
@@ -131,6 +141,7 @@ export interface RefERBlockOptions {
 export class RefERBlock extends Module {
   readonly channels: number;
   readonly alpha: number;
+  readonly matchEps: number;
   /** The sampling grid of the last forward ([N, H, W, 2]), kept for inspection when `keepGrid` is set. */
   lastGrid: Tensor | null = null;
   keepGrid = false;
@@ -140,6 +151,8 @@ export class RefERBlock extends Module {
     if (!Number.isInteger(channels) || channels < 1) throw new ValueError(`RefERBlock: channels must be a positive integer, got ${channels}`);
     this.channels = channels;
     this.alpha = options.alpha ?? REFER_ALPHA;
+    this.matchEps = options.matchEps ?? REFER_MATCH_EPS;
+    if (!(this.matchEps > 0) || !Number.isFinite(this.matchEps)) throw new ValueError(`RefERBlock: matchEps must be a positive number, got ${this.matchEps}`);
     const { rng, backend } = options;
     // F̂ lies in [−1, 1] (unit vectors, averaged): a symmetric quantizer with a learnable clip.
     this.registerModule('quant_match', new ActivationQuantizer({ kind: 'symmetric', bits: options.bitsLow, init: { mode: 'constant', alpha: 1 } }, 1, backend));
@@ -165,8 +178,8 @@ export class RefERBlock extends Module {
 
   /** Matching weights of query positions over reference positions on the pooled grids: [N, Hq'·Wq', Hr'·Wr']. */
   match(fq: Tensor, fr: Tensor): Tensor {
-    const q = this.matchQuantizer.call(normalizeAndPool(fq));
-    const r = this.matchQuantizer.call(normalizeAndPool(fr));
+    const q = this.matchQuantizer.call(normalizeAndPool(fq, this.matchEps));
+    const r = this.matchQuantizer.call(normalizeAndPool(fr, this.matchEps));
     return matchWeights(costVolume(q, r), this.training ? this.alpha : 'argmax');
   }
 
