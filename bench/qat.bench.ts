@@ -6,13 +6,19 @@
  */
 import { existsSync } from 'node:fs';
 import {
-  type Module, type QatMethod, Trainer, TrainingSampler, loadPretrained, prepareQat, shutdown, useBackend,
+  type Module, type QatMethod, Trainer, TrainingSampler, getBackend, loadPretrained, prepareQat, shutdown, useBackend,
 } from '../src/index.js';
 
 const [steps = 20, bits = 2, batch = 16, patch = 16] = process.argv.slice(2).map(Number);
 const TRAIN = ['../shared/data/train/T91', '../shared/data/train/General100'];
 
-async function itPerSec(method: QatMethod | 'fp', backend: string): Promise<number> {
+/** Dispatches so far, on a WebGPU backend (its engine counts them); undefined elsewhere. */
+function dispatches(backend: string): number | undefined {
+  return (getBackend(backend) as { engine?: { stats: { dispatches: number } } }).engine?.stats.dispatches;
+}
+
+/** Steps per second and, on WebGPU, dispatches per step. */
+async function itPerSec(method: QatMethod | 'fp', backend: string): Promise<{ rate: number; perStep?: number }> {
   const { model } = await loadPretrained('edsr-lite-x4');
   const m: Module = await model.toBackend(backend);
   const sampler = await TrainingSampler.create({ folders: TRAIN, scale: 4, patch, batch, seed: 0, range: 255, mode: 'rgb', backend });
@@ -25,14 +31,20 @@ async function itPerSec(method: QatMethod | 'fp', backend: string): Promise<numb
   }
   // The first step compiles shaders and fills pools: time from the end of it.
   let t1 = 0;
+  let d1: number | undefined;
   const trainer = await Trainer.create({
     model: m, sampler, iterations: steps + 1, lr: 1e-4, backend, ...extra,
-    onProgress: (p) => void (p.iteration === 1 && (t1 = performance.now())),
+    onProgress: (p) => {
+      if (p.iteration !== 1) return;
+      t1 = performance.now();
+      d1 = dispatches(backend);
+    },
   });
   await trainer.run();
   const seconds = (performance.now() - t1) / 1000;
+  const d2 = dispatches(backend);
   m.dispose();
-  return steps / seconds;
+  return { rate: steps / seconds, perStep: d1 === undefined || d2 === undefined ? undefined : (d2 - d1) / steps };
 }
 
 async function main(): Promise<void> {
@@ -44,11 +56,12 @@ async function main(): Promise<void> {
   for (const backend of ['cpu', 'webgpu']) {
     const active = await useBackend(backend as 'cpu');
     if (active.name !== backend) continue;
+    const perStep = (r: { perStep?: number }) => (r.perStep === undefined ? '' : `, ${r.perStep.toFixed(0)} dispatches/step`);
     const fp = await itPerSec('fp', backend);
-    console.log(`${backend.padEnd(7)} fp    ${fp.toFixed(3)} it/s`);
+    console.log(`${backend.padEnd(7)} fp    ${fp.rate.toFixed(3)} it/s${perStep(fp)}`);
     for (const method of ['pams', 'ddtb', 'odm'] as const) {
       const r = await itPerSec(method, backend);
-      console.log(`${backend.padEnd(7)} ${method.padEnd(5)} ${r.toFixed(3)} it/s  (${(fp / r).toFixed(2)}× the FP step time)`);
+      console.log(`${backend.padEnd(7)} ${method.padEnd(5)} ${r.rate.toFixed(3)} it/s  (${(fp.rate / r.rate).toFixed(2)}× the FP step time${perStep(r)})`);
     }
   }
   shutdown();
