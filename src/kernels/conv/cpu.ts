@@ -17,7 +17,9 @@
  * regardless of image size and keeps the gathered rows cache-resident.
  *
  * For float32 tensors gemm/gemmPackedB run the WebAssembly SIMD kernel (matmul/wasm-simd.ts) unless it is
- * switched off; the packers below then write float32 panels in wasm memory instead of float64 ones.
+ * switched off; the packers below then write float32 panels in wasm memory instead of float64 ones. Float32
+ * convs with a horizontal stride of 1 (forward, stride-1 backward data, weight gradient) skip the packers:
+ * ./wasm-simd.ts reads the padded band itself (an implicit GEMM).
  *
  * Every call is a job that can be cut into parts computing disjoint pieces of the output, for worker threads
  * (backends/cpu/threads.ts installs the runner, see setConvParallel); any cut gives the same bits ("Jobs split
@@ -370,7 +372,9 @@ function weightView(w: FloatArray, g: Geometry, grp: number, trans: boolean): Ma
 // one part, through the same arithmetic whatever `parts` is, so any thread count gives the same bits.
 // That holds because the GEMMs' rounding depends only on the reduction length (the KC blocking over k) and
 // never on the m/n blocking or on which strip a pixel falls in, and because gemm() is told the whole
-// problem's shape when it picks its small-matrix path (see its `decideBy`).
+// problem's shape when it picks its small-matrix path (see its `decideBy`). The SIMD implicit GEMMs of
+// ./wasm-simd.ts hold it too: a forward pixel sums all its taps from the bias in one order, and a weight
+// gradient's strips are cut by the whole group's height, whatever the part.
 //   forward          output rows (or, pointwise, pixel ranges in whole panels); each part packs only its pixels
 //   backward data    at stride 1 the forward job it becomes (prepareConvJob); otherwise input channels (col2im
 //                    path) or pixel ranges (pointwise), with the strips of the whole image, so overlapping
