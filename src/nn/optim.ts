@@ -98,13 +98,13 @@ export class Adam {
       this.state.set(p, s);
     }
     s.step++;
+    // The step's scalars, shared by the fused kernel and the composite form.
+    const stepSize = group.lr / (1 - beta1 ** s.step);
+    const biasCorrection2Sqrt = Math.sqrt(1 - beta2 ** s.step);
     const backend = p.backend;
     if (backend.adam && isFloat(p.dtype) && grad.dtype === p.dtype && grad.backend === backend) {
       // One fused pass (the same arithmetic as below), where the backend has it.
-      const h = {
-        beta1, beta2, eps: group.eps, weightDecay: group.weightDecay,
-        stepSize: group.lr / (1 - beta1 ** s.step), biasCorrection2Sqrt: Math.sqrt(1 - beta2 ** s.step),
-      };
+      const h = { beta1, beta2, eps: group.eps, weightDecay: group.weightDecay, stepSize, biasCorrection2Sqrt };
       const [p2, m2, v2] = backend.adam(p.kernel, grad.kernel, s.exp_avg.kernel, s.exp_avg_sq.kernel, h);
       s.exp_avg.assign(wrap(backend, m2, p.shape, p.dtype));
       s.exp_avg_sq.assign(wrap(backend, v2, p.shape, p.dtype));
@@ -114,8 +114,7 @@ export class Adam {
     const g = group.weightDecay !== 0 ? add(grad, mul(p, group.weightDecay)) : grad;
     s.exp_avg.assign(add(mul(s.exp_avg, beta1), mul(g, 1 - beta1)));
     s.exp_avg_sq.assign(add(mul(s.exp_avg_sq, beta2), mul(mul(g, g), 1 - beta2)));
-    const stepSize = group.lr / (1 - beta1 ** s.step);
-    const denom = add(div(sqrt(s.exp_avg_sq), Math.sqrt(1 - beta2 ** s.step)), group.eps);
+    const denom = add(div(sqrt(s.exp_avg_sq), biasCorrection2Sqrt), group.eps);
     p.assign(sub(p, div(mul(s.exp_avg, stepSize), denom)));
   }
 
