@@ -104,6 +104,14 @@ describe('RefQSR end to end', () => {
     // 32 LR with P = 20 and 3 pixels of context: origins 0, 12 → 2 × 2 patches, every one a reference.
     expect(all.stdout).toMatch(/^v\s.*\s4\/4$/m);
     expect((await srq(['eval', '--model', fp, '--data', val, '--all-reference'])).stderr).toContain('--all-reference applies to RefQSR models only');
+    // The paper's ablations: every patch a query, none a reference.
+    for (const ablation of ['--self-reference', '--without-refer']) {
+      const r = await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val, ablation, '--patch', '20']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^v\s.*\s0\/4$/m);
+    }
+    expect((await srq(['eval', '--model', join(out, 'model.safetensors'), '--data', val, '--self-reference', '--all-reference'])).stderr)
+      .toContain('--all-reference and --self-reference cannot be combined');
     expect(json.mean.fqr).toBeGreaterThan(2);
     expect(json.mean.fqr).toBeLessThanOrEqual(4);
   });

@@ -1,9 +1,10 @@
 // Writes the RefQSR study's table (experiments/refqsr/RESULTS.md) from the cards of finished runs:
 // per test set, the DDTB bases (whole images, BitOPs per image from modelCost at each LR size)
-// and RefQSR on them (patch-wise at P = 24 from the card, P = 32 from eval-p32-*.json, and with
-// every patch a reference from eval-all-reference-*.json), mean ±
-// std over seeds of PSNR, with BitOPs (refqsr convention), FQR and the share of references; the
-// paper's SRResNet-DDTB Urban100 rows beside ours, and every command.
+// and RefQSR on them (patch-wise at P = 24 from the card, P = 32 from eval-p32-*.json, every patch
+// a reference from eval-all-reference-*.json, and the paper's two ablations from
+// eval-self-reference-*.json and eval-without-refer-*.json), mean ± std over seeds of PSNR, with
+// BitOPs (refqsr convention), FQR and the share of references; the paper's SRResNet Urban100 rows
+// beside ours; each claim as a paired difference over seeds with a verdict; every command.
 // Usage: npx tsx experiments/refqsr/table.ts
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,18 @@ const PUBLISHED: Record<string, string> = {
   'ddtb-w8a8': '9.27 G, FQR 8.00, 25.89 dB', 'refqsr-8-3': '6.67 G, FQR 6.01, 25.95 dB',
   'ddtb-w4a4': '2.32 G, FQR 4.00, 25.77 dB', 'refqsr-4-3': '2.14 G, FQR 3.60, 25.92 dB', 'refqsr-4-2': '1.79 G, FQR 3.20, 25.73 dB',
 };
+
+/** The paper's Table 5 (SRResNet-CADyQ δ-3bit, Urban100): its ablations of RefQSR. */
+const PUBLISHED_ABLATION: Record<string, string> = {
+  'self-reference': 'Table 5 (CADyQ δ-3): 4.08 G, FQR 3.85, 25.78 dB (RefQSR 25.89)',
+  'without-refer': 'Table 5 (CADyQ δ-3): 4.32 G, FQR 4.10, 25.79 dB (RefQSR 25.89)',
+};
+/** The eval-only variants of a trained RefQSR run: file stem, row label. */
+const VARIANTS = [
+  ['all-reference', 'every patch a reference'],
+  ['self-reference', 'self-reference (ablation)'],
+  ['without-refer', 'without RefER, b_high blocks (ablation)'],
+] as const;
 
 interface SetScore { psnr: number; bitopsRefqsr: number; fqr: number; referenceShare: number }
 interface RefqsrCard { eval: Record<string, SetScore> | null; validationPsnr?: number; command: string }
@@ -52,6 +65,65 @@ async function baseCost(bits: number, set: string): Promise<{ bitops: number; fa
   return result;
 }
 
+/** Paper differences smaller than this (dB) claim parity rather than a gain or a loss. */
+const PARITY = 0.05;
+
+/** A run's eval-<stem>-<set>.json mean, or null. */
+const variant = (cell: string, seed: number, stem: string, set: string): SetScore | null =>
+  read<{ mean: SetScore }>(join('experiments', 'refqsr', 'runs', `${cell}-s${seed}`, `eval-${stem}-${set}.json`))?.mean ?? null;
+/** A run's card score on a set (P = 24, ClustBlock references), or null. */
+const carded = (cell: string, seed: number, set: string): SetScore | null =>
+  read<RefqsrCard>(join('experiments', 'refqsr', 'runs', `${cell}-s${seed}`, 'card.json'))?.eval?.[set] ?? null;
+const basePsnr = (bits: number, seed: number, set: string): number | null =>
+  read<BaseCard>(join(baseDir(bits, seed), 'card.json'))?.eval?.[set]?.psnr ?? null;
+
+/**
+ * The paper's claims as PSNR differences paired by seed (the same base on both sides), mean ±
+ * standard error over seeds; the verdict as in the CFQP table: reproduced = same sign as the paper
+ * and |Δ| > 2 SE.
+ */
+function claims(): void {
+  // The paper's differences on Urban100: Table 2 (SRResNet-DDTB) and Table 5 (SRResNet-CADyQ δ-3).
+  const paper: Record<string, Record<string, number>> = {
+    base: { 'refqsr-4-3': 25.92 - 25.77, 'refqsr-4-2': 25.73 - 25.77, 'refqsr-8-3': 25.95 - 25.89 },
+    'self-reference': { any: 25.89 - 25.78 },
+    'without-refer': { any: 25.89 - 25.79 },
+  };
+  lines.push('## The paper\'s claims at our scale', '',
+    'Each claim as a PSNR difference in dB: the paper\'s (Urban100; Table 2 for RefQSR against its base, Table 5 for the ablations, on SRResNet-CADyQ) and ours, mean ± standard error over seeds, paired by seed. Verdict: *reproduced* = same sign and |Δ| > 2 SE (where the paper\'s |Δ| < 0.05 dB it claims parity: reproduced when |ours| ≤ 0.05 + 2 SE); *same sign, within noise*; *opposite* = other sign and |Δ| > 2 SE; *no difference* otherwise; *one seed* when n < 2.', '',
+    '| claim | cell | set | paper Δ | ours Δ | verdict |', '|---|---|---|---|---|---|');
+  const verdict = (want: number, d: number[]) => {
+    if (d.length < 2) return 'one seed';
+    const m = mean(d);
+    const se = Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1) / d.length);
+    // A paper difference under 0.05 dB claims parity: reproduced when ours is within 0.05 dB + 2 SE of 0.
+    if (Math.abs(want) < PARITY) return Math.abs(m) <= PARITY + 2 * se ? 'reproduced (parity)' : `not reproduced: ${m < 0 ? 'a loss' : 'a gain'} beyond ${PARITY} dB`;
+    if (Math.abs(m) <= 2 * se) return Math.sign(m) === Math.sign(want) ? 'same sign, within noise' : 'no difference';
+    return Math.sign(m) === Math.sign(want) ? 'reproduced' : 'opposite';
+  };
+  const show = (d: number[]) => {
+    if (d.length === 0) return '–';
+    const m = mean(d);
+    const se = d.length > 1 ? Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1) / d.length) : NaN;
+    return `${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${Number.isNaN(se) ? '?' : se.toFixed(3)} (${d.length})`;
+  };
+  const row = (claim: string, cell: string, set: string, want: number, d: number[]) =>
+    lines.push(`| ${claim} | ${cell} | ${set} | ${want >= 0 ? '+' : ''}${want.toFixed(2)} | ${show(d)} | ${d.length ? verdict(want, d) : '–'} |`);
+  const pairs = (f: (seed: number) => [number | null, number | null]) =>
+    SEEDS.map(f).filter((p): p is [number, number] => p[0] !== null && p[1] !== null).map(([a, b]) => a - b);
+  for (const set of SETS) {
+    for (const cell of CELLS) {
+      row('RefQSR matches or beats its base at fewer bits (RefQSR − base)', cell.id, set, paper.base[cell.id],
+        pairs((s) => [carded(cell.id, s, set)?.psnr ?? null, basePsnr(cell.high, s, set)]));
+      row('the high-bit reference helps the query (RefQSR − self-reference)', cell.id, set, paper['self-reference'].any,
+        pairs((s) => [carded(cell.id, s, set)?.psnr ?? null, variant(cell.id, s, 'self-reference', set)?.psnr ?? null]));
+      row('RefER beats high-bit blocks in its place (RefQSR − without RefER)', cell.id, set, paper['without-refer'].any,
+        pairs((s) => [carded(cell.id, s, set)?.psnr ?? null, variant(cell.id, s, 'without-refer', set)?.psnr ?? null]));
+    }
+  }
+  lines.push('');
+}
+
 const lines = [
   '# RefQSR study: results so far', '',
   `Generated by \`npx tsx experiments/refqsr/table.ts\` from the cards in \`experiments/qat/runs/\` (DDTB bases) and \`experiments/refqsr/runs/\`. RefQSR budget: ${BUDGET.iters} iterations of ${BUDGET.batch} pairs of ${BUDGET.patch}×${BUDGET.patch} LR crops, lr ${BUDGET.lr} halved at the midpoint; seeds ${SEEDS.join(', ')}, each RefQSR run on the base of its seed. Last checkpoint; PSNR mean ± sample std (number of seeds). BitOPs: refqsr convention (2·MACs·(b_w/32)·(b_a/32) over the residual body), mean per image, in G; a base runs whole images, RefQSR runs P×P patches that overlap by 6 pixels (overlaps counted in full). ClustBlock and RefER-matching overheads are not included (see each run's README).`, '',
@@ -75,14 +147,17 @@ for (const set of SETS) {
         lines.push(`| + RefQSR ${cell.high}-${cell.low} | ${p} | ${stats(scores.map((x) => x.psnr))} | ${Number.isNaN(m((x) => x.bitopsRefqsr)) ? '–' : (m((x) => x.bitopsRefqsr) / 1e9).toPrecision(3)} | `
           + `${show(m((x) => x.fqr), 2)} | ${Number.isNaN(m((x) => x.referenceShare)) ? '–' : `${(100 * m((x) => x.referenceShare)).toFixed(1)} %`} | ${p === PATCHES[0] ? PUBLISHED[cell.id] : ''} |`);
       }
-      const all = SEEDS.map((s) => read<{ mean: SetScore }>(join('experiments', 'refqsr', 'runs', `${cell.id}-s${s}`, `eval-all-reference-${set}.json`))?.mean ?? null)
-        .filter((x): x is SetScore => x !== null);
-      const bitops = all.length ? `${(mean(all.map((x) => x.bitopsRefqsr)) / 1e9).toPrecision(3)}` : '–';
-      lines.push(`| + RefQSR ${cell.high}-${cell.low}, every patch a reference | ${PATCHES[0]} | ${stats(all.map((x) => x.psnr))} | ${bitops} | ${all.length ? mean(all.map((x) => x.fqr)).toFixed(2) : '–'} | ${all.length ? '100 %' : '–'} | |`);
+      for (const [stem, label] of VARIANTS) {
+        const all = SEEDS.map((s) => variant(cell.id, s, stem, set)).filter((x): x is SetScore => x !== null);
+        const bitops = all.length ? `${(mean(all.map((x) => x.bitopsRefqsr)) / 1e9).toPrecision(3)}` : '–';
+        const share = all.length ? `${(100 * mean(all.map((x) => x.referenceShare))).toFixed(0)} %` : '–';
+        lines.push(`| + RefQSR ${cell.high}-${cell.low}, ${label} | ${PATCHES[0]} | ${stats(all.map((x) => x.psnr))} | ${bitops} | ${all.length ? mean(all.map((x) => x.fqr)).toFixed(2) : '–'} | ${share} | ${stem in PUBLISHED_ABLATION ? PUBLISHED_ABLATION[stem] : ''} |`);
+      }
     }
   }
   lines.push('');
 }
+claims();
 lines.push('## Commands', '', 'For seed S (`npx tsx experiments/refqsr/run.ts` runs them all, resuming):', '');
 for (const bits of [4, 8]) lines.push(`- DDTB ${bits}-bit base: \`npx srq ${shellLine(baseArgs(bits, 0, baseDir(bits, 0).replace('-s0', '-sS'))).replace('--seed 0', '--seed S')}\``);
 for (const cell of CELLS) {
@@ -90,6 +165,6 @@ for (const cell of CELLS) {
   lines.push(`- ${cell.id}: \`npx srq ${shellLine(args).replace('--seed 0', '--seed S')}\``);
 }
 lines.push(`- P = ${PATCHES.slice(1).join(', ')}: \`npx srq eval --model experiments/refqsr/runs/<cell>-sS/model.safetensors --data ../shared/data/<set> --patch <P> --json\``);
-lines.push('- every patch a reference: `npx srq eval --model experiments/refqsr/runs/<cell>-sS/model.safetensors --data ../shared/data/<set> --all-reference --json`');
+for (const [stem, label] of VARIANTS) lines.push(`- ${label}: \`npx srq eval --model experiments/refqsr/runs/<cell>-sS/model.safetensors --data ../shared/data/<set> --${stem} --json\``);
 writeFileSync(join('experiments', 'refqsr', 'RESULTS.md'), `${lines.join('\n')}\n`);
 console.log(lines.join('\n'));

@@ -32,6 +32,10 @@ Options:
                      (the default for INT8 models, on either backend)
   --patch <p>        RefQSR models: the LR patch side P (default: the one the file records)
   --all-reference    RefQSR models: every patch a reference (b_high), the ceiling its queries save from
+  --self-reference   RefQSR models: every patch a query whose RefER blocks take its own features
+                     (the paper's ablation: what the high-bit reference adds)
+  --without-refer    RefQSR models: every patch a query whose replaced blocks run as the base's
+                     residual blocks at b_high (the paper's "w/o RefER" ablation)
   --json             print JSON instead of a table
   -h, --help         this text
 `;
@@ -45,6 +49,8 @@ const OPTIONS = {
   'fake-quant': { type: 'boolean' },
   patch: { type: 'string' },
   'all-reference': { type: 'boolean' },
+  'self-reference': { type: 'boolean' },
+  'without-refer': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -94,9 +100,10 @@ export async function evalCommand(argv: readonly string[], io: CliIO): Promise<n
 
   const reports: RefqsrReport[] = [];
   const patch = parsed.values.patch === undefined ? undefined : integerOption(parsed, 'patch', 'eval', 15);
-  const allReference = parsed.values['all-reference'] === true;
-  const refqsr = await loadRefqsrUpscaler(spec, reports, { backend: backend.name, patch, selection: allReference ? 'all-reference' : 'clust' });
-  if ((patch !== undefined || allReference) && !refqsr) throw new UsageError(`eval: --${patch !== undefined ? 'patch' : 'all-reference'} applies to RefQSR models only`);
+  const selections = (['all-reference', 'self-reference', 'without-refer'] as const).filter((s) => parsed.values[s] === true);
+  if (selections.length > 1) throw new UsageError(`eval: --${selections[0]} and --${selections[1]} cannot be combined`);
+  const refqsr = await loadRefqsrUpscaler(spec, reports, { backend: backend.name, patch, selection: selections[0] ?? 'clust' });
+  if ((patch !== undefined || selections.length > 0) && !refqsr) throw new UsageError(`eval: --${patch !== undefined ? 'patch' : selections[0]} applies to RefQSR models only`);
   if (refqsr) {
     if (wantedScale !== undefined && wantedScale !== refqsr.scale) {
       refqsr.dispose();

@@ -69,7 +69,7 @@ export async function loadUpscaler(spec: string, scale?: number, options: { fake
 
 /**
  * A RefQSR file's Upscaler (patch P from the file unless `patch`; references chosen by its
- * ClustBlock unless `selection` says 'all-reference'), with its reports pushed to `reports`; null
+ * ClustBlock unless `selection` says otherwise), with its reports pushed to `reports`; null
  * when `spec` is not a RefQSR file.
  */
 export async function loadRefqsrUpscaler(

@@ -52,8 +52,15 @@ const refqsrBitops = (macs: number, wb: number, ab: number) => 2 * macs * (wb / 
 /** Costs already computed, per model and (path, size): a trace per patch would cost a forward each. */
 const computed = new WeakMap<RefQSR, Map<string, PatchCost>>();
 
-/** The cost of one patch of height × width run on `path` (a reference or a query). */
-export function patchCost(model: RefQSR, path: RefqsrPath, height: number, width: number): PatchCost {
+/**
+ * How a patch ran, for its cost: a reference, a query, or a query whose replaced blocks ran as the
+ * base's residual blocks at b_high ('query-without-refer', RefQSR.queryAblation). A self-reference
+ * query costs what a query does.
+ */
+export type PatchRun = RefqsrPath | 'query-without-refer';
+
+/** The cost of one patch of height × width run as `path`. */
+export function patchCost(model: RefQSR, path: PatchRun, height: number, width: number): PatchCost {
   const key = `${path} ${height}x${width}`;
   let known = computed.get(model);
   if (!known) computed.set(model, (known = new Map()));
@@ -64,10 +71,11 @@ export function patchCost(model: RefQSR, path: RefqsrPath, height: number, width
   return cost;
 }
 
-function computePatchCost(model: RefQSR, path: RefqsrPath, height: number, width: number): PatchCost {
+function computePatchCost(model: RefQSR, path: PatchRun, height: number, width: number): PatchCost {
+  const replaced = Array.from({ length: model.referBlocks }, (_, j) => `body.${model.firstReplaced + j}.`);
   let layers: LayerCost[];
   try {
-    model.setPath(path);
+    model.setPath(path === 'reference' ? 'reference' : 'query');
     layers = modelCost(model.base, height, width).layers.filter((l) => !l.meanShift);
   } finally {
     model.setPath('reference');
@@ -75,8 +83,12 @@ function computePatchCost(model: RefQSR, path: RefqsrPath, height: number, width
   const { high, low } = model.bits;
   const channels = model.refer[0].channels;
   let matching = { macs: 0, bitops: 0, bitopsRefqsr: 0 };
+  if (path === 'query-without-refer') {
+    // The replaced blocks at b_high: their cost on the reference path (where setPath left the model).
+    const reference = modelCost(model.base, height, width).layers;
+    layers = layers.map((l) => (replaced.some((p) => l.path.startsWith(p)) ? reference.find((r) => r.path === l.path)! : l));
+  }
   if (path === 'query') {
-    const replaced = Array.from({ length: model.referBlocks }, (_, j) => `body.${model.firstReplaced + j}.`);
     layers = layers.filter((l) => !replaced.some((p) => l.path.startsWith(p)));
     const macs = channels * channels * 9 * height * width;
     for (let j = 0; j < 2 * model.referBlocks; j++) {

@@ -3,7 +3,7 @@
 // to running each patch alone at its bits.
 import { describe, expect, it } from 'vitest';
 import {
-  EDSR, ESPCN, Random, type Tensor, calibrate, createImage, noGrad, presetPlan, quantize, slice, tensor, uniform,
+  EDSR, ESPCN, Random, type Tensor, add, calibrate, createImage, noGrad, presetPlan, quantize, slice, tensor, uniform,
 } from '../index.js';
 import { ActivationQuantizer, WeightQuantizer } from '../quant/quantizer.js';
 import { ClustBlock } from './clustblock.js';
@@ -85,6 +85,37 @@ describe('RefQSR network', () => {
     });
   }
 
+  it('ablations: without RefER is the base with the query bits and b_high in the replaced blocks; self-reference feeds RefER its own features', async () => {
+    const base = await ddtbEdsr(5);
+    const model = await RefQSR.create(base, { bitsHigh: 4, bitsLow: 2, referBlocks: 1, rng: new Random(2) });
+    model.eval();
+    const x = uniform([2, 3, 10, 9], 0, 255, { rng: new Random(8) });
+    const without = await values(noGrad(() => model.queryAblation(x, 'without-refer')));
+    const self = await values(noGrad(() => model.queryAblation(x, 'self-reference')));
+    // Independently: set the plain base's quantizer bits block by block and run its forward.
+    const setBits = (i: number, weights: number, activations: number) => {
+      for (const [, m] of base.getSubmodule(`body.${i}`).namedModules()) {
+        if (m instanceof ActivationQuantizer) m.bits = activations;
+        if (m instanceof WeightQuantizer) m.bits = weights;
+      }
+    };
+    setBits(1, 3, 2);
+    expect(without).toEqual(await values(noGrad(() => base.forward(x))));
+    setBits(1, 4, 4);
+    // Self-reference: the query path to the replaced block, then its RefER block with the same feature on both inputs.
+    const selfByHand = noGrad(() => {
+      model.setPath('query');
+      const h = base.getSubmodule('head').call(base.getSubmodule('sub_mean').call(x));
+      const f1 = base.getSubmodule('body.1').call(base.getSubmodule('body.0').call(h));
+      const f = model.refer[0].call(f1, f1);
+      model.setPath('reference');
+      return base.getSubmodule('add_mean').call(base.getSubmodule('tail').call(add(base.getSubmodule('body.3').call(f), h)));
+    });
+    expect(self).toEqual(await values(selfByHand));
+    expect(self).not.toEqual(without);
+    expect(() => model.queryAblation(x, 'none' as never)).toThrow(/'self-reference' or 'without-refer', got 'none'/);
+  });
+
   it('RefER starts from the replaced block; calibrateRefer sets only RefER bounds; bad bases are refused', async () => {
     const base = await ddtbEdsr(3);
     const model = await RefQSR.create(base, { bitsHigh: 4, bitsLow: 3, referBlocks: 1, rng: new Random(2) });
@@ -124,6 +155,11 @@ describe('RefQSR network', () => {
       expect(query.matching.bitops).toBe(8 * cells * cells * 4);
       expect(clustMacs(18, 15, 5)).toBe(64 * 3 * 9 * 6 * 5 + 64 * 64 * 9 * 4 * 3 + 32 * 64 * 9 * 2 * 1 + 32 * 5);
       expect(ref.clust.bitops).toBe(clustMacs(18, 15, 5) * 64);
+      // Without RefER: block 2 runs as the base's block at b_high (its first conv input float, as DDTB 'code').
+      const without = patchCost(model, 'query-without-refer', h, w);
+      expect(without.bitopsRefqsr).toBeCloseTo(2 * (refqsr(4, 32) + refqsr(4, 4)) + refqsr(3, 32) + refqsr(3, 2), 6);
+      expect(without.fqr).toBe((4 + 2 + 4) / 3);
+      expect(without.matching.macs).toBe(0);
     });
   });
 });
@@ -175,6 +211,15 @@ describe('RefQSR patch-wise inference', () => {
       const all = await refqsrUpscaler(model, { range: 255, selection: 'all-reference', onReport: (r) => void (report = r) }).upscale(image, { patch: p, overlap: 0 });
       expect(report!.patches.every((q) => q.role === 'reference')).toBe(true);
       expect(all.data).not.toEqual(out.data);
+      // An ablation: every patch a query run alone, none a reference, the cost of its kind.
+      const without = await refqsrUpscaler(model, { range: 255, selection: 'without-refer', onReport: (r) => void (report = r) }).upscale(image, { patch: p, overlap: 0 });
+      expect(report!.patches.map((q) => [q.role, q.reference])).toEqual([0, 1, 2, 3].map((i) => ['query', i]));
+      expect(report!.cost.references).toBe(0);
+      expect(report!.patches[0].cost).toEqual(patchCost(model, 'query-without-refer', p, p));
+      const q3 = report!.patches[3];
+      const v3 = await values(noGrad(() => model.queryAblation(cut(q3), 'without-refer')));
+      expect(without.data[((2 * q3.y + 5) * 64 + 2 * q3.x + 7) * 3 + 1]).toBe(Math.min(255, Math.max(0, Math.round(v3[(2 * p + 5) * 2 * p + 7]))));
+      expect(() => refqsrUpscaler(model, { range: 255, selection: 'nearest' as never })).toThrow(/selection must be one of clust, all-reference, self-reference, without-refer; got 'nearest'/);
     });
   }
 });

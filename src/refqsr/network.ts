@@ -72,6 +72,9 @@ export interface RefqsrOptions {
 /** Which precision a forward runs at. */
 export type RefqsrPath = 'reference' | 'query';
 
+/** The query-path ablations of RefQSR.queryAblation. */
+export type QueryAblation = 'self-reference' | 'without-refer';
+
 /**
  * RefQSR around a quantized EDSR `base` (e.g. a DDTB or PAMS model of `srq quantize`): children
  * `base`, `refer` (the k RefER blocks) and, when given, `clust`. The base's quantizers are
@@ -206,6 +209,33 @@ export class RefQSR extends Module {
       this.refer.forEach((block, j) => {
         f = block.call(f, references[j]);
       });
+      return this.tail(f, h);
+    } finally {
+      this.setPath('reference');
+    }
+  }
+
+  /**
+   * The query path of one of the paper's ablations (Table 5), run on the trained network:
+   * 'self-reference' feeds each RefER block the query's own low-bit feature as its reference, so
+   * no high-bit patch helps; 'without-refer' runs the replaced blocks as the base's residual
+   * blocks at b_high instead of RefER (what RefER's matching and refinement add over high bits).
+   */
+  queryAblation(x: Tensor, ablation: QueryAblation): Tensor {
+    if (ablation !== 'self-reference' && ablation !== 'without-refer') {
+      throw new ValueError(`RefQSR: a query ablation is 'self-reference' or 'without-refer', got '${String(ablation)}'`);
+    }
+    this.setPath('query');
+    try {
+      const h = this.head(x);
+      let f = h;
+      for (let i = 0; i < this.firstReplaced; i++) f = this.base.getSubmodule(`body.${i}`).call(f);
+      if (ablation === 'self-reference') {
+        for (const block of this.refer) f = block.call(f, f);
+      } else {
+        this.setPath('reference');
+        for (let i = this.firstReplaced; i < this.blocks; i++) f = this.base.getSubmodule(`body.${i}`).call(f);
+      }
       return this.tail(f, h);
     } finally {
       this.setPath('reference');

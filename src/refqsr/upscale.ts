@@ -12,7 +12,7 @@ import { concat, slice } from '../ops.js';
 import { type TiledPlanes, type UpscaleTiledOptions, patchLayout, upscaleTiledPlanes, yieldToEventLoop } from '../image/tile.js';
 import { Upscaler, type TiledRunner } from '../image/upscale.js';
 import type { PixelRange } from '../image/convert.js';
-import type { RefQSR, RefqsrPath } from './network.js';
+import type { QueryAblation, RefQSR, RefqsrPath } from './network.js';
 import { type PatchCost, type RefqsrCost, patchCost, totalCost } from './cost.js';
 import { clustInput, selectReferences } from './clustblock.js';
 
@@ -31,7 +31,7 @@ export interface RefqsrPatch {
   width: number;
   height: number;
   role: RefqsrPath;
-  /** The reference whose features it used (itself for a reference). */
+  /** The reference whose features it used (itself for a reference and for every patch of an ablation). */
   reference: number;
   /** ClustBlock cosine to the reference its row of M pointed at (1 for a patch chosen by others). */
   cosine: number;
@@ -46,8 +46,15 @@ export interface RefqsrReport {
   cost: RefqsrCost;
 }
 
-/** How references are chosen. */
-export type RefqsrSelection = 'clust' | 'all-reference';
+/**
+ * How patches run: 'clust' (RefQSR: the ClustBlock picks references, the rest are queries),
+ * 'all-reference' (every patch at b_high, the ceiling RefQSR saves bits from), or every patch a
+ * query of one of the paper's ablations (RefQSR.queryAblation): 'self-reference' (its RefER
+ * blocks take its own features) or 'without-refer' (the replaced blocks at b_high, no RefER).
+ */
+export type RefqsrSelection = 'clust' | 'all-reference' | QueryAblation;
+
+const SELECTIONS: readonly RefqsrSelection[] = ['clust', 'all-reference', 'self-reference', 'without-refer'];
 
 /** Options of refqsrRunner and refqsrUpscaler. */
 export interface RefqsrRunOptions {
@@ -55,7 +62,7 @@ export interface RefqsrRunOptions {
   range: PixelRange;
   /** Cosine threshold τ below which a patch is its own reference (default 0.5). */
   tau?: number;
-  /** 'clust' (default) or 'all-reference': every patch at b_high, the ceiling RefQSR saves bits from. */
+  /** How patches run (default 'clust'; see RefqsrSelection). */
   selection?: RefqsrSelection;
   /** Called with each image's report once its patches have run. */
   onReport?: (report: RefqsrReport) => void;
@@ -67,7 +74,7 @@ export interface RefqsrRunOptions {
  */
 export function refqsrRunner(model: RefQSR, options: RefqsrRunOptions): TiledRunner {
   const selection = options.selection ?? 'clust';
-  if (selection !== 'clust' && selection !== 'all-reference') throw new ValueError(`RefQSR: selection must be 'clust' or 'all-reference', got '${String(selection)}'`);
+  if (!SELECTIONS.includes(selection)) throw new ValueError(`RefQSR: selection must be one of ${SELECTIONS.join(', ')}; got '${String(selection)}'`);
   if (selection === 'clust' && !model.clust) throw new ValueError('RefQSR: patch selection needs a ClustBlock (RefqsrOptions.clust)');
   return async (x: Tensor, tiling: UpscaleTiledOptions): Promise<TiledPlanes> => {
     if (tiling.onPatch) throw new ValueError('RefQSR chooses how each patch runs; onPatch is not supported');
@@ -87,11 +94,12 @@ export function refqsrRunner(model: RefQSR, options: RefqsrRunOptions): TiledRun
       reference = chosen.reference;
       cosine = chosen.cosine;
     }
+    const ablation = selection === 'self-reference' || selection === 'without-refer' ? selection : null;
     // References first, at b_high: their outputs (returned when their turn comes) and the features
-    // their queries' RefER blocks take.
+    // their queries' RefER blocks take. An ablation has none: every patch is a query.
     const outputs = new Map<number, Tensor>();
     const features = new Map<number, Tensor[]>();
-    const needed = new Set(reference);
+    const needed = new Set(ablation ? [] : reference);
     try {
       for (const i of needed) {
         throwIfAborted(tiling.signal);
@@ -111,17 +119,17 @@ export function refqsrRunner(model: RefQSR, options: RefqsrRunOptions): TiledRun
             outputs.delete(index);
             return out;
           }
-          return tidy(() => model.queryPass(patch, features.get(reference[index])!));
+          return tidy(() => (ablation ? model.queryAblation(patch, ablation) : model.queryPass(patch, features.get(reference[index])!)));
         },
       });
       const patches = layout.map((p, i): RefqsrPatch => {
-        const role: RefqsrPath = reference[i] === i ? 'reference' : 'query';
+        const role: RefqsrPath = !ablation && reference[i] === i ? 'reference' : 'query';
         return {
           ...p, role, reference: reference[i], cosine: cosine[i],
           blocks: Array.from({ length: model.blocks }, (_, b) => (role === 'query' && b >= model.firstReplaced
             ? { weights: model.bits.high, activations: model.bits.high }
             : model.blockBits(b, role))),
-          cost: patchCost(model, role, ph, pw),
+          cost: patchCost(model, ablation === 'without-refer' ? 'query-without-refer' : role, ph, pw),
         };
       });
       options.onReport?.({ patches, cost: totalCost(patches.map((p) => ({ ...p.cost, reference: p.role === 'reference' }))) });
