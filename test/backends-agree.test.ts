@@ -557,6 +557,18 @@ suite('webgpu agrees with cpu: movement', () => {
       await agree(`pixelUnshuffle([${n}, ${c}, ${h * r}, ${w * r}], ${r})`, ([t]) => S.pixelUnshuffle(t, r), [inp('x', [n, c, h * r, w * r], v2)], exact);
     });
 
+  // Gathers of ≥ 2¹⁶ elements run a kernel with their shape compiled in (src/kernels/movement/webgpu.ts).
+  it('large gathers: pixel shuffles, a permute, a flip, a strided slice and an expand of ≥ 65536 elements', async () => {
+    const x = (shape: number[], seed: number) => [inp('x', shape, seeded(sizeOf(shape), seed))];
+    await agree('pixelShuffle([2, 64, 24, 23], 2)', ([t]) => S.pixelShuffle(t, 2), x([2, 64, 24, 23], 1), exact);
+    await agree('pixelUnshuffle([1, 5, 120, 111], 3)', ([t]) => S.pixelUnshuffle(t, 3), x([1, 5, 120, 111], 2), exact);
+    await agree('permute([3, 7, 61, 53], [0, 2, 3, 1])', ([t]) => S.permute(t, [0, 2, 3, 1]), x([3, 7, 61, 53], 3), exact);
+    await agree('flip([2, 3, 101, 113], [2, 3])', ([t]) => S.flip(t, [2, 3]), x([2, 3, 101, 113], 4), exact);
+    await agree('slice([2, 9, 140, 131], [[0, 2], [1, 8], [3, -2], [5, 129]])',
+      ([t]) => S.slice(t, [[0, 2], [1, 8], [3, -2], [5, 129]]), x([2, 9, 140, 131], 5), exact);
+    await agree('expand([1, 3, 1, 127] → [2, 3, 97, 127])', ([t]) => S.expand(t, [2, 3, 97, 127]), x([1, 3, 1, 127], 6), exact);
+  });
+
   property('cast between float32, int32 and uint8 (truncation toward zero, uint8 wraps) and clone',
     tensorArb(shapeArb(0, 3, 4)),
     async ({ shape, values }) => {

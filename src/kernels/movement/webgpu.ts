@@ -3,16 +3,59 @@ import type { KernelTensor } from '../../tensor/backend.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, bufferOf, dim, main1d, wgslType } from '../../backends/webgpu/engine.js';
 
+/**
+ * The same gather over fewer axes: size-1 axes dropped, and an axis merged into the next inner one
+ * when its stride is that axis's stride times its size (as a contiguous run reads them).
+ */
+export function mergeAxes(shape: readonly number[], strides: readonly number[]): { shape: number[]; strides: number[] } {
+  const out: { size: number; stride: number }[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    if (shape[d] === 1) continue;
+    const inner = out[0];
+    if (inner && strides[d] === inner.stride * inner.size) inner.size *= shape[d];
+    else out.unshift({ size: shape[d], stride: strides[d] });
+  }
+  return { shape: out.map((a) => a.size), strides: out.map((a) => a.stride) };
+}
+
+/**
+ * Gathers of at least this many elements get a kernel with the (merged) shape compiled in: the
+ * index arithmetic divides by constants, which the compiler turns into multiplies, where dividing
+ * by a uniform is scalar code per lane (on lavapipe, 36 ns an element for a pixel shuffle). Smaller
+ * gathers share one kernel, so odd shapes do not each compile a pipeline.
+ */
+const SPECIALIZE_FROM = 1 << 16;
+
 /** out[i] = x[offset + Σ idx_d·strides[d]] over `outShape` (strides may be negative: flip). */
 export function gatherWebgpu(engine: Engine, x: KernelTensor, outShape: readonly number[], strides: readonly number[], offset: number): GPUBuffer {
   const n = sizeOf(outShape);
   const t = wgslType(x.dtype);
+  const merged = mergeAxes(outShape, strides);
+  if (n >= SPECIALIZE_FROM && merged.shape.length > 0) {
+    const { shape } = merged;
+    return engine.compute({
+      name: 'gather',
+      key: `gather:${x.dtype}:${shape.join('x')}`,
+      inputs: { xs: [bufferOf(x), t] },
+      output: { name: 'out', type: t, elements: n },
+      uniforms: { n: ['u32', n], offset: ['i32', offset], strides: ['idims', merged.strides] },
+      source: () => /* wgsl */ `
+${main1d()}
+  var rem = i;
+  var src = u.offset;
+${shape.map((_, k) => k).reverse().map((k) => `  src += i32(rem % ${shape[k]}u) * ${dim('u.strides', `${k}u`)};
+  rem = rem / ${shape[k]}u;`).join('\n')}
+  out[i] = xs[u32(src)];
+}`,
+      workgroups: engine.grid(n),
+    });
+  }
   return engine.compute({
     name: 'gather',
     key: `gather:${x.dtype}`,
     inputs: { xs: [bufferOf(x), t] },
     output: { name: 'out', type: t, elements: n },
-    uniforms: { n: ['u32', n], rank: ['u32', outShape.length], offset: ['i32', offset], shape: ['dims', outShape], strides: ['idims', strides] },
+    uniforms: { n: ['u32', n], rank: ['u32', merged.shape.length], offset: ['i32', offset], shape: ['dims', merged.shape], strides: ['idims', merged.strides] },
     source: () => /* wgsl */ `
 ${main1d()}
   var rem = i;
