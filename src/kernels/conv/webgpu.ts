@@ -608,8 +608,15 @@ interface GradWConfig {
   /** gy columns per workgroup-memory chunk (no-subgroup path). */
   readonly cw: number;
   readonly subgroups: boolean;
+  /** Invocations per workgroup. */
+  readonly lanes: number;
 }
 
+/**
+ * Invocations per backward-weight workgroup: 64, or fewer (a multiple of 8, lavapipe's subgroup)
+ * when there are fewer (input channel, kernel-row block) pairs, since lanes past the end run the
+ * whole reduction only to store nothing (a 32-channel layer in 64 lanes did twice its work).
+ */
 const GRADW_LANES = 64;
 
 /**
@@ -626,7 +633,7 @@ function gradWSource(c: GradWConfig): string {
   const emit = (s: string) => L.push(s);
   if (!c.subgroups) emit(`var<workgroup> gt: array<f32, ${rm * cw}>;`);
   emit(`
-@compute @workgroup_size(${GRADW_LANES})
+@compute @workgroup_size(${c.lanes})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32${c.subgroups ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
   ${FLAT_WORKGROUP}
@@ -635,7 +642,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let blk = t % u.blocks; t = t / u.blocks;
   let split = t % u.splits; let grp = t / u.splits;
   // Invocation → (input channel, block of kernel rows); lanes past the end compute nothing useful and store nothing.
-  let idx = lt * ${GRADW_LANES}u + li;
+  let idx = lt * ${c.lanes}u + li;
   let laneOk = idx < u.cg * ${nkb}u;
   let ci = select(0u, idx % u.cg, laneOk);
   let kb = select(0u, idx / u.cg, laneOk);
@@ -691,7 +698,7 @@ ${indent}let cIdx${j} = u32(clamp(ix${j}, 0, i32(u.w) - 1));`);
     // gy chunk [RM][CW] in workgroup memory, read at uniform addresses (a broadcast).
     emit(`    for (var oc = 0u; oc < u.wo; oc += ${cw}u) {
       workgroupBarrier();
-      for (var e = li; e < ${rm * cw}u; e += ${GRADW_LANES}u) {
+      for (var e = li; e < ${rm * cw}u; e += ${c.lanes}u) {
         let m = e / ${cw}u;
         let col = oc + e % ${cw}u;
         let ok = m0 + m < u.cog && col < u.wo;
@@ -764,14 +771,17 @@ export function conv2dBackwardWeightWebgpu(
   // Registers: RM × TKH × kw accumulators, within the strategy's budget; RM up to 16 (as many gy values per x
   // load), then as many kernel rows as fit (as many taps per x load).
   const budget = st.accumulators;
-  const rmByGroup = Math.min(16, pow2Floor(cog));
-  const rm = Math.max(1, Math.min(rmByGroup, pow2Floor(budget / (2 * kw))));
+  const rmMax = Math.max(1, Math.min(16, pow2Floor(budget / (2 * kw))));
+  // The group's output channels in as few blocks as rmMax allows, split evenly (3 → one block of 3,
+  // 56 → four of 14) rather than by a power of two that leaves the last block partly empty.
+  const rm = Math.ceil(cog / Math.ceil(cog / rmMax));
   const tkh = Math.max(1, Math.min(kh, Math.floor(budget / (rm * kw))));
   // Pixels per step: 4 (8 measured slower on lavapipe: more live window values).
   const rn = 4;
-  const cfg: GradWConfig = { kh, kw, sh, sw, tkh, rm, rn, cw: 64, subgroups: st.subgroups };
   const lanesTotal = cg * Math.ceil(kh / tkh);
-  const laneTiles = Math.ceil(lanesTotal / GRADW_LANES);
+  const lanes = Math.min(GRADW_LANES, 8 * Math.ceil(lanesTotal / 8));
+  const cfg: GradWConfig = { kh, kw, sh, sw, tkh, rm, rn, cw: 64, subgroups: st.subgroups, lanes };
+  const laneTiles = Math.ceil(lanesTotal / lanes);
   const blocks = Math.ceil(cog / rm);
   const base = laneTiles * blocks * p.groups;
   // Split the pixel rows across workgroups only when the output alone cannot occupy the device; each split keeps
