@@ -1,6 +1,6 @@
 // Runs the RefQSR study (cells.ts) one srq command at a time: the ClustBlock, then per seed the
 // 4-bit DDTB base, RefQSR 4-3 and 4-2, the 8-bit base and RefQSR 8-3, so complete paired seeds
-// accumulate first; then each finished RefQSR run is evaluated at every P of PATCHES beyond the
+// accumulate first; then each finished RefQSR run is evaluated, a test set at a time, at every P of PATCHES beyond the
 // card's (eval-p<P>-<set>.json), with every patch a reference (eval-all-reference-<set>.json) and
 // with the paper's two ablations (eval-self-reference-<set>.json, eval-without-refer-<set>.json).
 // Finished steps are skipped, started ones resume; workers claim a step with a lock file holding
@@ -32,26 +32,22 @@ for (const seed of values['evals-only'] ? [] : seeds) {
     await step(`${cell.id} seed ${seed}`, join(out, 'card.json'), `${out}.lock`, [...refqsrArgs(cell, seed, base, out), ...backend, ...resume(out)]);
   }
 }
-// Every further P on every finished run and test set.
-for (const seed of seeds) {
-  for (const cell of CELLS) {
-    const out = join(root, `${cell.id}-s${seed}`);
-    if (!existsSync(join(out, 'model.safetensors'))) continue;
-    for (const p of PATCHES.slice(1)) {
-      for (const set of ['Set5', 'Set14', 'BSD68', 'Urban100']) {
-        const file = join(out, `eval-p${p}-${set}.json`);
-        await step(`${cell.id} seed ${seed} P ${p} ${set}`, file, `${file}.lock`,
-          ['eval', '--model', join(out, 'model.safetensors'), '--data', `../shared/data/${set}`, '--patch', String(p), '--json', ...backend], file);
-      }
-    }
-    // The same network with every patch a reference (b_high): what the queries' low bits cost; then
-    // every patch a query without a high-bit reference, and with b_high blocks in RefER's place.
-    for (const variant of ['all-reference', 'self-reference', 'without-refer']) {
-      for (const set of ['Set5', 'Set14', 'BSD68', 'Urban100']) {
-        const file = join(out, `eval-${variant}-${set}.json`);
-        await step(`${cell.id} seed ${seed} ${variant} ${set}`, file, `${file}.lock`,
-          ['eval', '--model', join(out, 'model.safetensors'), '--data', `../shared/data/${set}`, `--${variant}`, '--json', ...backend], file);
-      }
+// Every further P and variant on every finished run, a test set at a time from the smallest, so
+// the paired comparisons on the small sets are complete before the long Urban100 runs start.
+for (const set of ['Set5', 'Set14', 'BSD68', 'Urban100']) {
+  for (const seed of seeds) {
+    for (const cell of CELLS) {
+      const out = join(root, `${cell.id}-s${seed}`);
+      if (!existsSync(join(out, 'model.safetensors'))) continue;
+      const evaluate = (name: string, stem: string, flags: string[]) => {
+        const file = join(out, `eval-${stem}-${set}.json`);
+        return step(`${cell.id} seed ${seed} ${name} ${set}`, file, `${file}.lock`,
+          ['eval', '--model', join(out, 'model.safetensors'), '--data', `../shared/data/${set}`, ...flags, '--json', ...backend], file);
+      };
+      for (const p of PATCHES.slice(1)) await evaluate(`P ${p}`, `p${p}`, ['--patch', String(p)]);
+      // The same network with every patch a reference (b_high): what the queries' low bits cost; then
+      // every patch a query without a high-bit reference, and with b_high blocks in RefER's place.
+      for (const variant of ['all-reference', 'self-reference', 'without-refer']) await evaluate(variant, variant, [`--${variant}`]);
     }
   }
 }
