@@ -4,6 +4,7 @@
 // outlier number (ON) with the INT8 PSNR gap, and the paper's Table 7 beside ours. It reports
 // whatever has been measured so far, with the number of RIs behind every figure.
 // Usage: npx tsx experiments/cfqp/table.ts
+import { type Diff, claimRow as sharedClaimRow, pairedDiff, welchDiff } from '../claims.js';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { listPngs } from '../../src/image/dataset.js';
@@ -333,35 +334,9 @@ for (const model of MODELS) {
   }
 }
 
-/** A difference with its standard error and sample size; null SE when a side has fewer than 2 values. */
-interface Diff { d: number; se: number | null; n: string }
-
-function pairedDiff(d: number[]): Diff | null {
-  if (d.length === 0) return null;
-  return { d: mean(d), se: d.length > 1 ? std(d) / Math.sqrt(d.length) : null, n: `${d.length} pairs` };
-}
-
-function welchDiff(a: number[], b: number[]): Diff | null {
-  if (a.length === 0 || b.length === 0) return null;
-  const se = a.length > 1 && b.length > 1 ? Math.sqrt(std(a) ** 2 / a.length + std(b) ** 2 / b.length) : null;
-  return { d: mean(a) - mean(b), se, n: `${a.length} vs ${b.length}` };
-}
-
-/**
- * The verdict on a claim: the sign of the paper's Δ against ours, judged by 2 standard errors. `equality`
- * claims ("as good as") hold when ours is within 2 SE of zero or on the paper's side of it.
- */
-function verdict(paper: number, ours: Diff, equality = false): string {
-  if (ours.se === null) return 'too few RIs';
-  const significant = Math.abs(ours.d) > 2 * ours.se;
-  if (equality) return !significant || Math.sign(ours.d) === Math.sign(paper) ? 'reproduced' : 'not reproduced (worse)';
-  if (Math.sign(ours.d) !== Math.sign(paper)) return significant ? 'opposite' : 'no difference';
-  return significant ? 'reproduced' : 'same sign, within noise';
-}
-
+/** A CFQP claim row: the claim and set, the paper's Δ, ours and the verdict (`equality`: an "as good as" claim). */
 function claimRow(claim: string, set: string, paper: number, ours: Diff | null, equality = false): string {
-  const o = ours ? `${ours.d >= 0 ? '+' : ''}${ours.d.toFixed(3)}${ours.se !== null ? ` ± ${ours.se.toFixed(3)}` : ''} (${ours.n})` : '–';
-  return `| ${claim} | ${set} | ${paper >= 0 ? '+' : ''}${paper.toFixed(3)} | ${o} | ${ours ? verdict(paper, ours, equality) : 'not measured'} |`;
+  return sharedClaimRow([claim, set], paper, ours, equality ? 'equality' : 'direction', 'too few RIs');
 }
 
 function basenameOf(file: string | undefined): string {

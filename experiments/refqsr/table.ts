@@ -10,6 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadPairs, loadQuantized, modelCost } from '../../src/index.js';
 import { shellLine } from '../../src/cli/args.js';
+import { VERDICT_LEGEND, claimRow, pairedDiff } from '../claims.js';
 import { BUDGET, CELLS, PATCHES, SEEDS, baseArgs, baseDir, refqsrArgs } from './cells.js';
 
 const SETS = ['Set5', 'Set14', 'BSD68', 'Urban100'];
@@ -65,9 +66,6 @@ async function baseCost(bits: number, set: string): Promise<{ bitops: number; fa
   return result;
 }
 
-/** Paper differences smaller than this (dB) claim parity rather than a gain or a loss. */
-const PARITY = 0.05;
-
 /** A run's eval-<stem>-<set>.json mean, or null. */
 const variant = (cell: string, seed: number, stem: string, set: string): SetScore | null =>
   read<{ mean: SetScore }>(join('experiments', 'refqsr', 'runs', `${cell}-s${seed}`, `eval-${stem}-${set}.json`))?.mean ?? null;
@@ -90,25 +88,10 @@ function claims(): void {
     'without-refer': { any: 25.89 - 25.79 },
   };
   lines.push('## The paper\'s claims at our scale', '',
-    'Each claim as a PSNR difference in dB: the paper\'s (Urban100; Table 2 for RefQSR against its base, Table 5 for the ablations, on SRResNet-CADyQ) and ours, mean ± standard error over seeds, paired by seed. Verdict: *reproduced* = same sign and |Δ| > 2 SE (where the paper\'s |Δ| < 0.05 dB it claims parity: reproduced when |ours| ≤ 0.05 + 2 SE); *same sign, within noise*; *opposite* = other sign and |Δ| > 2 SE; *no difference* otherwise; *one seed* when n < 2.', '',
+    `Each claim as a PSNR difference in dB: the paper's (Urban100; Table 2 for RefQSR against its base, Table 5 for the ablations, on SRResNet-CADyQ) and ours, mean ± standard error over seeds, paired by seed. ${VERDICT_LEGEND} *one seed* when n < 2.`, '',
     '| claim | cell | set | paper Δ | ours Δ | verdict |', '|---|---|---|---|---|---|');
-  const verdict = (want: number, d: number[]) => {
-    if (d.length < 2) return 'one seed';
-    const m = mean(d);
-    const se = Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1) / d.length);
-    // A paper difference under 0.05 dB claims parity: reproduced when ours is within 0.05 dB + 2 SE of 0.
-    if (Math.abs(want) < PARITY) return Math.abs(m) <= PARITY + 2 * se ? 'reproduced (parity)' : `not reproduced: ${m < 0 ? 'a loss' : 'a gain'} beyond ${PARITY} dB`;
-    if (Math.abs(m) <= 2 * se) return Math.sign(m) === Math.sign(want) ? 'same sign, within noise' : 'no difference';
-    return Math.sign(m) === Math.sign(want) ? 'reproduced' : 'opposite';
-  };
-  const show = (d: number[]) => {
-    if (d.length === 0) return '–';
-    const m = mean(d);
-    const se = d.length > 1 ? Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1) / d.length) : NaN;
-    return `${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${Number.isNaN(se) ? '?' : se.toFixed(3)} (${d.length})`;
-  };
   const row = (claim: string, cell: string, set: string, want: number, d: number[]) =>
-    lines.push(`| ${claim} | ${cell} | ${set} | ${want >= 0 ? '+' : ''}${want.toFixed(2)} | ${show(d)} | ${d.length ? verdict(want, d) : '–'} |`);
+    lines.push(claimRow([claim, cell, set], want, pairedDiff(d, d.length === 1 ? 'seed' : 'seeds'), undefined, 'one seed'));
   const pairs = (f: (seed: number) => [number | null, number | null]) =>
     SEEDS.map(f).filter((p): p is [number, number] => p[0] !== null && p[1] !== null).map(([a, b]) => a - b);
   for (const set of SETS) {
