@@ -515,25 +515,35 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
 function packFloatTexture(engine: Engine, x: GPUBuffer, shape: readonly number[], size: [number, number]): GPUTexture {
   const [, c, h, w] = shape;
   const texture = engine.allocateTexture(size[0], size[1], 'rgba32float', 'conv input');
+  // One invocation per texel on a 3-D grid (x, y, image · channel quad): the coordinates come from the
+  // builtin ids, and the one division left is on the workgroup id, uniform across the workgroup (on
+  // lavapipe a division by a uniform value is scalar code per lane; the 1-D version spent most of its
+  // time on five of them).
+  const q = Math.ceil(c / 4);
+  // 256 lanes a workgroup (lavapipe pays per workgroup), as many along x as the row has, up to 64,
+  // and the rest along y (a 16-wide image in 64 × 1 lanes idled three quarters of them).
+  const lanes = w <= 16 ? 16 : w <= 32 ? 32 : 64;
+  const rows = 256 / lanes;
   engine.run({
-    name: 'conv_pack_texture', key: 'conv_pack_texture',
+    name: 'conv_pack_texture', key: `conv_pack_texture:${lanes}`,
     inputs: { xs: [x, 'f32'] },
     textureOutputs: { ys: [texture, 'rgba32float'] },
-    uniforms: { n: ['u32', size[0] * size[1]], c: ['u32', c], q: ['u32', Math.ceil(c / 4)], h: ['u32', h], w: ['u32', w] },
-    source: () => `${main1d()}
-  let xx = i % u.w;
-  let row = i / u.w;
-  let y = row % u.h;
-  let q = (row / u.h) % u.q;
-  let b = row / (u.h * u.q);
+    uniforms: { c: ['u32', c], q: ['u32', q], h: ['u32', h], w: ['u32', w] },
+    source: () => `
+@compute @workgroup_size(${lanes}, ${rows})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let xx = gid.x;
+  let y = gid.y;
+  if (xx >= u.w || y >= u.h) { return; }
+  let b = wid.z / u.q;
+  let quad = wid.z % u.q;
+  let plane = u.h * u.w;
+  let base = ((b * u.c + 4u * quad) * u.h + y) * u.w + xx;
   var v = vec4<f32>(0.0);
-  for (var k = 0u; k < 4u; k++) {
-    let ch = 4u * q + k;
-    if (ch < u.c) { v[k] = xs[((b * u.c + ch) * u.h + y) * u.w + xx]; }
-  }
-  textureStore(ys, vec2<i32>(i32(xx), i32(row)), v);
+  ${[0, 1, 2, 3].map((k) => `if (4u * quad + ${k}u < u.c) { v[${k}] = xs[base + ${k}u * plane]; }`).join('\n  ')}
+  textureStore(ys, vec2<i32>(i32(xx), i32((wid.z * u.h) + y)), v);
 }`,
-    workgroups: engine.grid(size[0] * size[1]),
+    workgroups: [Math.ceil(w / lanes), Math.ceil(h / rows), size[1] / h],
   });
   return texture;
 }
