@@ -473,6 +473,15 @@ suite('webgpu agrees with cpu: reductions', () => {
       await agree(`sum([4, ${len}, ${wide}], [0, 2]) keepDims`, ([t]) => S.sum(t, [0, 2], true), [inp('x', [4, len, wide], seeded(4 * wide * len, seed + 3))]);
     }, 4);
 
+  // Multi-axis reductions of ≥ 2¹⁶ elements compile their reduced shape in (src/kernels/reduce/webgpu.ts).
+  it('large multi-axis reductions: a bias gradient over N, H, W, and three axes of four', async () => {
+    const x = seeded(4 * 5 * 61 * 67, 11);
+    await agree('sum([4, 5, 61, 67], [0, 2, 3])', ([t]) => S.sum(t, [0, 2, 3]), [inp('x', [4, 5, 61, 67], x)]);
+    await agree('max([4, 5, 61, 67], [0, 2, 3]) keepDims', ([t]) => S.max(t, [0, 2, 3], true), [inp('x', [4, 5, 61, 67], x)], { exact: true });
+    await agree('mean([3, 7, 40, 97], [1, 3])', ([t]) => S.mean(t, [1, 3]), [inp('x', [3, 7, 40, 97], seeded(3 * 7 * 40 * 97, 12))]);
+    await agree('min([2, 9, 3, 41, 31], [0, 2, 4])', ([t]) => S.min(t, [0, 2, 4]), [inp('x', [2, 9, 3, 41, 31], seeded(2 * 9 * 3 * 41 * 31, 13))], { exact: true });
+  });
+
   property('int32 and uint8 reductions (exact; uint8 sums wrap)',
     fc.tuple(shapeArb(1, 3, 5), fc.constantFrom<IntDType>('int32', 'uint8')).chain(([shape, dtype]) => fc.tuple(
       fc.constant(shape), fc.constant(dtype), axesArb(shape.length),

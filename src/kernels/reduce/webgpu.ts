@@ -58,6 +58,13 @@ function nextPow2(n: number): number {
   return p;
 }
 
+/**
+ * Reductions over several axes of at least this many elements get their reduced shape compiled in:
+ * dividing by a constant becomes a multiply, where dividing by a uniform is scalar code per lane on
+ * lavapipe. Smaller ones share one kernel, so odd shapes do not each compile a pipeline.
+ */
+const SPECIALIZE_FROM = 1 << 16;
+
 /** WGSL of the fold: combine(a, b), its identity, and the final store conversion. */
 function foldOf(op: ReduceOp, dtype: DType) {
   const t = wgslType(dtype);
@@ -89,9 +96,22 @@ function foldOf(op: ReduceOp, dtype: DType) {
   return { t, identity, combine, finish };
 }
 
-/** The kernel's WGSL after the declarations of {@link reduceWebgpu}: xs, out and the uniforms u. */
-function source(op: ReduceOp, dtype: DType, singleAxis: boolean): string {
+/**
+ * The kernel's WGSL after the declarations of {@link reduceWebgpu}: xs, out and the uniforms u.
+ * `reducedShape`, when given, is compiled in (see SPECIALIZE_FROM).
+ */
+function source(op: ReduceOp, dtype: DType, singleAxis: boolean, reducedShape: readonly number[] | null): string {
   const { t, identity, combine, finish } = foldOf(op, dtype);
+  const rank = reducedShape?.length ?? 0;
+  const outer = reducedShape
+    ? reducedShape.slice(0, -1).map((_, d) => d).reverse().map((d) => `  offset += (rem % ${reducedShape[d]}u) * ${dim('u.reducedStrides', `${d}u`)};
+  rem = rem / ${reducedShape[d]}u;`).join('\n')
+    : `  for (var d = i32(u.reducedRank) - 2; d >= 0; d--) {
+    let k = u32(d);
+    let s = ${dim('u.reducedShape', 'k')};
+    offset += (rem % s) * ${dim('u.reducedStrides', 'k')};
+    rem = rem / s;
+  }`;
   return /* wgsl */ `
 var<workgroup> scratch: array<${t}, ${WORKGROUP}>;
 
@@ -109,12 +129,7 @@ fn combine(a: ${t}, b: ${t}) -> ${t} { return ${combine}; }
 fn outerOffset(row: u32) -> u32 {
   var offset = 0u;
   var rem = row;
-  for (var d = i32(u.reducedRank) - 2; d >= 0; d--) {
-    let k = u32(d);
-    let s = ${dim('u.reducedShape', 'k')};
-    offset += (rem % s) * ${dim('u.reducedStrides', 'k')};
-    rem = rem / s;
-  }
+${outer}
   return offset;
 }
 
@@ -150,8 +165,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }` : /* wgsl */ `
     // r = row · n0 + col over the reduced axes, col on the innermost one. Stepping r by lanes
     // moves col; only when col wraps is the row's offset spelled out again (divisions are slow).
-    let n0 = ${dim('u.reducedShape', 'u.reducedRank - 1u')};
-    let stride0 = ${dim('u.reducedStrides', 'u.reducedRank - 1u')};
+    let n0 = ${reducedShape ? `${reducedShape[rank - 1]}u` : dim('u.reducedShape', 'u.reducedRank - 1u')};
+    let stride0 = ${dim('u.reducedStrides', reducedShape ? `${rank - 1}u` : 'u.reducedRank - 1u')};
     var r = begin + lane;
     var col = r % n0;
     var rowOffset = base + outerOffset(r / n0);
@@ -203,11 +218,14 @@ export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes
   const lanes = Math.min(WORKGROUP, nextPow2(Math.ceil(chunk / SERIAL)));
   const segments = outputs * parts;
   const singleAxis = reduced.length <= 1;
+  // Large multi-axis reductions (a bias gradient over N, H, W) compile their reduced shape in: the
+  // row index is divided by it at every row wrap, per lane.
+  const reducedShape = !singleAxis && count * outputs >= SPECIALIZE_FROM ? reduced.map((r) => r[0]) : null;
 
   const t = wgslType(x.dtype);
   const out = engine.compute({
     name: `reduce_${op}`,
-    key: `reduce:${op}:${x.dtype}:${singleAxis ? 1 : 'n'}`,
+    key: `reduce:${op}:${x.dtype}:${singleAxis ? 1 : 'n'}${reducedShape ? `:${reducedShape.join('x')}` : ''}`,
     inputs: { xs: [bufferOf(x), t] },
     output: { name: 'out', type: t, elements: segments },
     uniforms: {
@@ -223,7 +241,7 @@ export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes
       reducedShape: ['dims', reduced.map((r) => r[0])],
       reducedStrides: ['dims', reduced.map((r) => r[1])],
     },
-    source: () => source(op, x.dtype, singleAxis),
+    source: () => source(op, x.dtype, singleAxis, reducedShape),
     workgroups: engine.grid(segments, WORKGROUP / lanes),
   });
   if (parts === 1) return out;
