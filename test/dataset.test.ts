@@ -321,6 +321,18 @@ describeShared('TrainingSampler', () => {
     // The cache changes the work done, never the crops.
     const again = await TrainingSampler.create({ ...options, cacheSize: 2, seed: 4 });
     expect(await batches(again, 5)).toEqual(sameBatches);
+    // By default the byte budget bounds it: the whole set stays decoded, each image decoded once.
+    const byDefault = await TrainingSampler.create({ ...options, seed: 4 });
+    expect(await batches(byDefault, 5)).toEqual(sameBatches);
+    const held = byDefault.cacheInfo();
+    expect([held.loads, held.size, held.capacity]).toEqual([5, 5, Infinity]);
+    expect(held.bytes).toBeGreaterThan(0);
+    // A budget below one image keeps just the last one.
+    const tight = await TrainingSampler.create({ ...options, cacheBytes: 1, seed: 4 });
+    expect(await batches(tight, 5)).toEqual(sameBatches);
+    expect(tight.cacheInfo().size).toBe(1);
+    expect(tight.cacheInfo().loads).toBeGreaterThan(5);
+    await expect(TrainingSampler.create({ ...options, cacheBytes: 0 })).rejects.toThrow(/cacheBytes must be an integer ≥ 1, got 0/);
   });
 
   it('leaves out images smaller than an HR patch; bad options and states are ValueErrors', async () => {

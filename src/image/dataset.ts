@@ -179,8 +179,15 @@ export interface TrainingSamplerOptions {
   mode?: 'rgb' | 'y';
   /** Random flips and 90° rotations (default true). */
   augment?: boolean;
-  /** Decoded images (HR and its LR) kept in memory, least recently used dropped first (default 16). */
+  /**
+   * Decoded images (HR and its LR) kept in memory, least recently used dropped first (default: as
+   * many as `cacheBytes` holds). Each epoch visits every image, so a cache smaller than the set
+   * decodes and bicubic-downscales every image again each epoch: for T91 + General100 at batch 16,
+   * 0.22 s a batch, more than a webgpu training step.
+   */
   cacheSize?: number;
+  /** Bytes of decoded pixels (HR + LR) the cache may hold (default 512 MiB; at least one image stays). */
+  cacheBytes?: number;
   /** Backend of the batch tensors; defaults to the active backend. */
   backend?: string;
   /** Leaves out the images whose file name (without folder) matches: a held-out validation split. */
@@ -270,6 +277,11 @@ function checkInteger(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) throw new ValueError(`TrainingSampler: ${name} must be an integer ≥ ${min}, got ${value}`);
 }
 
+/** The default byte budget of TrainingSampler's decoded-image cache. */
+const DEFAULT_CACHE_BYTES = 512 * 2 ** 20;
+
+const bytesOf = (d: Decoded) => d.hr.data.byteLength + d.lr.data.byteLength;
+
 /**
  * Random training crops from folders of HR images, reproducible from a seed. Each epoch visits
  * every usable image once in a shuffled order; each visit takes one random LR crop p×p, the
@@ -290,6 +302,7 @@ export class TrainingSampler {
   private order: number[] | null = null;
   private readonly cache = new Map<number, Decoded>();
   private loads = 0;
+  private cachedBytes = 0;
 
   private constructor(files: string[], skipped: string[], options: TrainingSamplerOptions) {
     this.files = files;
@@ -302,7 +315,8 @@ export class TrainingSampler {
       range: options.range ?? 255,
       mode: options.mode ?? 'rgb',
       augment: options.augment ?? true,
-      cacheSize: options.cacheSize ?? 16,
+      cacheSize: options.cacheSize ?? Infinity,
+      cacheBytes: options.cacheBytes ?? DEFAULT_CACHE_BYTES,
       backend: options.backend,
       pairs: options.pairs,
     };
@@ -317,7 +331,8 @@ export class TrainingSampler {
     checkInteger('scale', options.scale, 1);
     checkInteger('patch', options.patch, 1);
     checkInteger('batch', options.batch, 1);
-    checkInteger('cacheSize', options.cacheSize ?? 16, 1);
+    if (options.cacheSize !== undefined) checkInteger('cacheSize', options.cacheSize, 1);
+    if (options.cacheBytes !== undefined) checkInteger('cacheBytes', options.cacheBytes, 1);
     if (options.pairs) checkInteger('pairs.tries', options.pairs.tries ?? 8, 1);
     if (options.range !== undefined && options.range !== 255 && options.range !== 1) {
       throw new ValueError(`TrainingSampler: range must be 255 or 1, got ${String(options.range)}`);
@@ -428,9 +443,9 @@ export class TrainingSampler {
     this.order = state.order ? [...state.order] : null;
   }
 
-  /** Images decoded now in memory, the LRU capacity, and decodes so far (re-decodes included). */
-  cacheInfo(): { size: number; capacity: number; loads: number } {
-    return { size: this.cache.size, capacity: this.options.cacheSize, loads: this.loads };
+  /** Images decoded now in memory and their bytes, the LRU capacities, and decodes so far (re-decodes included). */
+  cacheInfo(): { size: number; capacity: number; bytes: number; byteCapacity: number; loads: number } {
+    return { size: this.cache.size, capacity: this.options.cacheSize, bytes: this.cachedBytes, byteCapacity: this.options.cacheBytes, loads: this.loads };
   }
 
   /** The next image index; a new epoch draws a fresh shuffle (Fisher–Yates) from the generator. */
@@ -462,7 +477,13 @@ export class TrainingSampler {
     const decoded = { hr, lr: imresize(hr, 1 / this.options.scale) };
     this.loads++;
     this.cache.set(index, decoded);
-    while (this.cache.size > this.options.cacheSize) this.cache.delete(this.cache.keys().next().value!);
+    this.cachedBytes += bytesOf(decoded);
+    const { cacheSize, cacheBytes } = this.options;
+    while (this.cache.size > 1 && (this.cache.size > cacheSize || this.cachedBytes > cacheBytes)) {
+      const oldest = this.cache.keys().next().value!;
+      this.cachedBytes -= bytesOf(this.cache.get(oldest)!);
+      this.cache.delete(oldest);
+    }
     return decoded;
   }
 
