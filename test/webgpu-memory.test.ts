@@ -1,7 +1,8 @@
 // Training must not leak GPU memory: after warm-up, every step frees what it allocates, so the
 // live-tensor count and the buffer pool stay where they were at step 10.
 import { describe, expect, it } from 'vitest';
-import { Adam, conv2d, createModel, getBackend, l1Loss, memory, randn, relu, tensor, tidy, uniform, zeros } from '../src/index.js';
+import { Adam, conv2d, createModel, flip, getBackend, l1Loss, memory, randn, relu, tensor, tidy, uniform, zeros } from '../src/index.js';
+import { SPECIALIZED_PER_FAMILY } from '../src/backends/webgpu/engine.js';
 import type { WebgpuBackend } from '../src/backends/webgpu/backend.js';
 import { testsWebgpu } from './support/backends.js';
 
@@ -91,5 +92,26 @@ describe.skipIf(!testsWebgpu())('webgpu engine', () => {
     await run(24, 40);
     await run(9, 13);
     expect(engine.stats.pipelines).toBe(compiled);
+  });
+
+  it('shape-specialized kernels stay within a budget per family; past it the generic kernel gives the same values', async () => {
+    const engine = (getBackend('webgpu') as WebgpuBackend).engine;
+    const shapes = Array.from({ length: SPECIALIZED_PER_FAMILY + 1 }, (_, i) => [i + 1]);
+    expect(shapes.map((shape) => engine.specialize('test-family', shape))).toEqual([...shapes.slice(1).map(() => true), false]);
+    expect(engine.specialize('test-family', [3])).toBe(true); // a shape it has
+    // Large flips (≥ 2¹⁶ elements: the gather specializes) of as many new widths as the budget and three more.
+    const before = engine.stats.pipelines;
+    for (let i = 0; i < SPECIALIZED_PER_FAMILY + 3; i++) {
+      const values = Float32Array.from({ length: 256 * (300 + i) }, (_, k) => (k * 7919) % 1000);
+      const x = tensor(values, [1, 256, 300 + i], { backend: 'webgpu' });
+      const y = flip(x, [1, 2]);
+      const got = await y.data();
+      const w = 300 + i;
+      const want = Float32Array.from({ length: values.length }, (_, k) => values[(255 - Math.floor(k / w)) * w + (w - 1 - (k % w))]);
+      if (i >= SPECIALIZED_PER_FAMILY - 2) expect(Array.from(got)).toEqual(Array.from(want));
+      x.dispose();
+      y.dispose();
+    }
+    expect(engine.stats.pipelines - before).toBeLessThanOrEqual(SPECIALIZED_PER_FAMILY + 1);
   });
 });

@@ -220,8 +220,13 @@ interface CachedPipeline {
 /** Buffer usage of every tensor buffer. */
 const STORAGE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
+/** Shape-specialized variants a kernel family may compile (Engine.specialize). */
+export const SPECIALIZED_PER_FAMILY = 32;
+
 export class Engine {
   private readonly pipelines = new Map<string, CachedPipeline>();
+  /** Shapes compiled into kernel variants, per kernel family (see specialize). */
+  private readonly specialized = new Map<string, Set<string>>();
   private readonly pool = new Map<number, GPUBuffer[]>();
   private readonly texturePool = new Map<string, GPUTexture[]>();
   private encoder: GPUCommandEncoder | null = null;
@@ -410,6 +415,22 @@ export class Engine {
     if (groups <= max) return [groups, 1, 1];
     const y = Math.ceil(groups / max);
     return [Math.ceil(groups / y), y, 1];
+  }
+
+  /**
+   * Whether a kernel family may compile a variant with `shape` baked in (constant divisors), or
+   * should run its generic kernel: yes for a shape it already has, and for new ones until the
+   * family holds {@link SPECIALIZED_PER_FAMILY} of them, so a stream of image sizes cannot grow the
+   * pipeline cache without bound.
+   */
+  specialize(family: string, shape: readonly number[]): boolean {
+    let shapes = this.specialized.get(family);
+    if (!shapes) this.specialized.set(family, (shapes = new Set()));
+    const key = shape.join('x');
+    if (shapes.has(key)) return true;
+    if (shapes.size >= SPECIALIZED_PER_FAMILY) return false;
+    shapes.add(key);
+    return true;
   }
 
   /** Records one dispatch of `kernel`; submits every {@link FLUSH_EVERY} dispatches. */

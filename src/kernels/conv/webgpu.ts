@@ -520,17 +520,15 @@ function packFloatTexture(engine: Engine, x: GPUBuffer, shape: readonly number[]
   // lavapipe a division by a uniform value is scalar code per lane; the 1-D version spent most of its
   // time on five of them).
   const q = Math.ceil(c / 4);
-  // 256 lanes a workgroup (lavapipe pays per workgroup), as many along x as the row has, up to 64,
-  // and the rest along y (a 16-wide image in 64 × 1 lanes idled three quarters of them).
-  const lanes = w <= 16 ? 16 : w <= 32 ? 32 : 64;
-  const rows = 256 / lanes;
+  // 16 × 16 lanes a workgroup, one shape for every image size (a variant per width would compile
+  // a pipeline per patch size).
   engine.run({
-    name: 'conv_pack_texture', key: `conv_pack_texture:${lanes}`,
+    name: 'conv_pack_texture', key: 'conv_pack_texture',
     inputs: { xs: [x, 'f32'] },
     textureOutputs: { ys: [texture, 'rgba32float'] },
     uniforms: { c: ['u32', c], q: ['u32', q], h: ['u32', h], w: ['u32', w] },
     source: () => `
-@compute @workgroup_size(${lanes}, ${rows})
+@compute @workgroup_size(16, 16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let xx = gid.x;
   let y = gid.y;
@@ -543,7 +541,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   ${[0, 1, 2, 3].map((k) => `if (4u * quad + ${k}u < u.c) { v[${k}] = xs[base + ${k}u * plane]; }`).join('\n  ')}
   textureStore(ys, vec2<i32>(i32(xx), i32((wid.z * u.h) + y)), v);
 }`,
-    workgroups: [Math.ceil(w / lanes), Math.ceil(h / rows), size[1] / h],
+    workgroups: [Math.ceil(w / 16), Math.ceil(h / 16), size[1] / h],
   });
   return texture;
 }

@@ -22,7 +22,8 @@ export function mergeAxes(shape: readonly number[], strides: readonly number[]):
  * Gathers of at least this many elements get a kernel with the (merged) shape compiled in: the
  * index arithmetic divides by constants, which the compiler turns into multiplies, where dividing
  * by a uniform is scalar code per lane (on lavapipe, 36 ns an element for a pixel shuffle). Smaller
- * gathers share one kernel, so odd shapes do not each compile a pipeline.
+ * gathers, and shapes past the engine's budget of variants, share one kernel, so odd shapes do not
+ * each compile a pipeline.
  */
 const SPECIALIZE_FROM = 1 << 16;
 
@@ -31,7 +32,7 @@ export function gatherWebgpu(engine: Engine, x: KernelTensor, outShape: readonly
   const n = sizeOf(outShape);
   const t = wgslType(x.dtype);
   const merged = mergeAxes(outShape, strides);
-  if (n >= SPECIALIZE_FROM && merged.shape.length > 0) {
+  if (n >= SPECIALIZE_FROM && merged.shape.length > 0 && engine.specialize(`gather:${x.dtype}`, merged.shape)) {
     const { shape } = merged;
     return engine.compute({
       name: 'gather',

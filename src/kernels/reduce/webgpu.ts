@@ -61,7 +61,8 @@ function nextPow2(n: number): number {
 /**
  * Reductions over several axes of at least this many elements get their reduced shape compiled in:
  * dividing by a constant becomes a multiply, where dividing by a uniform is scalar code per lane on
- * lavapipe. Smaller ones share one kernel, so odd shapes do not each compile a pipeline.
+ * lavapipe. Smaller ones, and shapes past the engine's budget of variants, share one kernel, so odd
+ * shapes do not each compile a pipeline.
  */
 const SPECIALIZE_FROM = 1 << 16;
 
@@ -220,7 +221,8 @@ export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes
   const singleAxis = reduced.length <= 1;
   // Large multi-axis reductions (a bias gradient over N, H, W) compile their reduced shape in: the
   // row index is divided by it at every row wrap, per lane.
-  const reducedShape = !singleAxis && count * outputs >= SPECIALIZE_FROM ? reduced.map((r) => r[0]) : null;
+  const shape = reduced.map((r) => r[0]);
+  const reducedShape = !singleAxis && count * outputs >= SPECIALIZE_FROM && engine.specialize(`reduce:${op}:${x.dtype}`, shape) ? shape : null;
 
   const t = wgslType(x.dtype);
   const out = engine.compute({
