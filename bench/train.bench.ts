@@ -6,22 +6,17 @@
  * forward, L1 loss, backward and Adam; FLOPs are 3 × the forward's 2·MACs.
  */
 import { measureTorch } from './torch-peer.js';
-import { loadTfjsForTraining, tfjsStepsPerSecond } from './tfjs-train.js';
+import { type TfjsTrainCase, loadTfjsForTraining, tfjsStepsPerSecond } from './tfjs-train.js';
 import {
   Adam, createModel, l1Loss, modelCost, rand, shutdown, tidy, useBackend, type Module,
 } from '../src/index.js';
 import { acquireDevice } from '../src/backends/webgpu/device.js';
 
-interface Case {
+/** A training case: the network and batch the peers train too, its label and its PyTorch key. */
+interface Case extends TfjsTrainCase {
   name: string;
   /** The case's key in bench/torch_peer.py. */
   torch: string;
-  model: string;
-  config: Record<string, unknown>;
-  channels: number;
-  batch: number;
-  patch: number;
-  scale: number;
   range: number;
 }
 
