@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { describeShared, listShared, sharedPath } from './support/shared.js';
 import {
   BatchNorm2d, CARN, Conv2d, ConvTranspose2d, EDSR, MeanShift, Module, PReLU, Random, ReLU, Sequential,
-  StateDictError, type Tensor, ValueError, add, createModel, full, loadSafetensors, memory, parsePublishedName,
+  StateDictError, type Tensor, ValueError, add, createModel, featureOf, full, loadSafetensors, memory, parsePublishedName,
   tensor, tidy, zeros,
 } from '../src/index.js';
 
@@ -248,6 +248,41 @@ describe('Module', () => {
     expect(seen.length).toBe(1);
     expect(() => seq.at(2)).toThrow(ValueError);
     expect(seq.at(-1)).toBeInstanceOf(ReLU);
+  });
+
+  it('featureOf runs a network only as far as a layer: its input or output, what a full call would show', async () => {
+    const model = new EDSR({ scale: 2, nResblocks: 2, nFeats: 8, rng: new Random(3) });
+    const x = tensor(Float32Array.from({ length: 3 * 6 * 5 }, (_, i) => (i * 37) % 255), [1, 3, 6, 5]);
+    const seen: { input?: Tensor; output?: Tensor } = {};
+    const remove = model.getSubmodule('tail').registerForwardHook((_m, inputs, out) => void Object.assign(seen, { input: inputs[0], output: out }));
+    model.call(x);
+    remove();
+    let tailCalls = 0;
+    const count = model.getSubmodule('add_mean').registerForwardHook(() => void tailCalls++);
+    const input = featureOf(model, 'tail', x, 'input');
+    const output = featureOf(model, 'tail', x);
+    expect(Array.from(await input.data())).toEqual(Array.from(await seen.input!.data()));
+    expect(Array.from(await output.data())).toEqual(Array.from(await seen.output!.data()));
+    expect(tailCalls).toBe(0); // nothing after the layer ran
+    model.call(x);
+    expect(tailCalls).toBe(1); // and the hooks featureOf set are gone
+    count();
+    expect(model.getSubmodule('tail').hasHooks).toBe(false);
+    // A pre-hook sees the inputs before the forward.
+    const shapes: number[][] = [];
+    const pre = model.getSubmodule('tail').registerForwardPreHook((_m, inputs) => void shapes.push(inputs[0].shape.slice()));
+    model.call(x);
+    pre();
+    expect(shapes).toEqual([[1, 8, 6, 5]]);
+    class SkipsSecond extends Module {
+      constructor() {
+        super();
+        this.registerModule('a', new ReLU());
+        this.registerModule('b', new ReLU());
+      }
+      forward(t: Tensor): Tensor { return this.getSubmodule('a').call(t); }
+    }
+    expect(() => featureOf(new SkipsSecond(), 'b', x)).toThrow(/SkipsSecond's forward never called 'b'/);
   });
 });
 

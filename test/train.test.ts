@@ -177,6 +177,26 @@ describeShared('Trainer on T91', () => {
     teacher.dispose();
   });
 
+  it('attention transfer alone runs the teacher only as far as the compared feature', async () => {
+    const teacher = createModel('edsr', edsrConfig(), { rng: new Random(1) });
+    let teacherTails = 0;
+    teacher.getSubmodule('tail').registerForwardHook(() => void teacherTails++);
+    const seen: TrainProgress[] = [];
+    const trainer = await edsrTrainer(4, {
+      iterations: 2, distill: { teacher, attentionWeight: 1000, attentionLayer: 'tail', attentionFeature: 'input' },
+      onProgress: (p) => void seen.push(p),
+    });
+    await trainer.run();
+    expect(teacherTails).toBe(0);
+    for (const p of seen) {
+      expect(p.parts.kd).toBeUndefined();
+      expect(p.parts.at).toBeGreaterThan(0);
+      expect(p.loss).toBeCloseTo(p.parts.pixel + 1000 * p.parts.at!, 2);
+    }
+    trainer.model.dispose();
+    teacher.dispose();
+  });
+
   for (const backend of testBackends()) {
     it(`smoke: FSRCNN ×3 on T91 crops learns on ${backend}`, async () => {
       manualSeed(0);

@@ -1,6 +1,6 @@
 // The neural-network layer: modules, layers and optimizers.
 export {
-  Module, type ForwardHook, type LoadResult, type LoadStateDictOptions, type ShapeMismatch,
+  Module, featureOf, type ForwardHook, type ForwardPreHook, type LoadResult, type LoadStateDictOptions, type ShapeMismatch,
 } from './module.js';
 export {
   Conv2d, ConvTranspose2d, ReLU, Tanh, PReLU, PixelShuffle, BatchNorm2d, Sequential, MeanShift, DIV2K_MEAN,

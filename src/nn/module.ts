@@ -11,6 +11,8 @@ import { cast, reshape } from '../ops.js';
 
 /** Called after a module's forward with its inputs and output; may return a replacement output. */
 export type ForwardHook = (module: Module, inputs: readonly Tensor[], output: Tensor) => Tensor | void;
+/** Called with a module's inputs before its forward. */
+export type ForwardPreHook = (module: Module, inputs: readonly Tensor[]) => void;
 
 /** A shape disagreement found by `loadStateDict`. */
 export interface ShapeMismatch {
@@ -55,20 +57,31 @@ export abstract class Module {
   private readonly buffers = new Map<string, Tensor>();
   private readonly modules = new Map<string, Module>();
   private readonly hooks: ForwardHook[] = [];
+  private readonly preHooks: ForwardPreHook[] = [];
 
   /** The computation; call modules through `call()` so forward hooks run. */
   abstract forward(...inputs: Tensor[]): Tensor;
 
-  /** Runs forward, then the forward hooks (which may replace the output). */
+  /** Runs the pre-hooks, forward, then the forward hooks (which may replace the output). */
   call(...inputs: Tensor[]): Tensor {
+    for (const hook of this.preHooks) hook(this, inputs);
     let out = this.forward(...inputs);
     for (const hook of this.hooks) out = hook(this, inputs, out) ?? out;
     return out;
   }
 
-  /** Whether forward hooks are registered (fusing layers would skip them). */
+  /** Whether forward hooks or pre-hooks are registered (fusing layers would skip them). */
   get hasHooks(): boolean {
-    return this.hooks.length > 0;
+    return this.hooks.length > 0 || this.preHooks.length > 0;
+  }
+
+  /** Adds a hook run with the inputs before every `call()`'s forward; returns a function that removes it. */
+  registerForwardPreHook(hook: ForwardPreHook): () => void {
+    this.preHooks.push(hook);
+    return () => {
+      const i = this.preHooks.indexOf(hook);
+      if (i >= 0) this.preHooks.splice(i, 1);
+    };
   }
 
   /** Adds a hook run after every `call()`; returns a function that removes it. */
@@ -394,4 +407,31 @@ function describe(moduleName: string, r: LoadResult): string {
     parts.push(`shape mismatches (${lines.length}): ${lines.join('; ')}`);
   }
   return `loadStateDict into ${moduleName} failed:\n  ${parts.join('\n  ')}`;
+}
+
+/** Thrown by featureOf's hook to stop the forward once the feature is known. */
+class FeatureReached {
+  constructor(readonly feature: Tensor) {}
+}
+
+/**
+ * The feature `model` computes at submodule `layer` on `x` — the layer's first input ('input') or
+ * its output — running the network only as far as that: a teacher's feature for attention
+ * transfer without the up-sampler and tail after it. The caller owns what the forward allocated,
+ * as with `call()` (a tidy() around it frees the rest).
+ */
+export function featureOf(model: Module, layer: string, x: Tensor, feature: 'input' | 'output' = 'output'): Tensor {
+  const target = model.getSubmodule(layer);
+  const remove = feature === 'input'
+    ? target.registerForwardPreHook((_m, inputs) => { throw new FeatureReached(inputs[0]); })
+    : target.registerForwardHook((_m, _inputs, out) => { throw new FeatureReached(out); });
+  try {
+    model.call(x);
+  } catch (e) {
+    if (e instanceof FeatureReached) return e.feature;
+    throw e;
+  } finally {
+    remove();
+  }
+  throw new ValueError(`featureOf: ${model.constructor.name}'s forward never called '${layer}'`);
 }

@@ -7,7 +7,7 @@
 // gives bit-identical weights, and stop + resume equals an uninterrupted run.
 import { ValueError } from '../tensor/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { Module } from '../nn/module.js';
+import { type Module, featureOf } from '../nn/module.js';
 import { Adam, type ParamGroupInput } from '../nn/optim.js';
 import { l1Loss, mseLoss } from '../nn/functional.js';
 import { keep, tidy } from '../tensor/memory.js';
@@ -337,11 +337,11 @@ export class Trainer {
     const kdWeight = d?.outputWeight ?? 0;
     const features: { student?: Tensor; teacher?: Tensor } = {};
     const removers: (() => void)[] = [];
+    const layer = d?.attentionLayer ?? 'body';
     if (d && atWeight > 0) {
-      const layer = d.attentionLayer ?? 'body';
       const pick = d.attentionFeature === 'input' ? (inputs: readonly Tensor[]) => inputs[0] : (_: readonly Tensor[], out: Tensor) => out;
       removers.push(this.model.getSubmodule(layer).registerForwardHook((_m, i, out) => void (features.student = pick(i, out))));
-      removers.push(d.teacher.getSubmodule(layer).registerForwardHook((_m, i, out) => void (features.teacher = pick(i, out))));
+      if (kdWeight > 0) removers.push(d.teacher.getSubmodule(layer).registerForwardHook((_m, i, out) => void (features.teacher = pick(i, out))));
     }
     try {
       const sr = this.model.call(batch.lr);
@@ -349,13 +349,15 @@ export class Trainer {
       let loss = pixel;
       const named: [string, Tensor][] = [];
       if (d && (kdWeight > 0 || atWeight > 0)) {
-        const teacherSr = noGrad(() => d.teacher.call(batch.lr));
         if (kdWeight > 0) {
-          const kd = l1Loss(sr, teacherSr);
+          const kd = l1Loss(sr, noGrad(() => d.teacher.call(batch.lr)));
           named.push(['kd', kd]);
           loss = add(loss, mul(kd, kdWeight));
         }
         if (atWeight > 0) {
+          // Without output distillation the teacher runs only as far as the compared feature (its
+          // up-sampler and tail were a third of a PAMS or DDTB step).
+          if (kdWeight === 0) features.teacher = noGrad(() => featureOf(d.teacher, layer, batch.lr, d.attentionFeature ?? 'output'));
           if (!features.student || !features.teacher) throw new ValueError(`distillation: layer '${d.attentionLayer ?? 'body'}' produced no ${d.attentionFeature ?? 'output'}`);
           const at = attentionTransferLoss(features.student, features.teacher);
           named.push(['at', at]);
