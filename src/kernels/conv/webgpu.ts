@@ -515,13 +515,12 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
 function packFloatTexture(engine: Engine, x: GPUBuffer, shape: readonly number[], size: [number, number]): GPUTexture {
   const [, c, h, w] = shape;
   const texture = engine.allocateTexture(size[0], size[1], 'rgba32float', 'conv input');
-  // One invocation per texel on a 3-D grid (x, y, image · channel quad): the coordinates come from the
-  // builtin ids, and the one division left is on the workgroup id, uniform across the workgroup (on
-  // lavapipe a division by a uniform value is scalar code per lane; the 1-D version spent most of its
-  // time on five of them).
+  // One invocation per texel on a 3-D grid (x, y, image · channel quad) of 16 × 16-lane workgroups:
+  // the coordinates come from the builtin ids, and the one division left is on the workgroup id,
+  // uniform across the workgroup (on lavapipe a division by a uniform value is scalar code per lane;
+  // the 1-D version did five). One workgroup shape serves every image size, so a new patch size
+  // compiles nothing.
   const q = Math.ceil(c / 4);
-  // 16 × 16 lanes a workgroup, one shape for every image size (a variant per width would compile
-  // a pipeline per patch size).
   engine.run({
     name: 'conv_pack_texture', key: 'conv_pack_texture',
     inputs: { xs: [x, 'f32'] },
