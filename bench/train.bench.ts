@@ -105,15 +105,26 @@ async function main(): Promise<void> {
     for (const c of CASES) console.log(`  ${c.name}: ${torch.trainItPerSec![c.torch]!.toFixed(2)} it/s (PyTorch ${torch.version}, ${torch.threads} threads)`);
   }
   const tfjs = await measureTfjs();
+  const ours: Record<string, number[]> = {};
   for (const backend of ['cpu', 'webgpu'] as const) {
     const active = await useBackend(backend);
     if (active.name !== backend) continue;
     console.log(`\n${backend}:`);
+    ours[backend] = [];
     for (const [i, c] of CASES.entries()) {
       const r = await stepsPerSecond(c, backend, c.model === 'edsr-baseline' ? 2 : 5);
+      ours[backend].push(r.itPerSec);
       const ratio = (name: string, peer: number | null | undefined) => (peer ? `, ours / ${name} ×${(r.itPerSec / peer).toFixed(2)}` : '');
       const peers = `${ratio(`tfjs-${backend}`, tfjs[backend][i])}${ratio('PyTorch', torch?.trainItPerSec?.[c.torch])}`;
       console.log(`  ${c.name}: ${r.itPerSec.toFixed(2)} it/s, ${r.gflops.toFixed(2)} GFLOP/s${peers}`);
+    }
+  }
+  // Which of our backends trains each case faster on this machine (lavapipe emulates a GPU on the same cores).
+  if (ours.cpu && ours.webgpu) {
+    console.log('\nfaster here:');
+    for (const [i, c] of CASES.entries()) {
+      const [cpu, gpu] = [ours.cpu[i], ours.webgpu[i]];
+      console.log(`  ${c.name}: ${cpu >= gpu ? `cpu, ×${(cpu / gpu).toFixed(2)} webgpu` : `webgpu, ×${(gpu / cpu).toFixed(2)} cpu`}`);
     }
   }
   shutdown();
