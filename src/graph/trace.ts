@@ -147,6 +147,8 @@ export async function traceGraph(model: Module, input: Tensor, options: { values
     gridSampleBackward: () => fail('gridSampleBackward'),
     fakeQuant: (x, lo, hi, p) => call({ kind: 'fakeQuant', params: p }, [x, lo, hi], x.shape, x.dtype, () => inner.fakeQuant(unwrap(x), unwrap(lo), unwrap(hi), p)),
     fakeQuantBackward: () => fail('fakeQuantBackward'),
+    fakeQuantMismatch: () => fail('fakeQuantMismatch'),
+    fakeQuantMismatchBackward: () => fail('fakeQuantMismatchBackward'),
     prelu: (x, slope) => call({ kind: 'prelu' }, [x, slope], x.shape, x.dtype, () => inner.prelu(unwrap(x), unwrap(slope))),
     preluBackward: () => fail('preluBackward'),
   };

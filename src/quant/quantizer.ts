@@ -5,7 +5,7 @@ import { isGradEnabled, noGrad } from '../tensor/autograd.js';
 import { keep } from '../tensor/memory.js';
 import { type Storage, type Tensor, full, tensor } from '../tensor/tensor.js';
 import {
-  add, clamp, clone, fakeQuantAffine, fakeQuantSymmetric, fakeQuantZero, mul, quantizeWeightMaxAbs, quantizeWeightPercentile,
+  add, clamp, clone, fakeQuantAffine, fakeQuantMismatch, fakeQuantSymmetric, fakeQuantZero, mul, quantizeWeightMaxAbs, quantizeWeightPercentile,
   quantizeWeightWcc, reshape, slice, sqrt, sub, sum,
 } from '../ops.js';
 import type { FakeQuantRounding } from '../tensor/backend.js';
@@ -212,22 +212,26 @@ export class ActivationQuantizer extends Module {
     }
   }
 
+  /**
+   * M = ‖X − target‖₂ with the bounds detached. The target is Q(X) passing gradient straight through
+   * ('ste'), Q(X) detached ('detached-target'), both computed by the fused fakeQuantMismatch, or the
+   * clamp of X to the bounds ('clip-distance').
+   */
   private mismatchOf(x: Tensor): Tensor {
-    const bounds = this.bounds().map((b) => b.detach());
-    let target: Tensor;
-    switch (this.mismatch!) {
-      case 'ste': target = this.quantizeWith(x, bounds); break;
-      case 'detached-target': target = this.quantizeWith(x, bounds).detach(); break;
-      case 'clip-distance': {
-        const shape = this.perChannel ? [this.channels, ...Array<number>(x.rank - 2).fill(1)] : [];
-        const [lo, hi] = this.kind === 'symmetric' ? [mul(bounds[0], -1), bounds[0]] : bounds;
-        target = clamp(x, reshape(lo, shape), reshape(hi, shape));
-        break;
-      }
+    const options = { ...(this.perChannel ? { axis: 1 } : {}), ties: this.ties, rounding: this.rounding };
+    let squared: Tensor;
+    if (this.mismatch === 'clip-distance') {
+      const bounds = this.bounds().map((b) => b.detach());
+      const shape = this.perChannel ? [this.channels, ...Array<number>(x.rank - 2).fill(1)] : [];
+      const [lo, hi] = this.kind === 'symmetric' ? [mul(bounds[0], -1), bounds[0]] : bounds;
+      const d = sub(x, clamp(x, reshape(lo, shape), reshape(hi, shape)));
+      squared = sum(mul(d, d));
+    } else {
+      const [lo, hi] = this.kind === 'symmetric' ? [this.alpha, this.alpha] : [this.lo, this.hi];
+      squared = fakeQuantMismatch(x, lo, hi, this.bits, this.kind, { ...options, target: this.mismatch === 'ste' ? 'ste' : 'detached' });
     }
-    const d = sub(x, target);
     // The ε keeps the gradient finite (0, not 0/0) when nothing is clipped.
-    return sqrt(add(sum(mul(d, d)), 1e-12));
+    return sqrt(add(squared, 1e-12));
   }
 
   /** Reads the inputs recorded since the last call into the running statistics (calibration). */

@@ -53,6 +53,9 @@ export interface FakeQuantParams {
   readonly rounding?: FakeQuantRounding;
 }
 
+/** Whether ODM's mismatch target Q(x) passes gradient to x straight through ('ste') or none ('detached'). */
+export type MismatchTarget = 'ste' | 'detached';
+
 /**
  * Rounding of the fake-quantizers (docs/ALGORITHMS.md §0): 'half-even' as torch.round and WGSL
  * round (the QAT quantizers and their PyTorch fixtures), 'half-away' (ties away from zero) as
@@ -165,6 +168,17 @@ export interface Backend {
    * In 'symmetric' mode grad hi is d/da and grad lo is zeros.
    */
   fakeQuantBackward(gy: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams): [unknown, unknown, unknown];
+  /**
+   * ODM's squared mismatch Σ (x − Q(x))² of {@link Backend.fakeQuant}'s Q, as one value (shape []): what
+   * the composition of fakeQuant, sub, mul and sum gives, in one pass.
+   */
+  fakeQuantMismatch(x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams): unknown;
+  /**
+   * Gradient of {@link Backend.fakeQuantMismatch} to x, the bounds held constant, `g` its upstream gradient
+   * (one value): 2g·(x − Q(x))·(1 − ∂Q/∂x), where ∂Q/∂x is the straight-through share of x ('ste') or 0
+   * ('detached': the target Q(x) carries no gradient).
+   */
+  fakeQuantMismatchBackward(g: KernelTensor, x: KernelTensor, lo: KernelTensor, hi: KernelTensor, p: FakeQuantParams, target: MismatchTarget): unknown;
 
   /** PReLU y = x > 0 ? x : a·x; slope holds one value, or one per channel of axis 1 of x. */
   prelu(x: KernelTensor, slope: KernelTensor): unknown;

@@ -10,7 +10,7 @@ import {
   adaptiveAvgPool2dBackwardCpu, adaptiveAvgPool2dCpu, gridSampleBackwardCpu, gridSampleCpu,
   resizeBilinearBackwardCpu, resizeBilinearCpu,
 } from '../../kernels/resample/cpu.js';
-import { fakeQuantBackwardCpu, fakeQuantCpu } from '../../kernels/fakequant/cpu.js';
+import { fakeQuantBackwardCpu, fakeQuantCpu, fakeQuantMismatchBackwardCpu, fakeQuantMismatchCpu } from '../../kernels/fakequant/cpu.js';
 import { preluBackwardCpu, preluCpu } from '../../kernels/prelu/cpu.js';
 import { adamCpu } from '../../kernels/optim/cpu.js';
 // Large convolutions share their work with worker threads where the runtime allows (Node); see threads.ts.
@@ -67,6 +67,9 @@ export const cpuBackend: Backend = {
   fakeQuant: (x, lo, hi, p) => fakeQuantCpu(float(x, 'fakeQuant'), x.shape, float(lo, 'fakeQuant'), float(hi, 'fakeQuant'), p),
   fakeQuantBackward: (gy, x, lo, hi, p) =>
     fakeQuantBackwardCpu(float(gy, 'fakeQuant'), float(x, 'fakeQuant'), x.shape, float(lo, 'fakeQuant'), float(hi, 'fakeQuant'), p),
+  fakeQuantMismatch: (x, lo, hi, p) => fakeQuantMismatchCpu(float(x, 'fakeQuantMismatch'), x.shape, float(lo, 'fakeQuantMismatch'), float(hi, 'fakeQuantMismatch'), p),
+  fakeQuantMismatchBackward: (g, x, lo, hi, p, target) => fakeQuantMismatchBackwardCpu(
+    float(g, 'fakeQuantMismatch'), float(x, 'fakeQuantMismatch'), x.shape, float(lo, 'fakeQuantMismatch'), float(hi, 'fakeQuantMismatch'), p, target),
   prelu: (x, slope) => preluCpu(float(x, 'prelu'), x.shape, float(slope, 'prelu')),
   adam: (p, g, m, v, h) => adamCpu(float(p, 'adam'), float(g, 'adam'), float(m, 'adam'), float(v, 'adam'), h),
   preluBackward: (gy, x, slope) => preluBackwardCpu(float(gy, 'prelu'), float(x, 'prelu'), x.shape, float(slope, 'prelu')),

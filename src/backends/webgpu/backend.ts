@@ -15,7 +15,7 @@ import {
   adaptiveAvgPool2dBackwardWebgpu, adaptiveAvgPool2dWebgpu, gridSampleBackwardWebgpu, gridSampleWebgpu,
   resizeBilinearBackwardWebgpu, resizeBilinearWebgpu,
 } from '../../kernels/resample/webgpu.js';
-import { fakeQuantBackwardWebgpu, fakeQuantWebgpu } from '../../kernels/fakequant/webgpu.js';
+import { fakeQuantBackwardWebgpu, fakeQuantMismatchBackwardWebgpu, fakeQuantMismatchWebgpu, fakeQuantWebgpu } from '../../kernels/fakequant/webgpu.js';
 import { preluBackwardWebgpu, preluWebgpu } from '../../kernels/prelu/webgpu.js';
 import { adamWebgpu } from '../../kernels/optim/webgpu.js';
 
@@ -58,6 +58,8 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     gridSampleBackward: (gy, x, grid) => gridSampleBackwardWebgpu(engine, gy, x, grid),
     fakeQuant: (x, lo, hi, p) => fakeQuantWebgpu(engine, x, lo, hi, p),
     fakeQuantBackward: (gy, x, lo, hi, p) => fakeQuantBackwardWebgpu(engine, gy, x, lo, hi, p),
+    fakeQuantMismatch: (x, lo, hi, p) => fakeQuantMismatchWebgpu(engine, x, lo, hi, p),
+    fakeQuantMismatchBackward: (g, x, lo, hi, p, target) => fakeQuantMismatchBackwardWebgpu(engine, g, x, lo, hi, p, target),
     prelu: (x, slope) => preluWebgpu(engine, x, slope),
     adam: (p, g, m, v, h) => adamWebgpu(engine, p, g, m, v, h),
     preluBackward: (gy, x, slope) => preluBackwardWebgpu(engine, gy, x, slope),

@@ -1,7 +1,7 @@
 // CPU reference of the fake-quantizers (docs/ALGORITHMS.md §1). Every float32 step is rounded
 // with Math.fround in the op order of ../shared/reference/gen_quant.py, so rounding ties break
 // exactly as PyTorch's float32 kernels do; float64 tensors keep double precision throughout.
-import type { FakeQuantParams } from '../../tensor/backend.js';
+import type { FakeQuantParams, MismatchTarget } from '../../tensor/backend.js';
 import type { FloatArray } from '../../tensor/dtype.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { roundHalfEven } from '../elementwise/cpu.js';
@@ -258,4 +258,41 @@ function fakeQuantBackwardF32(
     sumHi[g] = sh;
   }
   return [gx, Float32Array.from(sumLo), Float32Array.from(sumHi)];
+}
+
+/** ODM's squared mismatch Σ (x − Q(x))² (one value, shape []): each difference rounded to x's type, summed in float64. */
+export function fakeQuantMismatchCpu(x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams): FloatArray {
+  const f = x instanceof Float32Array ? Math.fround : identity;
+  const y = fakeQuantCpu(x, shape, lo, hi, p);
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) {
+    const d = f(x[i]! - y[i]!);
+    sum += f(d * d);
+  }
+  const out = like(x, 1);
+  out[0] = sum;
+  return out;
+}
+
+/**
+ * Gradient of {@link fakeQuantMismatchCpu} to x: 2g·(x − Q(x))·(1 − s), s the straight-through share of x
+ * (1 inside the bounds, 1 − tie at a tie, 0 past them) for the 'ste' target and 0 for a detached one.
+ */
+export function fakeQuantMismatchBackwardCpu(
+  g: FloatArray, x: FloatArray, shape: readonly number[], lo: FloatArray, hi: FloatArray, p: FakeQuantParams, target: MismatchTarget,
+): FloatArray {
+  const f = x instanceof Float32Array ? Math.fround : identity;
+  const { groups, inner } = groupLayout(shape, p.axis);
+  const y = fakeQuantCpu(x, shape, lo, hi, p);
+  const tie = tieShare(p);
+  const twice = f(2 * g[0]!);
+  const gx = like(x, x.length);
+  for (let i = 0; i < x.length; i++) {
+    const grp = Math.floor(i / inner) % groups;
+    const [l, u] = p.mode === 'symmetric' ? [-hi[grp]!, hi[grp]!] : [lo[grp]!, hi[grp]!];
+    const v = x[i]!;
+    const inside = target === 'detached' ? 0 : v > l && v < u ? 1 : v === l || v === u ? 1 - tie : 0;
+    gx[i] = inside === 1 ? 0 : f(f(twice * f(v - y[i]!)) * (1 - inside));
+  }
+  return gx;
 }

@@ -7,8 +7,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  type Tensor, ShapeError, ValueError, fakeQuantAffine, fakeQuantSymmetric, fakeQuantZero, quantile,
-  quantizeWeightMaxAbs, quantizeWeightPercentile, quantizeWeightWcc, tensor,
+  type Tensor, ShapeError, ValueError, fakeQuantAffine, fakeQuantMismatch, fakeQuantSymmetric, fakeQuantZero, mul, quantile, sub, sum,
+  add, quantizeWeightMaxAbs, quantizeWeightPercentile, quantizeWeightWcc, tensor,
 } from '../../index.js';
 import { testBackends } from '../../../test/support/backends.js';
 import { compareClose, describeShared, hasShared, listShared, loadFixture } from '../../../test/support/shared.js';
@@ -283,6 +283,42 @@ for (const backend of testBackends()) {
       );
     });
 
+    it('the fused mismatch equals its composition (value, and x\'s gradient; the bounds get none)', async () => {
+      await fc.assert(
+        fc.asyncProperty(caseArb, fc.constantFrom('ste', 'detached') as fc.Arbitrary<'ste' | 'detached'>,
+          fc.constantFrom('split', 'inside') as fc.Arbitrary<'split' | 'inside'>, async (c, target, ties) => {
+            const opt = { ...(c.perChannel ? { axis: 1 } : {}), ties };
+            const groups = c.bounds.length;
+            const lo = tensor(c.bounds.map((b) => b[c.mode === 'symmetric' ? 1 : 0]), [groups], { backend, requiresGrad: true });
+            const hi = tensor(c.bounds.map((b) => b[1]), [groups], { backend, requiresGrad: true });
+            const quantize = (x: Tensor, l: Tensor, h: Tensor) => (c.mode === 'symmetric'
+              ? fakeQuantSymmetric(x, h, c.bits, opt)
+              : (c.mode === 'affine' ? fakeQuantAffine : fakeQuantZero)(x, l, h, c.bits, opt));
+            const fusedX = tensor(c.x, c.shape, { backend, requiresGrad: true });
+            const fused = fakeQuantMismatch(fusedX, lo, hi, c.bits, c.mode, { ...opt, target });
+            const refX = tensor(c.x, c.shape, { backend, requiresGrad: true });
+            const q = quantize(refX, lo.detach(), hi.detach());
+            const d = sub(refX, target === 'ste' ? q : q.detach());
+            const ref = sum(mul(d, d));
+            expect(fused.shape).toEqual([]);
+            const [got, want] = [(await fused.data())[0], (await ref.data())[0]];
+            expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want)));
+            const g = 0.75;
+            fused.backward(tensor(g, [], { backend }));
+            ref.backward(tensor(g, [], { backend }));
+            const r = compareClose(await fusedX.grad!.data(), await refX.grad!.data(), 1e-6, 'grad x');
+            expect(r.ok, r.message).toBe(true);
+            expect(lo.grad).toBeNull();
+            expect(hi.grad).toBeNull();
+            for (const t of [lo, hi, fusedX, fused, refX, q, d, ref]) {
+              t.grad?.dispose();
+              t.dispose();
+            }
+          }),
+        { numRuns: RUNS, seed: 77 },
+      );
+    });
+
     it('quantile matches the sorted reference (device bisection, with repeats)', async () => {
       await fc.assert(
         fc.asyncProperty(
@@ -325,6 +361,8 @@ for (const backend of testBackends()) {
     });
 
     // Only a non-CPU backend has something to compare with the CPU here.
+    // The layouts cover both backward paths on webgpu: per-tensor and per-channel along axis 0 (bound
+    // gradients summed in the kernel, over several parts) and along axis 1 (contributions reduced apart).
     if (backend !== 'cpu') it('agrees with the CPU on a large tensor (split reductions, per channel, device quantile)', async () => {
       let seed = 12345;
       const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
@@ -340,16 +378,28 @@ for (const backend of testBackends()) {
         const lt = tensor(lo, [16], { backend: b, requiresGrad: true });
         const ht = tensor(hi, [16], { backend: b, requiresGrad: true });
         const at = tensor([1.3], [1], { backend: b, requiresGrad: true });
+        const l0 = tensor(lo.slice(0, 4), [4], { backend: b, requiresGrad: true });
+        const h0 = tensor(hi.slice(0, 4), [4], { backend: b, requiresGrad: true });
+        const lz = tensor([-0.7], [1], { backend: b, requiresGrad: true });
+        const hz = tensor([0.9], [1], { backend: b, requiresGrad: true });
         const y1 = fakeQuantAffine(xt, lt, ht, 4, { axis: 1 });
         const y2 = fakeQuantSymmetric(xt, at, 3);
         const y3 = quantizeWeightPercentile(tensor(x, shape, { backend: b }), 5);
-        y1.backward(tensor(gy, shape, { backend: b }));
-        y2.backward(tensor(gy, shape, { backend: b }));
-        results[b] = (await Promise.all([y1, y2, y3, xt.grad!, lt.grad!, ht.grad!, at.grad!].map((t) => t.data()))) as Float32Array[];
+        const y4 = fakeQuantAffine(xt, l0, h0, 3, { axis: 0 });
+        const y5 = fakeQuantZero(xt, lz, hz, 2);
+        for (const y of [y1, y2, y4, y5]) y.backward(tensor(gy, shape, { backend: b }));
+        // The fused mismatch over several parts, per tensor and per channel.
+        const mx = tensor(x, shape, { backend: b, requiresGrad: true });
+        const m1 = fakeQuantMismatch(mx, lz, hz, 2, 'affine');
+        const m2 = fakeQuantMismatch(mx, lt, ht, 3, 'zero', { axis: 1, target: 'detached' });
+        add(m1, m2).backward();
+        results[b] = (await Promise.all([y1, y2, y3, y4, y5, xt.grad!, lt.grad!, ht.grad!, at.grad!, l0.grad!, h0.grad!, lz.grad!, hz.grad!,
+          m1, m2, mx.grad!].map((t) => t.data()))) as Float32Array[];
       }
-      const names = ['y affine', 'y symmetric', 'y percentile', 'grad x', 'grad lo', 'grad hi', 'grad alpha'];
+      const names = ['y affine', 'y symmetric', 'y percentile', 'y affine axis 0', 'y zero', 'grad x', 'grad lo', 'grad hi', 'grad alpha',
+        'grad lo axis 0', 'grad hi axis 0', 'grad lo per tensor', 'grad hi per tensor', 'mismatch per tensor', 'mismatch per channel', 'mismatch grad x'];
       names.forEach((name, k) => {
-        const r = compareClose(results[backend][k], results.cpu[k], k < 3 ? 0 : 1e-4, name);
+        const r = compareClose(results[backend][k], results.cpu[k], k < 5 ? 0 : 1e-4, name);
         expect(r.ok, r.message).toBe(true);
       });
     });

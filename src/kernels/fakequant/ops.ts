@@ -3,7 +3,7 @@
 // Bounds are tensors on the device, so learnable bounds never need a readback. Bounds must
 // satisfy hi > lo (a > 0 for Q2); that is not checked, because checking would read the values
 // back: degenerate bounds give NaN/±inf exactly like the PyTorch formulas.
-import type { FakeQuantMode, FakeQuantParams, FakeQuantRounding, FakeQuantTies } from '../../tensor/backend.js';
+import type { FakeQuantMode, FakeQuantParams, FakeQuantRounding, FakeQuantTies, MismatchTarget } from '../../tensor/backend.js';
 import { BackendError, DTypeError, ShapeError, ValueError } from '../../tensor/errors.js';
 import { fmt, normalizeAxis } from '../../tensor/shape.js';
 import { type Tensor, emit, tensor, wrap } from '../../tensor/tensor.js';
@@ -70,7 +70,8 @@ function kernelBound(b: Tensor, groups: number): Tensor {
   return b.size === groups ? flat : expand(flat, [groups]);
 }
 
-function fakeQuant(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi: Tensor, bits: number, options: FakeQuantOptions): Tensor {
+/** Validates a fake-quantizer's arguments: its kernel params and the bounds shaped as the kernel reads them. */
+function prepare(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi: Tensor, bits: number, options: FakeQuantOptions) {
   checkBits(bits, what);
   const ties = options.ties ?? 'split';
   checkTies(ties, what);
@@ -87,7 +88,11 @@ function fakeQuant(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi:
   const groups = perChannel ? x.shape[axis] : 1;
   const kLo = mode === 'symmetric' ? null : kernelBound(lo, groups);
   const kHi = kernelBound(hi, groups);
-  const loKernel = (kLo ?? kHi).kernel;
+  return { p, groups, kLo, kHi, loKernel: (kLo ?? kHi).kernel };
+}
+
+function fakeQuant(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi: Tensor, bits: number, options: FakeQuantOptions): Tensor {
+  const { p, groups, kLo, kHi, loKernel } = prepare(what, mode, x, lo, hi, bits, options);
   const data = x.backend.fakeQuant(x.kernel, loKernel, kHi.kernel, p);
   const inputs = kLo ? [x, kLo, kHi] : [x, kHi];
   const out = emit(`fakeQuant_${mode}`, inputs, data, x.shape, x.dtype, (gy) => {
@@ -102,6 +107,47 @@ function fakeQuant(what: string, mode: FakeQuantMode, x: Tensor, lo: Tensor, hi:
       : [x.requiresGrad ? gx : null, kHi.requiresGrad ? ghi : null];
   });
   // The kernel-shaped bounds are views or expands: the graph keeps them while it needs them.
+  if (!out.gradNode) {
+    kLo?.dispose();
+    kHi.dispose();
+  }
+  return out;
+}
+
+/** Options of {@link fakeQuantMismatch}: the quantizer's, and how the target passes gradient. */
+export interface FakeQuantMismatchOptions extends FakeQuantOptions {
+  /** 'ste' (default): the target Q(x) passes x's gradient straight through; 'detached': it passes none. */
+  target?: MismatchTarget;
+}
+
+/**
+ * ODM's squared mismatch Σ (x − Q(x))² of an activation (ALGORITHMS.md §3), Q the fake-quantizer of `mode`
+ * with bounds lo, hi (one value, shape []). The bounds are constants here (the regulariser sees them
+ * detached); x gets 2(x − Q(x))·(1 − ∂Q/∂x). The value and gradients are those of
+ * `sum(mul(d, d))` with `d = sub(x, Q(x, lo.detach(), hi.detach()))` (a detached Q for 'detached'),
+ * computed in one pass each way instead of five: ODM records one per quantized input per step.
+ */
+export function fakeQuantMismatch(
+  x: Tensor, lo: Tensor, hi: Tensor, bits: number, mode: FakeQuantMode, options: FakeQuantMismatchOptions = {},
+): Tensor {
+  const target = options.target ?? 'ste';
+  if (target !== 'ste' && target !== 'detached') {
+    throw new ValueError(`fakeQuantMismatch: target must be 'ste' or 'detached', got '${String(target)}'`);
+  }
+  if (!['affine', 'zero', 'symmetric'].includes(mode)) {
+    throw new ValueError(`fakeQuantMismatch: mode must be 'affine', 'zero' or 'symmetric', got '${String(mode)}'`);
+  }
+  const [dLo, dHi] = [lo.detach(), hi.detach()];
+  const { p, kLo, kHi, loKernel } = prepare('fakeQuantMismatch', mode, x, dLo, dHi, bits, options);
+  dLo.dispose(); // the kernel-shaped bounds are views of their own
+  dHi.dispose();
+  const data = x.backend.fakeQuantMismatch(x.kernel, loKernel, kHi.kernel, p);
+  // The detached bounds are inputs only so the graph keeps them for the backward; they get no gradient.
+  const inputs = kLo ? [x, kLo, kHi] : [x, kHi];
+  const out = emit('fakeQuantMismatch', inputs, data, [], x.dtype, (g) => {
+    const gx = wrap(x.backend, x.backend.fakeQuantMismatchBackward(g.kernel, x.kernel, loKernel, kHi.kernel, p, target), x.shape, x.dtype);
+    return kLo ? [gx, null, null] : [gx, null];
+  });
   if (!out.gradNode) {
     kLo?.dispose();
     kHi.dispose();
