@@ -193,6 +193,15 @@ describe('presets on every model family (ALGORITHMS §2)', () => {
     expect(Array.from(z.dataSync())).not.toEqual(Array.from(y.dataSync()));
   });
 
+  it('keepFloat leaves its points float on top of a placement, and a glob that matches nothing is an error', () => {
+    const code = quantizedPointNames(quantize(families.srresnet(), presetPlan('ddtb', 2)));
+    const streamFloat = quantizedPointNames(quantize(families.srresnet(), presetPlan('ddtb', 2, { keepFloat: ['**.skip', '**.out'] })));
+    expect(streamFloat).toEqual(code.filter((n) => !/\.(skip|out)$/.test(n)));
+    expect(streamFloat.length).toBeGreaterThan(0);
+    expect(() => quantize(families.fsrcnn(), presetPlan('ddtb', 2, { keepFloat: ['**.skip'] })))
+      .toThrow(/pattern '\*\*\.skip' matches no point of FSRCNN/); // no residual blocks, so no skip
+  });
+
   it('a plan that matches nothing raises a typed error naming the pattern and the model', () => {
     expect(() => quantize(families.fsrcnn(), { rules: [{ pattern: 'body.*.body.0.weight', config: { method: 'maxabs', bits: 4 } }] }))
       .toThrow(/pattern 'body\.\*\.body\.0\.weight' matches no point of FSRCNN/);

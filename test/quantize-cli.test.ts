@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ActivationQuantizer, Random, createImage, createModel, disposeCheckpoint, loadCheckpoint, loadQuantized, loadSafetensors, readPng,
-  saveSafetensors, writePng,
+  ActivationQuantizer, Random, createImage, createModel, disposeCheckpoint, loadCheckpoint, loadQuantized, loadSafetensors, quantizedPointNames,
+  readPng, saveSafetensors, writePng,
 } from '../src/index.js';
 import { main } from '../src/cli/main.js';
 import { type QuantCard, calibrationSeed, completeRunCard, testSetsNear } from '../src/cli/quantize.js';
@@ -65,6 +65,7 @@ describe('srq quantize usage errors', () => {
     [['--method', 'ddtb', '--bits', '4', '--ddtb-init', 'zero'], "--ddtb-init must be percentile or code, got 'zero'"],
     [['--method', 'pams', '--bits', '4', '--calib-batches', '0'], "--calib-batches must be an integer ≥ 1, got '0'"],
     [['--method', 'pams', '--bits', '4', '--schedule', 'linear'], "--schedule must be constant, cosine or step, got 'linear'"],
+    [['--method', 'pams', '--bits', '4', '--keep-float', '**.skip,'], "--keep-float needs comma-separated point globs, got '**.skip,'"],
     [['--method', 'pams', '--bits', '4', '--resume'], 'does not exist'],
     [['--method', 'pams', '--bits', '4', '--test-sets', join(dir, 'nowhere')], `--test-sets ${join(dir, 'nowhere')} does not exist`],
   ];
@@ -171,6 +172,26 @@ describeShared('srq quantize end to end', () => {
     }
   });
 
+  it('--keep-float leaves points float on top of the placement, in the model, the card and its README', async () => {
+    const out = join(dir, 'ddtb-stream-float');
+    const run = await srq([...common(out), '--method', 'ddtb', '--bits', '2', '--iters', '2', '--val', val, '--no-eval', '--keep-float', '**.skip,**.out']);
+    expect(run.code, run.stderr).toBe(0);
+    const card = readCard(out);
+    expect([card.placement, card.settings.keepFloat]).toEqual(['code', ['**.skip', '**.out']]);
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toContain('placement `code`, kept float: `**.skip`, `**.out`');
+    const names = async (file: string) => {
+      const loaded = await loadQuantized(file);
+      const found = quantizedPointNames(loaded.model);
+      loaded.model.dispose();
+      return found;
+    };
+    // The plain DDTB run of the table above quantizes the stream; this one keeps it float and nothing else changes.
+    const plain = await names(join(dir, 'ddtb', 'model.safetensors'));
+    const streamFloat = await names(join(out, 'model.safetensors'));
+    expect(plain.filter((n) => /\.(skip|out)$/.test(n))).toEqual(['body.0.out', 'body.0.skip', 'body.1.out', 'body.1.skip']);
+    expect(streamFloat).toEqual(plain.filter((n) => !/\.(skip|out)$/.test(n)));
+  });
+
   it('finds the test sets above --val, and completeRunCard measures a card made without them', async () => {
     // ../shared/data/train/General100 as --val: the sets are two levels up.
     const deep = join(sets, 'train', 'General100');
@@ -213,6 +234,10 @@ describeShared('srq quantize end to end', () => {
     const wrong = await srq([...args(resumed, 4).map((a, i, all) => (all[i - 1] === '--bits' ? '2' : a)), '--resume']);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('with ddtb at 4 bits');
+    const otherPoints = await srq([...args(resumed, 4), '--keep-float', '**.skip', '--resume']);
+    expect(otherPoints.code).toBe(2);
+    expect(otherPoints.stderr).toContain('placement code; this run is edsr');
+    expect(otherPoints.stderr).toContain('placement code, float **.skip');
 
     const run = await srq([...args(resumed, 4), '--resume']);
     expect(run.code, run.stderr).toBe(0);

@@ -41,6 +41,10 @@ export const CELLS: Cell[] = [
   { id: 'odm-d-naive-w2a2', group: 'ablation', method: 'odm', bits: 2, args: ['--mismatch-gate', 'naive'] },
   // (e) is main('odm', 2).
   main('pams', 4), main('ddtb', 4), main('odm', 4),
+  // DDTB's own placement with the residual stream (each block's skip input and body output) float:
+  // splits ddtb-all − ddtb into what quantizing the stream costs and what the conv-input points do
+  // (PLACEMENT.md).
+  { id: 'ddtb-stream-float-w2a2', group: 'placement', method: 'ddtb', bits: 2, args: ['--keep-float', '**.skip,**.out', ...methodArgs('ddtb')] },
 ];
 
 /** The `srq quantize` arguments of a cell at a seed, writing to `out`. */

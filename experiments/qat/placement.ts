@@ -20,7 +20,7 @@ const { values, positionals } = parseArgs({ options: { backend: { type: 'string'
 const backend = (await useBackend((values.backend ?? 'cpu') as 'cpu')).name;
 const HOLDOUT = /^im_(09[1-9]|100)\.png$/;
 const runs = positionals.length > 0 ? positionals
-  : ['pams-w2a2', 'ddtb-w2a2', 'ddtb-all-w2a2', 'odm-w2a2'].flatMap((cell) => [1, 2, 3].map((s) => `${cell}-s${s}`));
+  : ['pams-w2a2', 'ddtb-w2a2', 'ddtb-stream-float-w2a2', 'ddtb-all-w2a2', 'odm-w2a2'].flatMap((cell) => [1, 2, 3].map((s) => `${cell}-s${s}`));
 
 const pairs: ImagePair[] = [];
 for await (const pair of loadPairs('../shared/data/train/General100', 4, { include: HOLDOUT })) pairs.push(pair);

@@ -59,6 +59,8 @@ function claims(): void {
     ['DDTB beats PAMS at 2 bits', 'ddtb-w2a2', 'pams-w2a2', { Set5: 30.97 - 29.51, Urban100: 24.82 - 23.72 }],
     ['ODM beats DDTB on the same points (placement all)', 'odm-w2a2', 'ddtb-all-w2a2', null],
     ['DDTB on ODM\'s points, residual stream float (all − code; PLACEMENT.md)', 'ddtb-all-w2a2', 'ddtb-w2a2', null],
+    ['DDTB code with its residual stream float (trained) − DDTB code', 'ddtb-stream-float-w2a2', 'ddtb-w2a2', null],
+    ['DDTB all − DDTB code with its stream float (the conv-input points)', 'ddtb-all-w2a2', 'ddtb-stream-float-w2a2', null],
     ['cooperative MR helps the baseline (b − a)', 'odm-b-coop-w2a2', 'odm-a-base-w2a2', { Set5: 30.34 - 29.94 }],
     ['WCC helps the baseline (c − a)', 'odm-c-wcc-w2a2', 'odm-a-base-w2a2', { Set5: 31.12 - 29.94 }],
     ['cooperative MR helps on top of WCC (e = ODM − c)', 'odm-w2a2', 'odm-c-wcc-w2a2', { Set5: 31.50 - 31.12 }],

@@ -39,6 +39,8 @@ Options:
   --bits <b>           weight and activation bits: 2, 3, 4 or 8
   --model <m>          a zoo model (edsr-lite-x4, …) or a full-precision .safetensors file
   --placement <p>      code (PAMS/DDTB default: the released code's points) or all (ODM default)
+  --keep-float <g,…>   points kept float whatever the placement says, as globs over point names
+                       (e.g. '**.skip,**.out': placement code with the residual stream float)
   --calib-batches <n>  calibration batches of --batch crops (default 4)
   --test-sets <dir>    folder holding Set5, Set14, BSD68, Urban100 (default: the nearest folder
                        above --val that holds any of them, e.g. ../shared/data for
@@ -66,6 +68,7 @@ const OPTIONS = {
   bits: { type: 'string' },
   model: { type: 'string' },
   placement: { type: 'string' },
+  'keep-float': { type: 'string' },
   'calib-batches': { type: 'string' },
   'test-sets': { type: 'string' },
   'no-eval': { type: 'boolean' },
@@ -127,6 +130,7 @@ function qatOptions(parsed: Parsed, method: QatMethod): Omit<QatOptions, 'calibr
     method,
     bits: Number(choice(parsed, 'bits', ['2', '3', '4', '8'], true)),
     placement: choice<Placement>(parsed, 'placement', ['code', 'all']),
+    keepFloat: keepFloatOption(parsed),
     attentionWeight: numberOption(parsed, 'attention-weight', 'quantize', undefined, true),
     dynamicRatio: ratio,
     gateWarmup: warmup,
@@ -150,16 +154,38 @@ async function loadFloat(spec: string): Promise<LoadedModel> {
   return loaded;
 }
 
+/** ", points kept float: …" for a card whose run kept points float against its placement. */
+function keptFloat(card: { settings: Record<string, unknown> }): string {
+  const globs = card.settings.keepFloat as string[] | undefined;
+  return globs?.length ? `, kept float: ${globs.map((g) => `\`${g}\``).join(', ')}` : '';
+}
+
+/** --keep-float's globs, or undefined. */
+function keepFloatOption(parsed: Parsed): string[] | undefined {
+  const value = parsed.values['keep-float'];
+  if (value === undefined) return undefined;
+  const globs = String(value).split(',').map((g) => g.trim());
+  if (globs.some((g) => g === '')) throw new UsageError(`quantize: --keep-float needs comma-separated point globs, got '${String(value)}'`);
+  return globs;
+}
+
+/** A placement with its float exceptions, as logged and compared on resume: `code`, or `code, float **.skip **.out`. */
+const placementLabel = (placement: string, keepFloat?: readonly string[]) =>
+  keepFloat?.length ? `${placement}, float ${keepFloat.join(' ')}` : placement;
+
 /** The gated quantizers of the checkpoint's run, after checking it is this run's (method, bits, placement, network). */
-async function resumedDynamic(path: string, expected: { model: string; config: string }, qat: { method: string; bits: number; placement: string }): Promise<string[]> {
+async function resumedDynamic(
+  path: string, expected: { model: string; config: string }, qat: { method: string; bits: number; placement: string; keepFloat?: readonly string[] },
+): Promise<string[]> {
   const ckpt = await loadCheckpoint(path, { backend: 'cpu' });
   disposeCheckpoint(ckpt);
-  const saved = JSON.parse(ckpt.extra.qat ?? '{}') as { method?: string; bits?: number; placement?: string; dynamic?: string[] };
+  const saved = JSON.parse(ckpt.extra.qat ?? '{}') as { method?: string; bits?: number; placement?: string; keepFloat?: string[]; dynamic?: string[] };
+  const [savedPlacement, placement] = [placementLabel(saved.placement ?? '?', saved.keepFloat), placementLabel(qat.placement, qat.keepFloat)];
   const same = ckpt.extra.model === expected.model && ckpt.extra.config === expected.config
-    && saved.method === qat.method && saved.bits === qat.bits && saved.placement === qat.placement;
+    && saved.method === qat.method && saved.bits === qat.bits && savedPlacement === placement;
   if (!same) {
     throw new UsageError(`quantize: ${path} is for ${ckpt.extra.model} ${ckpt.extra.config} with ${saved.method ?? '?'} at ${saved.bits ?? '?'} bits, `
-      + `placement ${saved.placement ?? '?'}; this run is ${expected.model} ${expected.config} with ${qat.method} at ${qat.bits} bits, placement ${qat.placement}`);
+      + `placement ${savedPlacement}; this run is ${expected.model} ${expected.config} with ${qat.method} at ${qat.bits} bits, placement ${placement}`);
   }
   return saved.dynamic ?? [];
 }
@@ -322,7 +348,7 @@ ${card.model.name} ×${card.model.scale} after quantization-aware training with 
 
 | | |
 |---|---|
-| method | ${card.method}, ${card.bits}-bit weights and activations, placement \`${card.placement}\` |
+| method | ${card.method}, ${card.bits}-bit weights and activations, placement \`${card.placement}\`${keptFloat(card)} |
 | budget | ${card.iterations} iterations, batch ${card.batch}, LR patch ${card.patch}, lr ${card.lr}, schedule ${JSON.stringify(card.schedule)} |
 | data | ${card.data.join(', ')}; seed ${card.seed}; ${card.calibration.batches} calibration batches (sampler seed ${card.calibration.seed}) |
 | validation | ${card.val}${val} |
@@ -384,7 +410,7 @@ export async function quantizeCommand(argv: readonly string[], io: CliIO): Promi
   const models: Module[] = [net.model];
   const calibration: Tensor[] = [];
   try {
-    const dynamic = loop.resume ? await resumedDynamic(loop.checkpointPath, identity, { method, bits: qat.bits, placement }) : undefined;
+    const dynamic = loop.resume ? await resumedDynamic(loop.checkpointPath, identity, { method, bits: qat.bits, placement, keepFloat: qat.keepFloat }) : undefined;
     const teacher = method !== 'odm' && (qat.attentionWeight ?? 1000) > 0 ? (await loadFloat(spec)).built.model : undefined;
     if (teacher) models.push(teacher);
     // The quantizers are created beside the weights: move first. On --resume the calibration runs
@@ -399,7 +425,7 @@ export async function quantizeCommand(argv: readonly string[], io: CliIO): Promi
     const setup = await prepareQat(net.model, { ...qat, placement, calibration, teacher, dynamic, seed: loop.seed });
     const calibrationSeconds = Number(((performance.now() - started) / 1000).toFixed(1));
 
-    const runIdentity = { ...identity, qat: JSON.stringify({ method, bits: qat.bits, placement, dynamic: setup.dynamic }) };
+    const runIdentity = { ...identity, qat: JSON.stringify({ method, bits: qat.bits, placement, keepFloat: qat.keepFloat, dynamic: setup.dynamic }) };
     const result = await runLoop({
       argv, io, loop, net, backend,
       trainer: { model: net.model, ...setup.training, checkpointMetadata: runIdentity },

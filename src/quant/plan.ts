@@ -182,14 +182,14 @@ export function resolvePlan(model: Module, plan: QuantPlan): { point: QuantPoint
 }
 
 /**
- * Checks that `plan` fits `model`: every rule with a config (unless `optional`) and every
- * override names at least one point, and something is quantized. A plan written for another
- * architecture fails here, naming the pattern and the model, instead of leaving it float.
+ * Checks that `plan` fits `model`: every rule (unless `optional`; a rule keeping points float
+ * too) and every override names at least one point, and something is quantized. A plan written for
+ * another architecture fails here, naming the pattern and the model, instead of leaving it float.
  */
 export function checkPlan(model: Module, plan: QuantPlan, points = quantPoints(model, { results: plan.resultPoints })): void {
   const what = model.constructor.name;
   for (const rule of plan.rules) {
-    if (rule.config === null || rule.optional) continue;
+    if (rule.optional) continue;
     if (!points.some((p) => matches(rule.pattern, p))) {
       throw new ValueError(`quantization plan: pattern '${String(rule.pattern)}' matches no point of ${what} (points: ${points.slice(0, 6).map((p) => p.name).join(', ')}, …)`);
     }
@@ -307,6 +307,11 @@ export interface PresetOptions {
   ddtbInit?: 'percentile' | 'code';
   /** ODM's weight clipping statistic (see WeightQuantSpec.wccBase; default 'p99'). */
   wccBase?: 'p99' | 'max';
+  /**
+   * Points kept float whatever the placement says (rules ahead of the preset's), e.g. `['**.skip',
+   * '**.out']` for `code` with the residual stream float. Each must match a point of the model.
+   */
+  keepFloat?: readonly PointPattern[];
 }
 
 /** The placement a preset uses when none is asked for. */
@@ -344,6 +349,7 @@ export function presetPlan(preset: PresetName, bits: number, options: PresetOpti
   }
   const placement = options.placement ?? defaultPlacement(preset);
   if (placement !== 'code' && placement !== 'all') throw new ValueError(`presetPlan: placement must be 'code' or 'all', got '${String(placement)}'`);
+  for (const pattern of options.keepFloat ?? []) rules.push({ pattern, config: null });
   if (options.firstLast === '8bit') {
     // 8-bit edges are calibrated from min/max: 256 levels cover the full range with little error.
     const act8: ActivationQuantSpec = { kind: preset === 'pams' ? 'symmetric' : 'affine', bits: 8, init: { mode: 'minmax' } };

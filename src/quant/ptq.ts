@@ -84,7 +84,8 @@ export function ptqWeightSpec(bits = 8, perChannel = true): WeightQuantSpec {
 export function ptqPlan(options: PtqOptions = {}): QuantPlan {
   const bits = options.bits ?? 8;
   const act = ptqActivationSpec(bits);
-  const skip = options.meanShift === false ? [{ pattern: /^(sub_mean|add_mean)\.(input|weight|result)$/, config: null }] : [];
+  // Optional: FSRCNN and ESPCN have no MeanShift.
+  const skip = options.meanShift === false ? [{ pattern: /^(sub_mean|add_mean)\.(input|weight|result)$/, config: null, optional: true }] : [];
   return {
     rules: [
       ...skip,

@@ -31,6 +31,8 @@ export interface QatOptions {
   /** Weight and activation bits of the quantized points (2…8). */
   bits: number;
   placement?: Placement;
+  /** Points kept float whatever the placement says (see PresetOptions.keepFloat). */
+  keepFloat?: readonly string[];
   /** Batches of LR inputs for the calibration pass (on the model's backend). */
   calibration: Tensor[];
   /** The full-precision teacher for PAMS / DDTB distillation (not needed by ODM). */
@@ -104,7 +106,9 @@ export async function prepareQat(model: Module, options: QatOptions): Promise<Qa
   }
   const wcc = options.wcc ?? true;
   const wccBase = options.wccBase ?? 'p99';
-  const plan = presetPlan(method, bits, { placement: options.placement, ddtbInit: options.ddtbInit, ...(method === 'odm' ? { wccBase } : {}) });
+  const plan = presetPlan(method, bits, {
+    placement: options.placement, ddtbInit: options.ddtbInit, keepFloat: options.keepFloat, ...(method === 'odm' ? { wccBase } : {}),
+  });
   quantize(model, plan);
   const qs = quantizers(model);
   if (method === 'odm' && !wcc) for (const [, q] of qs) if (q instanceof WeightQuantizer) q.freeze();
@@ -136,7 +140,10 @@ export async function prepareQat(model: Module, options: QatOptions): Promise<Qa
     ];
   };
   const training: QatTraining = { paramGroups };
-  const settings: Record<string, unknown> = { method, bits, placement: options.placement ?? defaultPlacement(method), boundLrScale: boundScale };
+  const settings: Record<string, unknown> = {
+    method, bits, placement: options.placement ?? defaultPlacement(method), ...(options.keepFloat?.length ? { keepFloat: [...options.keepFloat] } : {}),
+    boundLrScale: boundScale,
+  };
 
   if (method === 'pams' || method === 'ddtb') {
     const attentionWeight = options.attentionWeight ?? 1000;
