@@ -397,6 +397,40 @@ suite('webgpu agrees with cpu: elementwise', () => {
       await agree('clamp(x, -0.5, 1)', ([x]) => S.clamp(x, -0.5, 1), [inp('x', sx, vx)], { exact: true });
     });
 
+  // Float32 tensors of a multiple of 4 elements run vec4 kernels (src/kernels/elementwise/webgpu.ts), others the
+  // scalar ones: both paths, a one-element second operand, ties, and NaN / ±∞ in every lane of a vec4.
+  it('vec4 and scalar kernels: every unary and binary op on 48 and 15 elements, tensor and one-element operands', async () => {
+    for (const n of [48, 15]) {
+      const a = seeded(n, 11 + n).map((v, i) => (i % 7 === 0 ? 0.5 : i % 11 === 0 ? -0 : v));
+      const b = a.map((v, i) => (i % 3 === 0 ? v : seeded(1, i)[0]!));
+      const one = [0.5];
+      for (const [name, fn] of [['add', S.add], ['sub', S.sub], ['mul', S.mul], ['maximum', S.maximum], ['minimum', S.minimum]] as const) {
+        await agree(`${name} [${n}]`, ([x, y]) => fn(x, y), [inp('a', [n], a), inp('b', [n], b)]);
+        await agree(`${name} [${n}] and [1]`, ([x, y]) => fn(x, y), [inp('a', [n], a), inp('b', [1], one)]);
+      }
+      await agree(`div [${n}]`, ([x, y]) => S.div(x, y), [inp('a', [n], a), inp('b', [n], b.map((v) => (Math.abs(v) < 0.1 ? 1 : v)))]);
+      for (const [name, fn] of [['gt', S.gt], ['ge', S.ge], ['lt', S.lt], ['le', S.le], ['eq', S.eq]] as const) {
+        await agree(`${name} [${n}]`, ([x, y]) => fn(x, y), [inp('a', [n], a), inp('b', [n], b)], { exact: true });
+        await agree(`${name} [${n}] and [1]`, ([x, y]) => fn(x, y), [inp('a', [n], a), inp('b', [1], one)], { exact: true });
+      }
+      for (const [name, fn] of [['neg', S.neg], ['abs', S.abs], ['sign', S.sign], ['relu', S.relu], ['round', S.round]] as const) {
+        await agree(`${name} [${n}]`, ([x]) => fn(x), [inp('x', [n], a)], { exact: true });
+      }
+      for (const [name, fn] of [['exp', S.exp], ['tanh', S.tanh], ['sigmoid', S.sigmoid]] as const) {
+        await agree(`${name} [${n}]`, ([x]) => fn(x), [inp('x', [n], a)], { atol: 1e-6 });
+      }
+      await agree(`sqrt, log [${n}]`, ([x]) => S.log(S.add(S.sqrt(S.abs(x)), 1)), [inp('x', [n], a)], { atol: 1e-6 });
+      // NaN propagates through maximum / minimum and compares false, whichever lane it sits in.
+      const special = Array.from({ length: n }, (_, i) => [Number.NaN, Infinity, -Infinity, 1][i % 4]!);
+      const outputs = await Promise.all(['cpu', GPU].map(async (backend) => {
+        const x = tensor(special, [n], { backend });
+        const y = tensor(a, [n], { backend });
+        return Promise.all([S.maximum(x, y), S.minimum(y, x), S.gt(x, y), S.relu(x), S.tanh(x)].map((t) => t.data()));
+      }));
+      outputs[0]!.forEach((cpu, k) => expect(Array.from(outputs[1]![k]!), `op ${k} on ${n}`).toEqual(Array.from(cpu)));
+    }
+  });
+
   property('comparisons gt/ge/lt/le/eq with broadcasting and ties (no gradients)',
     bcastShapes(2).chain(([sa, sb]) => fc.tuple(fc.constant(sa), fc.constant(sb), vals(sizeOf(sa), 'ties'), vals(sizeOf(sb), 'ties'))),
     async ([sa, sb, va, vb]) => {

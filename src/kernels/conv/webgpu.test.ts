@@ -125,6 +125,8 @@ const FIXED: Record<string, Case> = {
   'grouped 3×3, 2 outputs per group': { ...base, groups: 3, cg: 4, cog: 2, h: 8, w: 8, kh: 3, kw: 3, padding: [1, 1] },
   'stride 2, asymmetric padding': { ...base, cg: 5, cog: 8, h: 13, w: 10, kh: 3, kw: 3, stride: [2, 2], padding: [1, 0] },
   'RGB output layer 64→3': { ...base, cg: 64, cog: 3, h: 6, w: 20, kh: 3, kw: 3, padding: [1, 1], bias: false },
+  // W a multiple of 4: the texture pack reads 4 columns a lane; 3 channels fill part of a texel.
+  'RGB input layer 3→8, batch 2, W 12': { ...base, n: 2, cg: 3, cog: 8, h: 7, w: 12, kh: 3, kw: 3, padding: [1, 1] },
   'output of one pixel, kernel wider than the padded input row': { ...base, cg: 2, cog: 3, h: 3, w: 2, kh: 3, kw: 4, padding: [0, 1] },
 };
 

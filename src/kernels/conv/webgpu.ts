@@ -515,17 +515,21 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
 function packFloatTexture(engine: Engine, x: GPUBuffer, shape: readonly number[], size: [number, number]): GPUTexture {
   const [, c, h, w] = shape;
   const texture = engine.allocateTexture(size[0], size[1], 'rgba32float', 'conv input');
-  // One invocation per texel on a 3-D grid (x, y, image · channel quad) of 16 × 16-lane workgroups:
-  // the coordinates come from the builtin ids, and the one division left is on the workgroup id,
-  // uniform across the workgroup (on lavapipe a division by a uniform value is scalar code per lane;
-  // the 1-D version did five). One workgroup shape serves every image size, so a new patch size
-  // compiles nothing.
+  // One invocation per texel, or per 4 texels of a row when W is a multiple of 4: it then reads a
+  // vec4 from each channel plane and transposes them, since on lavapipe a storage read costs about
+  // the same at any width (the pack of 1×64×128²: 4.8 ms one texel a lane). A 3-D grid (x, y,
+  // image · channel quad) of 16 × 16-lane workgroups: the coordinates come from the builtin ids, and
+  // the one division left is on the workgroup id, uniform across the workgroup (on lavapipe a
+  // division by a uniform value is scalar code per lane). One workgroup shape serves every image
+  // size, so a new patch size compiles nothing.
   const q = Math.ceil(c / 4);
+  const vec = w % 4 === 0;
+  const channel = (k: number) => `if (4u * quad + ${k}u < u.c) { v${k} = xs[base + ${k}u * plane]; }`;
   engine.run({
-    name: 'conv_pack_texture', key: 'conv_pack_texture',
-    inputs: { xs: [x, 'f32'] },
+    name: 'conv_pack_texture', key: `conv_pack_texture${vec ? ':vec4' : ''}`,
+    inputs: { xs: [x, vec ? 'vec4<f32>' : 'f32'] },
     textureOutputs: { ys: [texture, 'rgba32float'] },
-    uniforms: { c: ['u32', c], q: ['u32', q], h: ['u32', h], w: ['u32', w] },
+    uniforms: { c: ['u32', c], q: ['u32', q], h: ['u32', h], w: ['u32', vec ? w / 4 : w] },
     source: () => `
 @compute @workgroup_size(16, 16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -536,11 +540,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   let quad = wid.z % u.q;
   let plane = u.h * u.w;
   let base = ((b * u.c + 4u * quad) * u.h + y) * u.w + xx;
-  var v = vec4<f32>(0.0);
+  let row = i32((wid.z * u.h) + y);
+  ${vec ? `var v0 = vec4<f32>(0.0); var v1 = vec4<f32>(0.0); var v2 = vec4<f32>(0.0); var v3 = vec4<f32>(0.0);
+  ${[0, 1, 2, 3].map(channel).join('\n  ')}
+  for (var j = 0u; j < 4u; j++) {
+    textureStore(ys, vec2<i32>(i32(4u * xx + j), row), vec4<f32>(v0[j], v1[j], v2[j], v3[j]));
+  }` : `var v = vec4<f32>(0.0);
   ${[0, 1, 2, 3].map((k) => `if (4u * quad + ${k}u < u.c) { v[${k}] = xs[base + ${k}u * plane]; }`).join('\n  ')}
-  textureStore(ys, vec2<i32>(i32(xx), i32((wid.z * u.h) + y)), v);
+  textureStore(ys, vec2<i32>(i32(xx), row), v);`}
 }`,
-    workgroups: [Math.ceil(w / 16), Math.ceil(h / 16), size[1] / h],
+    workgroups: [Math.ceil((vec ? w / 4 : w) / 16), Math.ceil(h / 16), size[1] / h],
   });
   return texture;
 }
