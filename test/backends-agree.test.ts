@@ -514,6 +514,14 @@ suite('webgpu agrees with cpu: reductions', () => {
     await agree('max([4, 5, 61, 67], [0, 2, 3]) keepDims', ([t]) => S.max(t, [0, 2, 3], true), [inp('x', [4, 5, 61, 67], x)], { exact: true });
     await agree('mean([3, 7, 40, 97], [1, 3])', ([t]) => S.mean(t, [1, 3]), [inp('x', [3, 7, 40, 97], seeded(3 * 7 * 40 * 97, 12))]);
     await agree('min([2, 9, 3, 41, 31], [0, 2, 4])', ([t]) => S.min(t, [0, 2, 4]), [inp('x', [2, 9, 3, 41, 31], seeded(2 * 9 * 3 * 41 * 31, 13))], { exact: true });
+    // Float32 sums over a reduced innermost axis of a multiple of 4 read vec4s: the bias gradient of a
+    // 16×32×32 batch, a whole-tensor sum in parts, one inner axis, and the same axis 4k + 2 long (scalar).
+    const y = seeded(16 * 12 * 32 * 32, 14);
+    await agree('sum([16, 12, 32, 32], [0, 2, 3])', ([t]) => S.sum(t, [0, 2, 3]), [inp('x', [16, 12, 32, 32], y)]);
+    await agree('sum([16, 12, 32, 32])', ([t]) => S.sum(t), [inp('x', [16, 12, 32, 32], y)]);
+    await agree('sum([192, 1024], 1)', ([t]) => S.sum(t, 1), [inp('x', [192, 1024], y.slice(0, 192 * 1024))]);
+    await agree('sum([3, 5, 4, 1, 36], [2, 4])', ([t]) => S.sum(t, [2, 4]), [inp('x', [3, 5, 4, 1, 36], y.slice(0, 2160))]);
+    await agree('sum([7, 4, 4098], [0, 2])', ([t]) => S.sum(t, [0, 2]), [inp('x', [7, 4, 4098], y.slice(0, 7 * 4 * 4098))]);
   });
 
   property('int32 and uint8 reductions (exact; uint8 sums wrap)',

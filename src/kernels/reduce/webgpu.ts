@@ -101,8 +101,10 @@ function foldOf(op: ReduceOp, dtype: DType) {
  * The kernel's WGSL after the declarations of {@link reduceWebgpu}: xs, out and the uniforms u.
  * `reducedShape`, when given, is compiled in (see SPECIALIZE_FROM).
  */
-function source(op: ReduceOp, dtype: DType, singleAxis: boolean, reducedShape: readonly number[] | null): string {
+function source(op: ReduceOp, dtype: DType, singleAxis: boolean, reducedShape: readonly number[] | null, vec: boolean): string {
   const { t, identity, combine, finish } = foldOf(op, dtype);
+  // vec4 elements (sums only): each lane folds vec4s, then adds its four components.
+  const load = (index: string) => (vec ? `acc4 = acc4 + xs[${index}];` : `acc = combine(acc, xs[${index}]);`);
   const rank = reducedShape?.length ?? 0;
   const outer = reducedShape
     ? reducedShape.slice(0, -1).map((_, d) => d).reverse().map((d) => `  offset += (rem % ${reducedShape[d]}u) * ${dim('u.reducedStrides', `${d}u`)};
@@ -143,7 +145,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   // Idle invocations still take part in the barriers below, so they cannot return early.
   let live = segment < u.segments;
 
-  var acc = ${identity};
+  var acc = ${identity};${vec ? `
+  var acc4 = vec4<f32>(0.0);` : ''}
   if (live) {
     let o = segment / u.parts;
     let part = segment % u.parts;
@@ -162,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     ${singleAxis ? /* wgsl */ `
     let stride = ${dim('u.reducedStrides', '0u')};
     for (var r = begin + lane; r < end; r += u.lanes) {
-      acc = combine(acc, xs[base + r * stride]);
+      ${load('base + r * stride')}
     }` : /* wgsl */ `
     // r = row · n0 + col over the reduced axes, col on the innermost one. Stepping r by lanes
     // moves col; only when col wraps is the row's offset spelled out again (divisions are slow).
@@ -172,14 +175,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var col = r % n0;
     var rowOffset = base + outerOffset(r / n0);
     for (; r < end; r += u.lanes) {
-      acc = combine(acc, xs[rowOffset + col * stride0]);
+      ${load('rowOffset + col * stride0')}
       col += u.lanes;
       if (col >= n0) {
         let next = r + u.lanes;
         col = next % n0;
         rowOffset = base + outerOffset(next / n0);
       }
-    }`}
+    }`}${vec ? `
+    acc = (acc4.x + acc4.y) + (acc4.z + acc4.w);` : ''}
   }
 
   // Tree over the segment's lanes: pairwise sums keep float32 error near log2(lanes)·ε.
@@ -203,9 +207,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * the result has those axes removed. NaN propagates through max/min; int32 sums wrap like i32.
  */
 export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes: readonly number[]): GPUBuffer {
-  const { kept, reduced } = plan(x.shape, axes);
+  let { kept, reduced } = plan(x.shape, axes);
+  // Float32 sums whose reduced innermost axis is contiguous and a multiple of 4 long (a bias gradient over
+  // N, H, W; a loss) read vec4s: on lavapipe a storage read costs about the same at any width. Every other
+  // stride is then a multiple of that length, so the whole plan divides by 4.
+  const inner = reduced[reduced.length - 1];
+  const vec = op === 'sum' && x.dtype === 'float32' && inner !== undefined && inner[1] === 1 && inner[0] > 0 && inner[0] % 4 === 0;
+  if (vec) {
+    kept = kept.map(([size, stride]) => [size, stride / 4]);
+    reduced = reduced.map(([size, stride], i) => (i === reduced.length - 1 ? [size / 4, 1] : [size, stride / 4]));
+  }
   const outputs = sizeOf(x.shape.filter((_, d) => !axes.includes(d)));
-  const count = sizeOf(axes.map((d) => x.shape[d]));
+  const count = reduced.reduce((c, [size]) => c * size, 1);
 
   // Split long reductions with few outputs over several workgroups per output.
   let parts = 1;
@@ -227,8 +240,8 @@ export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes
   const t = wgslType(x.dtype);
   const out = engine.compute({
     name: `reduce_${op}`,
-    key: `reduce:${op}:${x.dtype}:${singleAxis ? 1 : 'n'}${reducedShape ? `:${reducedShape.join('x')}` : ''}`,
-    inputs: { xs: [bufferOf(x), t] },
+    key: `reduce:${op}:${x.dtype}:${singleAxis ? 1 : 'n'}${vec ? ':vec4' : ''}${reducedShape ? `:${reducedShape.join('x')}` : ''}`,
+    inputs: { xs: [bufferOf(x), vec ? 'vec4<f32>' : t] },
     output: { name: 'out', type: t, elements: segments },
     uniforms: {
       segments: ['u32', segments], // outputs × parts
@@ -243,7 +256,7 @@ export function reduceWebgpu(engine: Engine, op: ReduceOp, x: KernelTensor, axes
       reducedShape: ['dims', reduced.map((r) => r[0])],
       reducedStrides: ['dims', reduced.map((r) => r[1])],
     },
-    source: () => source(op, x.dtype, singleAxis, reducedShape),
+    source: () => source(op, x.dtype, singleAxis, reducedShape, vec),
     workgroups: engine.grid(segments, WORKGROUP / lanes),
   });
   if (parts === 1) return out;
