@@ -6,7 +6,7 @@ import { type Engine, type Uniforms, bufferOf, dim, main1d, wgslType } from '../
 
 /**
  * The math of each unary op on `x` of type T: f32 (integer tensors go through f32), or vec4<f32>
- * for float32 tensors read four elements a lane (see VEC4).
+ * for float32 tensors read four elements a lane (see vec4Path).
  */
 const UNARY: Record<UnaryOp, (t: string) => string> = {
   neg: () => '-x',
