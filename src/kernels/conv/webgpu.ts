@@ -412,6 +412,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   return L.join('\n');
 }
 
+/** Lanes (wx, wy), wx·wy = 64, that cover rows × cols outputs (rn columns a lane) with the fewest lanes launched. */
+function workgroupShape(rows: number, cols: number, rn: number): [number, number] {
+  let best: [number, number] = [8, 8];
+  let bestLanes = Infinity;
+  for (const wx of [8, 16, 4, 2, 1]) {
+    const wy = 64 / wx;
+    const lanes = Math.ceil(cols / (wx * rn)) * wx * Math.ceil(rows / wy) * wy;
+    if (lanes < bestLanes) [best, bestLanes] = [[wx, wy], lanes];
+  }
+  return best;
+}
+
 /** Output channels per invocation: enough to amortize loads, not more than the group has or registers allow. */
 function pickRm(och: number, taps: number): number {
   const byGroup = och >= 16 ? 16 : och >= 8 ? 8 : och >= 4 ? 4 : och >= 2 ? 2 : 1;
@@ -459,8 +471,10 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const rm = pickRm(k.och, taps);
   // 4 pixels × 16 channels per invocation: measured best on lavapipe (8 pixels or 32 channels spill registers).
   const rn = 4;
-  // Flat (GEMM) images are one long row: the whole workgroup runs along it.
-  const [wx, wy] = k.flat ? [64, 1] : [8, 8];
+  // Flat (GEMM) images are one long row: the whole workgroup runs along it. Otherwise 64 lanes as wx × wy with
+  // the fewest idle lanes past the image, 8 × 8 when tied: a 16-column image in 8 × 8 workgroups (32 columns)
+  // left half the lanes idle (edsr-lite-x4's 32→32 body convs at 16×16 ran 9 GFLOP/s in training).
+  const [wx, wy] = k.flat ? [64, 1] : workgroupShape(fwd ? outH : Math.ceil(outH / k.sh), fwd ? outW : Math.ceil(outW / k.sw), rn);
   const sy = fwd ? k.sh : 1;
   const sx = fwd ? k.sw : 1;
   const halo = ((wy - 1) * sy + tkh) * ((wx * rn - 1) * sx + tkw);
