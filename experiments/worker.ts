@@ -15,6 +15,20 @@ const alive = (pid: number) => {
   }
 };
 
+/**
+ * Whether a lock's pid is a live study worker: alive and, where /proc shows it (Linux), running a script under
+ * experiments/. Pids are reused: a lock left by a killed worker once named a pid that a new, unrelated process held
+ * when the workers restarted, and its run was skipped.
+ */
+const holdsLock = (pid: number) => {
+  if (!alive(pid)) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('experiments/');
+  } catch {
+    return true; // no /proc: trust the pid
+  }
+};
+
 /** Runs srq steps for a study, one at a time. */
 export class StudyWorker {
   private stopping = false;
@@ -37,7 +51,7 @@ export class StudyWorker {
   async step(name: string, done: string, lock: string, args: string[], stdoutFile?: string): Promise<void> {
     if (this.stopping) process.exit(130);
     if (existsSync(done)) return;
-    if (existsSync(lock) && alive(Number(readFileSync(lock, 'utf8')))) return;
+    if (existsSync(lock) && holdsLock(Number(readFileSync(lock, 'utf8')))) return;
     mkdirSync(dirname(lock), { recursive: true });
     writeFileSync(lock, String(process.pid));
     console.log(`[${this.label}] ${new Date().toISOString()} ${name}: srq ${args.join(' ')}`);
