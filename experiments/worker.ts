@@ -16,14 +16,15 @@ const alive = (pid: number) => {
 };
 
 /**
- * Whether a lock's pid is a live study worker: alive and, where /proc shows it (Linux), running a script under
- * experiments/. Pids are reused: a lock left by a killed worker once named a pid that a new, unrelated process held
- * when the workers restarted, and its run was skipped.
+ * Whether the pid in `lock` (a path under experiments/<study>/) is a live worker of that study: alive and, where
+ * /proc shows it (Linux), running a script under experiments/<study>/. Pids are reused: locks left by killed
+ * workers named pids that this session's workers of another study held, and their runs were skipped.
  */
-const holdsLock = (pid: number) => {
+const holdsLock = (lock: string, pid: number) => {
   if (!alive(pid)) return false;
+  const study = /experiments\/[^/]+\//.exec(lock)?.[0];
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('experiments/');
+    return study === undefined || readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(study);
   } catch {
     return true; // no /proc: trust the pid
   }
@@ -51,7 +52,7 @@ export class StudyWorker {
   async step(name: string, done: string, lock: string, args: string[], stdoutFile?: string): Promise<void> {
     if (this.stopping) process.exit(130);
     if (existsSync(done)) return;
-    if (existsSync(lock) && holdsLock(Number(readFileSync(lock, 'utf8')))) return;
+    if (existsSync(lock) && holdsLock(lock, Number(readFileSync(lock, 'utf8')))) return;
     mkdirSync(dirname(lock), { recursive: true });
     writeFileSync(lock, String(process.pid));
     console.log(`[${this.label}] ${new Date().toISOString()} ${name}: srq ${args.join(' ')}`);
