@@ -6,9 +6,11 @@
 // learnable bound updated on the GPU needs no readback. The arithmetic follows PyTorch's op
 // order (../shared/reference/gen_quant.py) so float32 rounding ties break the same way.
 //
-// The backward writes gx and one per-element bound contribution per bound, then sums the
-// contributions per group with the tree reduction of ../reduce/webgpu.ts (viewing them as
-// [outer, groups, inner] reduced over axes 0 and 2): deterministic, and no float atomics.
+// The backward sums the bound contributions per group in fixed trees: inside the kernel, a
+// workgroup per part of a group's elements, when each group is one contiguous run (per tensor, or
+// per channel of the first axis); otherwise it writes one contribution per element and bound and
+// reduces them with ../reduce/webgpu.ts ([outer, groups, inner] over axes 0 and 2). Deterministic
+// either way, and no float atomics. ODM's mismatch Σ (x − Q(x))² is one fused op of its own.
 import type { FakeQuantParams, FakeQuantRounding, KernelTensor, MismatchTarget } from '../../tensor/backend.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, type Uniforms, bufferOf, main1d } from '../../backends/webgpu/engine.js';
