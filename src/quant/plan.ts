@@ -308,8 +308,8 @@ export interface PresetOptions {
   /** ODM's weight clipping statistic (see WeightQuantSpec.wccBase; default 'p99'). */
   wccBase?: 'p99' | 'max';
   /**
-   * Points kept float whatever the placement says (rules ahead of the preset's), e.g. `['**.skip',
-   * '**.out']` for `code` with the residual stream float. Each must match a point of the model.
+   * Points kept float whatever the placement and `firstLast` say (rules ahead of the preset's), e.g.
+   * `['**.skip', '**.out']` for `code` with the residual stream float. Each must match a point of the model.
    */
   keepFloat?: readonly PointPattern[];
 }
@@ -349,7 +349,6 @@ export function presetPlan(preset: PresetName, bits: number, options: PresetOpti
   }
   const placement = options.placement ?? defaultPlacement(preset);
   if (placement !== 'code' && placement !== 'all') throw new ValueError(`presetPlan: placement must be 'code' or 'all', got '${String(placement)}'`);
-  for (const pattern of options.keepFloat ?? []) rules.push({ pattern, config: null });
   if (options.firstLast === '8bit') {
     // 8-bit edges are calibrated from min/max: 256 levels cover the full range with little error.
     const act8: ActivationQuantSpec = { kind: preset === 'pams' ? 'symmetric' : 'affine', bits: 8, init: { mode: 'minmax' } };
@@ -366,5 +365,6 @@ export function presetPlan(preset: PresetName, bits: number, options: PresetOpti
     );
   }
   rules.push({ pattern: '@body:input', config: act }, { pattern: '@body:weight', config: weight });
-  return { rules };
+  // First match wins: the points kept float come before every other rule.
+  return { rules: [...(options.keepFloat ?? []).map((pattern): QuantRule => ({ pattern, config: null })), ...rules] };
 }
