@@ -531,11 +531,11 @@ function packFloatTexture(engine: Engine, x: GPUBuffer, shape: readonly number[]
   const texture = engine.allocateTexture(size[0], size[1], 'rgba32float', 'conv input');
   // One invocation per texel, or per 4 texels of a row when W is a multiple of 4: it then reads a
   // vec4 from each channel plane and transposes them, since on lavapipe a storage read costs about
-  // the same at any width (the pack of 1×64×128²: 4.8 ms one texel a lane). A 3-D grid (x, y,
-  // image · channel quad) of 16 × 16-lane workgroups: the coordinates come from the builtin ids, and
-  // the one division left is on the workgroup id, uniform across the workgroup (on lavapipe a
-  // division by a uniform value is scalar code per lane). One workgroup shape serves every image
-  // size, so a new patch size compiles nothing.
+  // the same at any width (the pack of 1×64×128²: 4.8 ms one texel a lane, 2.6–3.5 ms four). A 3-D
+  // grid (x, y, image · channel quad) of 16 × 16-lane workgroups: the coordinates come from the
+  // builtin ids, and the one division left is on the workgroup id, uniform across the workgroup (on
+  // lavapipe a division by a uniform value is scalar code per lane). Shapes travel in uniforms, so
+  // any patch size runs one of the two variants.
   const q = Math.ceil(c / 4);
   const vec = w % 4 === 0;
   const channel = (k: number) => `if (4u * quad + ${k}u < u.c) { v${k} = xs[base + ${k}u * plane]; }`;
