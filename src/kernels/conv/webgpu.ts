@@ -424,10 +424,15 @@ function workgroupShape(rows: number, cols: number, rn: number): [number, number
   return best;
 }
 
-/** Output channels per invocation: enough to amortize loads, not more than the group has or registers allow. */
+/**
+ * Output channels per invocation: enough to amortize loads, not more than the group has or registers allow. A group
+ * of fewer than 16 channels is split into equal blocks rather than powers of two: 3 channels as one block of 3, not
+ * 2 + 1 (half the second block idle), 12 as one of 12, not 8 + 4.
+ */
 function pickRm(och: number, taps: number): number {
-  const byGroup = och >= 16 ? 16 : och >= 8 ? 8 : och >= 4 ? 4 : och >= 2 ? 2 : 1;
-  return Math.max(1, Math.min(byGroup, pow2Floor(320 / taps)));
+  const cap = Math.max(1, Math.min(16, pow2Floor(320 / taps)));
+  if (och < 16) return Math.ceil(och / Math.ceil(och / cap));
+  return cap;
 }
 
 interface CorrCall {
