@@ -5,6 +5,7 @@
  * real GPUs, and even lavapipe, offer.
  */
 import { BackendError } from '../../tensor/errors.js';
+import { throttleDawnPolling } from './dawn-polling.js';
 
 /** Limits requested at the adapter's maximum; kernels size their tiles and bindings from them. */
 const REQUESTED_LIMITS = [
@@ -149,6 +150,8 @@ export async function acquireDevice(options: AcquireDeviceOptions = {}): Promise
 
 /** Finds the WebGPU entry point: `navigator.gpu` if present (browsers, polyfilled Node), else Dawn. */
 async function findGpu(): Promise<GPU | null> {
+  // In Node the GPU is Dawn's, whether a polyfill put it on navigator or it is imported below.
+  throttleDawnPolling();
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   if (typeof process === 'undefined' || !process.versions?.node) return null;
