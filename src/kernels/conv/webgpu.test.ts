@@ -127,6 +127,12 @@ const FIXED: Record<string, Case> = {
   'RGB output layer 64→3': { ...base, cg: 64, cog: 3, h: 6, w: 20, kh: 3, kw: 3, padding: [1, 1], bias: false },
   // W a multiple of 4: the texture pack reads 4 columns a lane; 3 channels fill part of a texel.
   'RGB input layer 3→8, batch 2, W 12': { ...base, n: 2, cg: 3, cog: 8, h: 7, w: 12, kh: 3, kw: 3, padding: [1, 1] },
+  // Stride 1 on rows of a multiple of 4 columns (CPU devices): the forward reads aligned vec4s of 4 columns.
+  'EDSR-lite body 3×3 32→32 pad 1, W 16': { ...base, cg: 32, cog: 32, h: 5, w: 16, kh: 3, kw: 3, padding: [1, 1], relu: true },
+  '5×5 3→16 pad 2, W 8': { ...base, cg: 3, cog: 16, h: 6, w: 8, kh: 5, kw: 5, padding: [2, 2] },
+  '9×9 1→16 pad 4, W 12': { ...base, cg: 1, cog: 16, h: 5, w: 12, kh: 9, kw: 9, padding: [4, 4], bias: false },
+  '3×3 8→8 unpadded, W 4': { ...base, cg: 8, cog: 8, h: 4, w: 4, kh: 3, kw: 3 },
+  '3×3 4→8 pad 3 (output wider than the input), W 8': { ...base, cg: 4, cog: 8, h: 3, w: 8, kh: 3, kw: 3, padding: [0, 3] },
   'output of one pixel, kernel wider than the padded input row': { ...base, cg: 2, cog: 3, h: 3, w: 2, kh: 3, kw: 4, padding: [0, 1] },
 };
 

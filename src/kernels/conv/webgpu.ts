@@ -27,15 +27,18 @@
  *    [CC][taps][RM/4] vec4s, and every lane reads it at the same (uniform) address — a broadcast, one read per four
  *    output channels.
  *  - subgroup path (CPU devices): lanes `sgid % 8` of each subgroup load one reduction channel's RM×taps weights
- *    cooperatively (lane s owns output channels s, s + 8, …: a base address plus compile-time tap offsets) and hand
- *    them around with `subgroupShuffle(v, constLane)`, which lowers to a register broadcast. (On lavapipe
- *    `subgroupBroadcast` with the same constant lane measured 2.5× slower for the whole conv; `subgroupShuffle` is
- *    nearly free.) Needs subgroups of at least 8 lanes.
+ *    cooperatively (lane s owns output channels s, s + 8, …: a base address plus compile-time tap offsets, or four
+ *    taps a load from an rgba32float texture of the weights packed per call) and hand them around with
+ *    `subgroupShuffle(v, constLane)`, which lowers to a register broadcast. (On lavapipe `subgroupBroadcast` with
+ *    the same constant lane measured 2.5× slower for the whole conv; `subgroupShuffle` is nearly free.) Needs
+ *    subgroups of at least 8 lanes.
  * Input patches are either staged per chunk of CC channels as a halo tile in `var<workgroup>` memory (GPUs: each
  * input value is fetched from global memory once per tile instead of once per tap), or read directly (CPU
- * devices): from an rgba32float texture of four channels per texel, packed from the buffer by one pass
+ * devices): at stride 1 on rows of a multiple of 4 columns, as aligned vec4s of 4 columns from the buffer (a
+ * storage access costs the same at any width on lavapipe, so an invocation's 6 columns of a 3×3 window are 3
+ * loads); otherwise from an rgba32float texture of four channels per texel, packed from the buffer by one pass
  * (`textureLoad` is branchless on lavapipe and brings four channels: conv 3×3 64→64 ran 1.2–1.7× faster than
- * on buffer reads), or, where the texture path does not apply, from the storage buffer with per-lane bounds
+ * on scalar buffer reads), or, where neither applies, from the storage buffer with per-lane bounds
  * masks. On Mesa lavapipe every storage or workgroup load is
  * per-lane scalar code with a bounds check (≈ 30 FMAs' worth), barriers are coroutine switches, and staging made
  * the conv 4× slower; there the design goal is simply the fewest loads per FMA, which the register blocking plus
@@ -182,6 +185,12 @@ interface CorrConfig {
    * loads instead of 18 bounds-checked ones.
    */
   readonly weightTexture: boolean;
+  /**
+   * Stride-1 correlations on rows of a multiple of 4 columns (CPU devices) read the input straight from the buffer
+   * as aligned vec4s of 4 columns; window column j of the invocation whose first output is column x0 is input
+   * column x0 − quadLead + j (the left padding forward; kernel width − 1 − padding backward). null: another path.
+   */
+  readonly quadLead: number | null;
   readonly bias: boolean;
   readonly relu: boolean;
 }
@@ -197,6 +206,10 @@ function corrSource(c: CorrConfig): string {
   const sx = fwd ? sw : 1;
   const taps = tkh * tkw;
   const nj = (rn - 1) * sx + tkw; // input columns one invocation reads per window row
+  // Quad path: window column j lies in vec4 ⌊(j − quadLead)/4⌋ counted from the one holding column outX0.
+  const lead = c.quadLead ?? 0;
+  const qLo = Math.floor(-lead / 4);
+  const qHi = Math.floor((nj - 1 - lead) / 4);
   const ng = Math.ceil(rn / 4); // vec4 accumulators per output channel
   const lanes = wx * wy;
   const ih = (wy - 1) * sy + tkh; // halo tile of a workgroup (staged path)
@@ -279,7 +292,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       emit(`  let rIdx${ti} = u32(clamp(iy${ti}, 0, i32(u.inH) - 1));`);
       emit(`  let rOff${ti} = rIdx${ti} * u.inW;`);
     }
-    for (let j = 0; j < nj; j++) {
+    if (c.quadLead !== null) {
+      for (let b = qLo; b <= qHi; b++) {
+        emit(`  let qx${b - qLo} = i32(outX0 / 4u) + ${b};`);
+        emit(`  let qOk${b - qLo} = qx${b - qLo} >= 0 && qx${b - qLo} < i32(u.inW / 4u);`);
+        emit(`  let qIdx${b - qLo} = u32(clamp(qx${b - qLo}, 0, i32(u.inW / 4u) - 1));`);
+      }
+      for (let ti = 0; ti < tkh; ti++) emit(`  let qOff${ti} = rIdx${ti} * (u.inW / 4u);`);
+      emit(`  let qBase = xBase / 4u;`);
+    }
+    for (let j = 0; j < nj && c.quadLead === null; j++) {
       emit(`  let ix${j} = baseX + i32(lx * ${rn * sx}u) + ${j};`);
       emit(`  let cOk${j} = ix${j} >= 0 && ix${j} < i32(u.inW);`);
       emit(`  let cIdx${j} = u32(clamp(ix${j}, 0, i32(u.inW) - 1));`);
@@ -383,10 +405,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   };
   /** The input values of window row ti, then the patch vectors p{t}_{g} (RN pixels of tap t) built from them. */
   const patches = (ti: number) => {
+    if (c.quadLead !== null) {
+      for (let b = qLo; b <= qHi; b++) {
+        const ok = `rOk${ti} && qOk${b - qLo} && ciOk`;
+        emit(`      let q${ti}_${b - qLo} = select(vec4<f32>(0.0), xs[select(0u, qBase + ci * (inPlane / 4u) + qOff${ti} + qIdx${b - qLo}, ${ok})], ${ok});`);
+      }
+    }
     for (let j = 0; j < nj; j++) {
       if (c.stage) emit(`      let v${ti}_${j} = xt[cc * ${ih * iw}u + (ly * ${sy}u + ${ti}u) * ${iw}u + lx * ${rn * sx}u + ${j}u];`);
       else if (c.texture) emit(`      let v${ti}_${j} = t${ti}_${j}[cc];`);
-      else emit(`      let v${ti}_${j} = select(0.0, xs[xBase + ci * inPlane + rOff${ti} + cIdx${j}], rOk${ti} && cOk${j} && ciOk);`);
+      else if (c.quadLead !== null) {
+        const r = j - lead;
+        const b = Math.floor(r / 4);
+        emit(`      let v${ti}_${j} = q${ti}_${b - qLo}[${r - 4 * b}];`);
+      } else emit(`      let v${ti}_${j} = select(0.0, xs[xBase + ci * inPlane + rOff${ti} + cIdx${j}], rOk${ti} && cOk${j} && ciOk);`);
     }
     for (let tj = 0; tj < tkw; tj++) {
       for (let g = 0; g < ng; g++) {
@@ -524,10 +556,13 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const texture = st.texture && st.subgroups && !stage && !k.flat && (k.groups === 1 || k.red % 4 === 0) && engine.fitsTexture(...texSize);
   const tq = Math.ceil(taps / 4);
   const wTexSize: [number, number] = [Math.ceil(k.red / 4) * 4 * tq, k.groups * k.och];
-  const weightTexture = texture && rm % 8 === 0 && (fwd || (k.sh === 1 && k.sw === 1)) && engine.fitsTexture(...wTexSize);
+  // Stride-1 rows of a multiple of 4 columns are read as aligned vec4s straight from the buffer, which saves the
+  // texture pack (3×3 64→64 on 128²: 25–27 ms against 25–29 plus a 2.9 ms pack).
+  const quad = (fwd ? k.sw === 1 : k.sh === 1 && k.sw === 1) && st.subgroups && !stage && !k.flat && inW % 4 === 0;
+  const weightTexture = (texture || quad) && st.subgroups && rm % 8 === 0 && (fwd || (k.sh === 1 && k.sw === 1)) && engine.fitsTexture(...wTexSize);
   const cfg: CorrConfig = {
     mode: k.mode, kh: k.kh, kw: k.kw, sh: k.sh, sw: k.sw, tkh, tkw, rm, rn, wx, wy, cc,
-    subgroups: st.subgroups, stage, texture, weightTexture, bias: k.bias !== null, relu: k.relu,
+    subgroups: st.subgroups, stage, texture: texture && !quad, weightTexture, quadLead: quad ? (fwd ? k.padX : tkw - 1 - k.padX) : null, bias: k.bias !== null, relu: k.relu,
   };
   const phases = fwd ? 1 : k.sh * k.sw;
   // Rows/cols per phase: output positions ≡ phase (mod stride); phase 0 has the most.
@@ -537,17 +572,17 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const tilesY = Math.ceil(rowsPerPhase / wy);
   const blocks = Math.ceil(k.och / rm);
   const tiles = tilesX * tilesY * blocks * phases * k.groups * n;
-  const xt = texture ? packFloatTexture(engine, k.input, k.inShape, texSize) : null;
-  const wt = weightTexture ? packWeightTexture(engine, k, taps, wTexSize) : null;
+  const xt = cfg.texture ? packFloatTexture(engine, k.input, k.inShape, texSize) : null;
+  const wt = cfg.weightTexture ? packWeightTexture(engine, k, taps, wTexSize) : null;
   const out = engine.compute({
     name,
     key: `conv:${Object.values(cfg).join(',')}`,
     enables: cfg.subgroups ? ['subgroups'] : [],
     inputs: {
-      ...(xt ? {} : { xs: [k.input, 'f32'] as const }), ...(wt ? {} : { ws: [k.weight, 'f32'] as const }),
+      ...(xt ? {} : { xs: [k.input, quad ? 'vec4<f32>' : 'f32'] as const }), ...(wt ? {} : { ws: [k.weight, 'f32'] as const }),
       ...(k.bias ? { bs: [k.bias, 'f32'] as const } : {}),
     },
-    ...(xt ? { textures: { xt: [xt, 'f32'] as const, ...(wt ? { wt: [wt, 'f32'] as const } : {}) } } : {}),
+    ...(xt || wt ? { textures: { ...(xt ? { xt: [xt, 'f32'] as const } : {}), ...(wt ? { wt: [wt, 'f32'] as const } : {}) } } : {}),
     output: { name: 'ys', type: 'f32', elements },
     uniforms: {
       n: ['u32', n], inC: ['u32', inC], inH: ['u32', inH], inW: ['u32', inW],
