@@ -284,7 +284,8 @@ for (const model of MODELS) {
     lines.push('Each claim as a PSNR difference: the paper\'s (Table 7) and ours, mean ± standard error (n); paired means RI by RI (the same image on both sides). Verdict: *reproduced* = same sign as the paper and |Δ| > 2 SE; *same sign, within noise*; *opposite* = the other sign and |Δ| > 2 SE; *no difference* otherwise; *too few RIs* below 2 per side.', '');
     lines.push('| claim | set | paper Δ | ours Δ | verdict |', '|---|---|---|---|---|');
     const noClipOf = (file: string | undefined) => ri.get(basenameOf(file));
-    for (const s of ['Set5', 'Set14']) {
+    // Every set: BSD68 and Urban100 over the large-tier sample (n says how many RIs).
+    for (const s of SETS) {
       const [clipGood, , noClipGood, noClipBad, afterCfqp] = paper[s]!;
       // (a) The same RI, clip-free model against clipped model, over the bad RIs of the clip sample (paired).
       const clipPairs = [...clipRi.values()].flatMap((c) => {
