@@ -37,6 +37,7 @@ export const ZOO: readonly ZooEntry[] = [
   { id: 'edsr-lite-x4-odm-w2a2', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'ODM W2A2' },
   { id: 'edsr-lite-x4-pams-w4a4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'PAMS W4A4' },
   { id: 'edsr-lite-x4-ddtb-w4a4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'DDTB W4A4' },
+  { id: 'edsr-lite-x4-odm-w4a4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'ODM W4A4' },
 ];
 
 /** The zoo entry with this id, or undefined. */
