@@ -180,9 +180,9 @@ interface CorrConfig {
   /** The input is read from an rgba32float texture, four reduction channels a texel (CPU devices). */
   readonly texture: boolean;
   /**
-   * Weights are read from an rgba32float texture too, four taps a texel (CPU devices, with the texture input and
-   * shuffles of whole channel rows): a lane's 2 × 9 weights per channel of a 3×3 conv are then 6 branchless
-   * loads instead of 18 bounds-checked ones.
+   * Weights are read from an rgba32float texture, four taps a texel (CPU devices, where lanes shuffle whole
+   * channel rows of weights, at stride 1 or forward): a lane's 2 × 9 weights per channel of a 3×3 conv are then 6
+   * branchless loads instead of 18 bounds-checked ones.
    */
   readonly weightTexture: boolean;
   /**
