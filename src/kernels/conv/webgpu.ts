@@ -86,12 +86,17 @@ interface Strategy {
 
 const strategies = new WeakMap<Engine, Strategy>();
 
+/** Whether the adapter is a CPU implementation of WebGPU (lavapipe, llvmpipe, SwiftShader) rather than a GPU. */
+export function cpuDevice(engine: Engine): boolean {
+  const d = engine.ctx.adapterInfo;
+  return /software|cpu/i.test(d.architecture) || /llvmpipe|lavapipe|swiftshader|software/i.test(d.description);
+}
+
 /** Picks the kernel flavour for this engine's device (overridable for tests through {@link setConvStrategy}). */
 function strategyOf(engine: Engine): Strategy {
   let s = strategies.get(engine);
   if (!s) {
-    const d = engine.ctx.adapterInfo;
-    const cpu = /software|cpu/i.test(d.architecture) || /llvmpipe|lavapipe|swiftshader|software/i.test(d.description);
+    const cpu = cpuDevice(engine);
     const shuffles = eightLaneSubgroups(engine);
     // GPUs: halo tiles and weight tiles in workgroup memory (a weight tile is fetched once per workgroup and read
     // back as vec4 broadcasts, cheaper than per-lane fetches plus shuffles). CPU devices: direct input and

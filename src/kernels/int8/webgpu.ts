@@ -38,7 +38,8 @@
  *
  * ## Packed dot product and its fallback
  * `dot4I8Packed` (WGSL language feature `packed_4x8_integer_dot_product`, `features.packed4x8IntegerDotProduct`)
- * where the device has it, else `dot4` unpacking the bytes with shifts and multiplying as vec4<i32>:
+ * where the device has it (and is a GPU: see {@link int8DotOf}), else `dot4` unpacking the bytes with shifts and
+ * multiplying as vec4<i32>:
  * the same integers either way. (The texture path's fallback unpacks each word once and reuses it
  * across output channels or pixels.) {@link setInt8Dot} forces one path (tests run both).
  *
@@ -57,7 +58,7 @@ import type { Conv2dParams } from '../../tensor/backend.js';
 import { BackendError, ShapeError } from '../../tensor/errors.js';
 import { sizeOf } from '../../tensor/shape.js';
 import { type Engine, main1d } from '../../backends/webgpu/engine.js';
-import { eightLaneSubgroups, subgroupShuffles } from '../conv/webgpu.js';
+import { cpuDevice, eightLaneSubgroups, subgroupShuffles } from '../conv/webgpu.js';
 import { type AddParams, type QuantParams, type Requant, type RequantRounding, addMultipliers } from './cpu.js';
 import { quantizeMultiplier } from './requant.js';
 
@@ -66,9 +67,13 @@ export type Int8Dot = 'packed' | 'unpack';
 
 const dotOverrides = new WeakMap<Engine, Int8Dot>();
 
-/** The dot product the device offers: packed where WGSL has `packed_4x8_integer_dot_product`. */
+/**
+ * The dot product for this device: packed where WGSL has `packed_4x8_integer_dot_product`, except on CPU devices.
+ * Lavapipe offers the feature but emulates it (Vulkan reports it not accelerated), and there the unpacked kernels
+ * ran espcn-x3-cfqp end to end in 99–101 ms against 116–117 ms packed (bench:int8; the conv alone ties).
+ */
 export function int8DotOf(engine: Engine): Int8Dot {
-  return dotOverrides.get(engine) ?? (engine.ctx.features.packed4x8IntegerDotProduct ? 'packed' : 'unpack');
+  return dotOverrides.get(engine) ?? (engine.ctx.features.packed4x8IntegerDotProduct && !cpuDevice(engine) ? 'packed' : 'unpack');
 }
 
 /** Forces the conv kernels' dot product on an engine (tests exercise both paths); null returns to the detected one. */
