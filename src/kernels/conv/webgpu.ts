@@ -556,18 +556,18 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const cc = perChannel === 0 ? 1 : Math.max(1, Math.min(8, Math.floor(Math.min(4096, limit) / perChannel)));
   const [, inC, inH, inW] = k.inShape;
   const texSize: [number, number] = [inW, n * Math.ceil(inC / 4) * inH];
-  // The texture path (with shuffled weights, one channel per step of its inner loop) needs each group's channels
-  // to start a texel and an image that fits a texture; 1×1 convs run as one long row (flat), which would not.
-  const texture = st.texture && st.subgroups && !stage && !k.flat && (k.groups === 1 || k.red % 4 === 0) && engine.fitsTexture(...texSize);
-  const tq = Math.ceil(taps / 4);
-  const wTexSize: [number, number] = [Math.ceil(k.red / 4) * 4 * tq, k.groups * k.och];
   // Stride-1 rows of a multiple of 4 columns are read as aligned vec4s straight from the buffer, which saves the
   // texture pack (3×3 64→64 on 128²: 25–27 ms against 25–29 plus a 2.9 ms pack).
   const quad = (fwd ? k.sw === 1 : k.sh === 1 && k.sw === 1) && st.subgroups && !stage && !k.flat && inW % 4 === 0;
-  const weightTexture = (texture || quad) && st.subgroups && rm % 8 === 0 && (fwd || (k.sh === 1 && k.sw === 1)) && engine.fitsTexture(...wTexSize);
+  // The texture path (with shuffled weights, one channel per step of its inner loop) needs each group's channels
+  // to start a texel and an image that fits a texture; 1×1 convs run as one long row (flat), which would not.
+  const texture = !quad && st.texture && st.subgroups && !stage && !k.flat && (k.groups === 1 || k.red % 4 === 0) && engine.fitsTexture(...texSize);
+  const tq = Math.ceil(taps / 4);
+  const wTexSize: [number, number] = [Math.ceil(k.red / 4) * 4 * tq, k.groups * k.och];
+  const weightTexture = (texture || quad) && rm % 8 === 0 && (fwd || (k.sh === 1 && k.sw === 1)) && engine.fitsTexture(...wTexSize);
   const cfg: CorrConfig = {
     mode: k.mode, kh: k.kh, kw: k.kw, sh: k.sh, sw: k.sw, tkh, tkw, rm, rn, wx, wy, cc,
-    subgroups: st.subgroups, stage, texture: texture && !quad, weightTexture, quadLead: quad ? (fwd ? k.padX : tkw - 1 - k.padX) : null, bias: k.bias !== null, relu: k.relu,
+    subgroups: st.subgroups, stage, texture, weightTexture, quadLead: quad ? (fwd ? k.padX : tkw - 1 - k.padX) : null, bias: k.bias !== null, relu: k.relu,
   };
   const phases = fwd ? 1 : k.sh * k.sw;
   // Rows/cols per phase: output positions ≡ phase (mod stride); phase 0 has the most.
@@ -577,8 +577,8 @@ function runCorr(engine: Engine, k: CorrCall): GPUBuffer {
   const tilesY = Math.ceil(rowsPerPhase / wy);
   const blocks = Math.ceil(k.och / rm);
   const tiles = tilesX * tilesY * blocks * phases * k.groups * n;
-  const xt = cfg.texture ? packFloatTexture(engine, k.input, k.inShape, texSize) : null;
-  const wt = cfg.weightTexture ? packWeightTexture(engine, k, taps, wTexSize) : null;
+  const xt = texture ? packFloatTexture(engine, k.input, k.inShape, texSize) : null;
+  const wt = weightTexture ? packWeightTexture(engine, k, taps, wTexSize) : null;
   const out = engine.compute({
     name,
     key: `conv:${Object.values(cfg).join(',')}`,
