@@ -218,7 +218,6 @@ export class ActivationQuantizer extends Module {
    * clamp of X to the bounds ('clip-distance').
    */
   private mismatchOf(x: Tensor): Tensor {
-    const options = { ...(this.perChannel ? { axis: 1 } : {}), ties: this.ties, rounding: this.rounding };
     let squared: Tensor;
     if (this.mismatch === 'clip-distance') {
       const bounds = this.bounds().map((b) => b.detach());
@@ -228,6 +227,7 @@ export class ActivationQuantizer extends Module {
       squared = sum(mul(d, d));
     } else {
       const [lo, hi] = this.kind === 'symmetric' ? [this.alpha, this.alpha] : [this.lo, this.hi];
+      const options = { ...(this.perChannel ? { axis: 1 } : {}), ties: this.ties, rounding: this.rounding };
       squared = fakeQuantMismatch(x, lo, hi, this.bits, this.kind, { ...options, target: this.mismatch === 'ste' ? 'ste' : 'detached' });
     }
     // The ε keeps the gradient finite (0, not 0/0) when nothing is clipped.
