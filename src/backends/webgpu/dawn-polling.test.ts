@@ -4,6 +4,7 @@
  * nameless native functions.
  */
 import { setImmediate } from 'node:timers'; // the real one: Node's global may already be throttled by a device
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { conv2d, randn } from '../../index.js';
 import { testsWebgpu } from '../../../test/support/backends.js';
@@ -33,6 +34,8 @@ describe('throttleDawnPolling', () => {
     expect(got).toEqual([1, 'x']);
     throttleDawnPolling(target);
     expect(target.setImmediate).toBe(schedule); // idempotent
+    // Node's own extras stay: util.promisify(setImmediate) still resolves with its value.
+    expect(await promisify(schedule as typeof setImmediate)('v')).toBe('v');
   });
 
   it('spins at the start of a wait, then polls on a 1 ms timer, and spins again on the next wait', async () => {

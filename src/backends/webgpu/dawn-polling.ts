@@ -41,6 +41,12 @@ export function throttleDawnPolling(target: { setImmediate?: unknown } = globalT
     };
     return now - since < SPIN_MS ? immediate(tick) : setTimeout(tick, 1);
   };
+  // Keep what Node hangs on its setImmediate, such as util.promisify's custom form.
+  for (const key of Reflect.ownKeys(immediate)) {
+    if (key !== 'length' && key !== 'name' && key !== 'prototype') {
+      Object.defineProperty(throttled, key, Object.getOwnPropertyDescriptor(immediate, key)!);
+    }
+  }
   throttled[THROTTLED] = true;
   target.setImmediate = throttled;
 }
