@@ -12,6 +12,10 @@
  * (card.json `validationPsnr`; never a test-set figure), whose model.safetensors (`srq quantize`,
  * with its plan) is copied into zoo/<id>/; its card keeps the run's commands and test-set figures.
  *
+ * A RefQSR entry `<base>-refqsr-<b_high>-<b_low>` is a run of the RefQSR study (experiments/refqsr),
+ * chosen the same way among experiments/refqsr/runs/refqsr-<b_high>-<b_low>-s<seed>; its card sets
+ * it (patch-wise, with BitOPs and FQR) beside the DDTB run it started from and the float model.
+ *
  * Reads zoo/<id>/model.safetensors (model + config metadata) and zoo/<id>/log.jsonl (what
  * `srq train` logged: one `start` line per run or resume, progress lines with `elapsed`, and a
  * `stop` line when a run is interrupted),
@@ -25,7 +29,8 @@ import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { main as srq } from '../src/cli/main.js';
 import { shellLine } from '../src/cli/args.js';
-import { loadSafetensors } from '../src/index.js';
+import { loadRefqsr, loadSafetensors } from '../src/index.js';
+import { clustblockArgs } from '../experiments/refqsr/cells.js';
 
 const ZOO_DIR = 'zoo';
 const SHARED = '../shared/data';
@@ -311,6 +316,154 @@ ${c.commands.map((l) => `npx ${l}`).join('\n')}
 `;
 }
 
+/** `srq eval --json` means of a RefQSR model (per image: BitOPs in both conventions, FQR, overheads) or of its base (`cost`). */
+interface RefqsrScore { psnr: number; ssim: number; images: number; bitops: number; bitopsRefqsr: number; fqr: number; clustBitopsRefqsr: number; matchingBitopsRefqsr: number; referenceShare: number }
+interface BaseScore { psnr: number; ssim: number; bitopsRefqsr: number; fab: number }
+
+/** The card of a RefQSR entry (a run of the RefQSR study). */
+export interface RefqsrCard extends QuantizedCardBase {
+  /** b_high, b_low and b_medium; the RefER blocks; τ; the LR patch side P and the context each side (neighbours overlap by twice it). */
+  bits: { high: number; low: number; medium: number };
+  referBlocks: number;
+  tau: number;
+  patch: number;
+  overlap: number;
+  /** Parameters of its parts: the EDSR (shared by both paths), the RefER blocks' own, the ClustBlock. */
+  parts: { network: number; refer: number; clust: number };
+  /** The study run it is and its seed; the DDTB run it started from. */
+  run: string;
+  seed: number;
+  baseRun: string;
+  chosen: { by: string; validationPsnr: Record<string, number> };
+  /** The commands that made it: the ClustBlock, the DDTB base (first run and resumes), RefQSR. */
+  commands: { clustblock: string; base: string[]; refqsr: string };
+  /** Set5 and Set14 measured here with `srq eval` (cpu backend, patch-wise at P). */
+  eval: Record<'Set5' | 'Set14', RefqsrScore>;
+  /** The DDTB base run on whole images, measured here the same way. */
+  baseRunEval: Record<'Set5' | 'Set14', BaseScore>;
+  /** The test-set figures of the run's card (last checkpoint). */
+  runEval: Record<string, RefqsrScore>;
+  /** The float model's card figures. */
+  baseEval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
+}
+
+const REFQSR_RUNS = join('experiments', 'refqsr', 'runs');
+
+interface RefqsrRunCard {
+  method: string;
+  bits: { high: number; low: number; medium: number };
+  referBlocks: number;
+  tau: number;
+  base: string;
+  teacher: string;
+  seed: number;
+  validationPsnr: number;
+  holdout: string;
+  val: string;
+  evalPatch: number;
+  overlap: number;
+  command: string;
+  eval: Record<string, RefqsrScore>;
+}
+
+async function evalJson(file: string, set: string): Promise<Record<string, unknown> & { mean: Record<string, number>; cost?: Record<string, number> }> {
+  return JSON.parse(await cli(['eval', '--model', file, '--data', join(SHARED, set), '--backend', 'cpu', '--json'])) as never;
+}
+
+async function makeRefqsrCard(id: string, base: string, high: number, low: number): Promise<RefqsrCard> {
+  const cell = `refqsr-${high}-${low}`;
+  const runs: { dir: string; card: RefqsrRunCard }[] = [];
+  for (const name of (await readdir(REFQSR_RUNS)).sort()) {
+    const dir = join(REFQSR_RUNS, name);
+    if (!new RegExp(`^${cell}-s\\d+$`).test(name) || !existsSync(join(dir, 'card.json')) || !existsSync(join(dir, 'model.safetensors'))) continue;
+    const card = JSON.parse(await readFile(join(dir, 'card.json'), 'utf8')) as RefqsrRunCard;
+    if (card.method !== 'refqsr' || card.bits.high !== high || card.bits.low !== low || card.teacher !== base) throw new Error(`${dir}/card.json is not RefQSR ${high}-${low} of ${base}`);
+    if (typeof card.validationPsnr !== 'number') throw new Error(`${dir}/card.json has no validationPsnr`);
+    runs.push({ dir, card });
+  }
+  if (runs.length === 0) throw new Error(`no finished run ${REFQSR_RUNS}/${cell}-s<seed> (card.json + model.safetensors)`);
+  // The held-out validation PSNR chooses; the test sets only report.
+  const best = runs.reduce((a, b) => (b.card.validationPsnr > a.card.validationPsnr ? b : a));
+  const dir = join(ZOO_DIR, id);
+  const weights = join(dir, 'model.safetensors');
+  await copyFile(join(best.dir, 'model.safetensors'), weights);
+  const loaded = await loadRefqsr(weights);
+  const network = loaded.model.base.numParameters();
+  const refer = loaded.model.refer.reduce((n, b) => n + b.numParameters(), 0);
+  const clust = loaded.model.clust?.numParameters() ?? 0;
+  loaded.model.dispose();
+  const baseRun = best.card.base.replace(/[\\/]model\.safetensors$/, '');
+  const baseRunCard = JSON.parse(await readFile(join(baseRun, 'card.json'), 'utf8')) as { commands: string[] };
+  const baseCard = JSON.parse(await readFile(join(ZOO_DIR, base, 'card.json'), 'utf8')) as ZooCard;
+  const score = async (set: string) => (await evalJson(weights, set)).mean as unknown as RefqsrScore;
+  const baseScore = async (set: string): Promise<BaseScore> => {
+    const { mean, cost } = await evalJson(best.card.base, set);
+    return { psnr: mean.psnr, ssim: mean.ssim, bitopsRefqsr: cost!.bitopsRefqsr, fab: cost!.fab };
+  };
+  const seeds = runs.map((r) => r.card.seed).join(', ');
+  return {
+    id, model: loaded.name, config: loaded.config as Record<string, unknown>, parameters: network + refer + clust, quantized: `RefQSR ${high}-${low}`, base,
+    bits: best.card.bits, referBlocks: best.card.referBlocks, tau: best.card.tau, patch: best.card.evalPatch, overlap: best.card.overlap,
+    parts: { network, refer, clust }, run: best.dir, seed: best.card.seed, baseRun,
+    chosen: {
+      by: `best held-out validation PSNR (\`${best.card.val}\` images matching \`${best.card.holdout}\`) of seeds ${seeds}`,
+      validationPsnr: Object.fromEntries(runs.map((r) => [`seed ${r.card.seed}`, r.card.validationPsnr])),
+    },
+    commands: { clustblock: `srq ${shellLine(clustblockArgs())}`, base: baseRunCard.commands, refqsr: best.card.command },
+    eval: { Set5: await score('Set5'), Set14: await score('Set14') },
+    baseRunEval: { Set5: await baseScore('Set5'), Set14: await baseScore('Set14') },
+    runEval: best.card.eval, baseEval: baseCard.eval,
+  };
+}
+
+function refqsrMarkdown(c: RefqsrCard, notes: string): string {
+  const fig = (e: { psnr: number; ssim: number }) => `${e.psnr.toFixed(2)} dB / ${e.ssim.toFixed(4)}`;
+  const giga = (b: number) => (b / 1e9).toFixed(4);
+  const costs = (e: RefqsrScore) => `${giga(e.bitopsRefqsr)} | ${e.fqr.toFixed(2)} | ${(100 * e.referenceShare).toFixed(1)} %`;
+  const sets = Object.keys(c.runEval);
+  const baseName = c.baseRun.replace(/^.*[\\/]/, '');
+  return `# ${c.id}
+
+${notes.trim()}
+
+| | |
+|---|---|
+| architecture | \`createModel('${c.model}', ${literal(c.config)})\` with RefQSR (ALGORITHMS.md §5): references at ${c.bits.high} bits, queries' activations at ${c.bits.low} and weights at ${c.bits.medium}, the last ${c.referBlocks} residual block${c.referBlocks === 1 ? '' : 's'} of the query path RefER, τ ${c.tau}; ${c.parameters.toLocaleString('en')} parameters (network with its quantizers ${c.parts.network.toLocaleString('en')}, RefER ${c.parts.refer.toLocaleString('en')}, ClustBlock ${c.parts.clust.toLocaleString('en')}) |
+| runs | patch-wise: ${c.patch}×${c.patch} LR patches, neighbours overlapping by ${2 * c.overlap} pixels (fake-quantized float forward) |
+| load | \`Upscaler.load('${c.id}')\`, \`loadRefqsrUpscaler('${c.id}', { onReport })\` (per-patch bits and costs), \`loadRefqsr('${c.id}')\`, \`srq eval --model ${c.id}\`, \`srq upscale in.png out.png --model ${c.id}\` (not \`loadPretrained\`: it is not one network) |
+| run | \`${c.run}\` (seed ${c.seed}), on the DDTB base \`${c.baseRun}\` |
+| chosen by | ${c.chosen.by.replace(/\|/g, '\\|')}: ${Object.entries(c.chosen.validationPsnr).map(([s, v]) => `${s} ${v.toFixed(3)} dB`).join(', ')} |
+
+| model | Set5 ×${c.config.scale as number} PSNR / SSIM | Set14 PSNR / SSIM | Set5 GBitOPs (refqsr) | Set5 FQR |
+|---|---|---|---|---|
+| ${c.id} (${c.quantized}, P = ${c.patch}) | **${fig(c.eval.Set5)}** | ${fig(c.eval.Set14)} | ${giga(c.eval.Set5.bitopsRefqsr)} | ${c.eval.Set5.fqr.toFixed(2)} |
+| its DDTB base \`${baseName}\` (whole images) | ${fig(c.baseRunEval.Set5)} | ${fig(c.baseRunEval.Set14)} | ${giga(c.baseRunEval.Set5.bitopsRefqsr)} | ${c.baseRunEval.Set5.fab.toFixed(2)} |
+| [${c.base}](../${c.base}/README.md) (float) | ${fig(c.baseEval.Set5)} | ${fig(c.baseEval.Set14)} | | |
+
+BitOPs: mean per image in the \`refqsr\` convention (2·MACs·(b_w/32)·(b_a/32) over the residual body), each patch at
+its bits, overlapping patches counted in full; FQR: mean activation bits (for the base, its bits). The
+ClustBlock (Set5 ${(c.eval.Set5.clustBitopsRefqsr / 1e9).toPrecision(3)} G) and RefER matching (${(c.eval.Set5.matchingBitopsRefqsr / 1e9).toPrecision(3)} G) are not in them.
+
+The run's own card (last checkpoint) measured the test sets as:
+
+| set | PSNR / SSIM | GBitOPs (refqsr) | FQR | references |
+|---|---|---|---|---|
+${sets.map((s) => `| ${s} | ${fig(c.runEval[s])} | ${costs(c.runEval[s])} |`).join('\n')}
+
+PSNR/SSIM: \`srq eval\`, Y channel, borders shaved by the scale (the protocol of ALGORITHMS.md §7).
+The study's table (every cell and seed, mean ± std, and a verdict on each of the paper's claims) is
+[experiments/refqsr/RESULTS.md](../../experiments/refqsr/RESULTS.md).
+
+Made with (the ClustBlock, the DDTB base, then RefQSR):
+
+\`\`\`sh
+npx ${c.commands.clustblock}
+${c.commands.base.map((l) => `npx ${l}`).join('\n')}
+npx ${c.commands.refqsr}
+\`\`\`
+`;
+}
+
 /** A config as a JS object literal: { scale: 3, n_feats: 32 }. */
 const literal = (config: Record<string, unknown>, extra = '') =>
   `{ ${[...Object.entries(config).map(([k, v]) => `${k}: ${JSON.stringify(v)}`), ...(extra ? [extra] : [])].join(', ')} }`;
@@ -352,10 +505,10 @@ async function existingNotes(path: string, fallback = 'Trained by @srq/core itse
 }
 
 async function writeIndex(): Promise<void> {
-  const cards: (ZooCard | QuantizedCard | QatCard)[] = [];
+  const cards: (ZooCard | QuantizedCard | QatCard | RefqsrCard)[] = [];
   for (const id of (await readdir(ZOO_DIR)).sort()) {
     const path = join(ZOO_DIR, id, 'card.json');
-    if (existsSync(path)) cards.push(JSON.parse(await readFile(path, 'utf8')) as ZooCard | QuantizedCard | QatCard);
+    if (existsSync(path)) cards.push(JSON.parse(await readFile(path, 'utf8')) as ZooCard | QuantizedCard | QatCard | RefqsrCard);
   }
   const rows = cards.map((c) => `| [${c.id}](${c.id}/README.md) | ${c.model} ${literal(c.config)} | ${c.parameters.toLocaleString('en')} | `
     + ('quantized' in c ? `${c.quantized} of ${c.base} | – ` : `${c.iterations.toLocaleString('en')} | ${hours(c.wallTimeSeconds)} (${c.backend}) `)
@@ -375,8 +528,14 @@ async function run(): Promise<void> {
   const readme = join(ZOO_DIR, id, 'README.md');
   const quantizedBase = /^(.+)-cfqp$/.exec(id)?.[1];
   const qat = /^(.+)-(pams|ddtb|odm)-w(\d+)a(\d+)$/.exec(id);
-  let card: ZooCard | QuantizedCard | QatCard;
-  if (qat) {
+  const refqsr = /^(.+)-refqsr-(\d)-(\d)$/.exec(id);
+  let card: ZooCard | QuantizedCard | QatCard | RefqsrCard;
+  if (refqsr) {
+    await mkdir(join(ZOO_DIR, id), { recursive: true });
+    const q = await makeRefqsrCard(id, refqsr[1], Number(refqsr[2]), Number(refqsr[3]));
+    await writeFile(readme, refqsrMarkdown(q, await existingNotes(readme, `Quantized by @srq/core itself: RefQSR ${refqsr[2]}-${refqsr[3]} (patch-wise mixed precision, \`srq quantize --method refqsr\`) of ${q.base} on a DDTB base, the best of the RefQSR study's seeds by held-out validation PSNR.`)));
+    card = q;
+  } else if (qat) {
     await mkdir(join(ZOO_DIR, id), { recursive: true });
     const q = await makeQatCard(id, qat[1], qat[2], Number(qat[3]), Number(qat[4]));
     await writeFile(readme, qatMarkdown(q, await existingNotes(readme, `Quantized by @srq/core itself: ${q.quantized} quantization-aware training of ${q.base} (\`srq quantize --method ${qat[2]}\`), the best of the QAT study's seeds by held-out validation PSNR.`)));

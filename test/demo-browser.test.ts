@@ -4,6 +4,7 @@
  * the zoo's weights from /zoo/, as a user's site would):
  * - it upscales a small image on WebGPU to within 1 LSB of Node's Upscaler on the CPU backend;
  * - it offers the INT8 zoo model and runs its integer path (WGSL int8 kernels) like Node's CPU one;
+ * - it offers a RefQSR zoo model and runs it patch-wise with mixed precision on the CPU, like Node;
  * - Cancel stops a larger upscale, on WebGPU and on the CPU: the page reports an AbortError and
  *   shows no result;
  * - in a browser without WebGPU (no adapter), 'auto' runs on the CPU in the Worker, and the page's
@@ -29,6 +30,8 @@ import { CHROMIUM, QUIET_ARGS, WEBGPU_ARGS, browserSkipReason } from './support/
 const MODEL = 'espcn-x3';
 /** The zoo's INT8 model (CFQP): the demo runs it through the integer path. */
 const INT8_MODEL = 'espcn-x3-cfqp';
+/** A zoo RefQSR model: Upscaler.load runs it patch-wise (24×24 LR patches) in the Worker too. */
+const REFQSR_MODEL = 'edsr-lite-x4-refqsr-4-3';
 /**
  * Budget for the first WebGPU upscale, which compiles every pipeline cold (chromium gets a fresh
  * profile, so nothing is cached between runs). Measured 14.5–24 s on a 2-core machine loaded by other
@@ -247,6 +250,32 @@ describe.skipIf(reason !== null)(NAME, () => {
       const cores = (await demo.page.evaluate('navigator.hardwareConcurrency')) as number;
       expect(status.text).toContain(`on cpu (${Math.min(cores, 4)} thread${Math.min(cores, 4) === 1 ? '' : 's'})`);
       expect(maxGap, `longest timer gap (ms) during a ${ms.toFixed(0)} ms job`).toBeLessThan(Math.min(500, ms / 4));
+    }, RUN_MS);
+
+    it(`offers the RefQSR zoo model ${REFQSR_MODEL} and runs it patch-wise on the CPU, as Node does`, async () => {
+      // 40×40 LR: 2 × 2 patches of 24 (3 pixels of context), references and queries as the ClustBlock picks them.
+      const input = testImage(40);
+      setBackend('cpu');
+      const upscaler = await Upscaler.load(REFQSR_MODEL, { zoo: join(repo, 'zoo') });
+      const expected = await upscaler.upscale(input);
+      upscaler.dispose();
+
+      await choose(demo, input, { backend: 'cpu', patch: '', model: REFQSR_MODEL });
+      await demo.page.click('#upscale');
+      const status = await outcome(demo, RUN_MS);
+      console.log(`demo cpu ${REFQSR_MODEL}: ${status.text}`);
+      expect([status.state, status.backend], status.text).toEqual(['done', 'cpu']);
+      const got = await demo.page.evaluate(() => {
+        const r = (window as unknown as { srqDemo: { result(): ImageData } }).srqDemo.result();
+        return { width: r.width, height: r.height, data: Array.from(r.data) };
+      });
+      expect([got.width, got.height]).toEqual([160, 160]);
+      let worst = 0;
+      for (let i = 0; i < expected.width * expected.height; i++) {
+        for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(got.data[4 * i + c] - expected.data[3 * i + c]));
+      }
+      console.log(`demo cpu ${REFQSR_MODEL} vs node cpu: max |Δ| = ${worst} LSB`);
+      expect(worst, 'max abs difference from Node, in LSB').toBeLessThanOrEqual(1);
     }, RUN_MS);
 
     it('Cancel stops a larger CPU upscale in the Worker: AbortError, no result', async () => {

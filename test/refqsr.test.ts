@@ -6,7 +6,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Random, createImage, createModel, readPng, saveSafetensors, setBackend, writePng } from '../src/index.js';
+import {
+  FormatError, Random, Upscaler, ValueError, createImage, createModel, loadSRModel, readPng, saveSafetensors, setBackend, writePng,
+} from '../src/index.js';
 import { useBackend } from '../src/backends/select.js';
 import { main } from '../src/cli/main.js';
 import { loadRefqsr } from '../src/refqsr/io.js';
@@ -114,6 +116,32 @@ describe('RefQSR end to end', () => {
       .toContain('--all-reference and --self-reference cannot be combined');
     expect(json.mean.fqr).toBeGreaterThan(2);
     expect(json.mean.fqr).toBeLessThanOrEqual(4);
+  });
+
+  it('runs through Upscaler.load as srq upscale runs it; is refused where one network is needed, saying where it runs', async () => {
+    const file = join(out, 'model.safetensors');
+    if (!existsSync(file)) throw new Error('the training test above did not write its model');
+    const upscaled = join(dir, 'v_x2.png');
+    const cli = await srq(['upscale', join(val, 'v.png'), upscaled, '--model', file, '--backend', 'cpu']);
+    expect(cli.code, cli.stderr).toBe(0);
+    const up = await Upscaler.load(file);
+    try {
+      expect(up.scale).toBe(2);
+      const image = await up.upscale(join(val, 'v.png'));
+      expect([image.width, image.height]).toEqual([128, 128]);
+      const written = await readPng(upscaled);
+      expect(image.data.filter((v, i) => v !== written.data[i]).length).toBe(0);
+    } finally {
+      up.dispose();
+    }
+    const exported = await srq(['export', '--format', 'onnx', file, join(dir, 'never.onnx')]);
+    expect(exported.code).toBe(2);
+    expect(exported.stderr).toContain('is a RefQSR model (patch-wise mixed precision, not one network): only srq eval and srq upscale run it');
+    await expect(loadSRModel(file)).rejects.toThrow(ValueError);
+    await expect(loadSRModel(file)).rejects.toThrow(/a RefQSR model runs patch-wise .*: load it with Upscaler.load or loadRefqsr/);
+    await expect(loadRefqsr('fsrcnn-x3')).rejects.toThrow("zoo model 'fsrcnn-x3' is not a RefQSR model");
+    await expect(loadRefqsr('nope')).rejects.toThrow(/unknown model 'nope' \(expected a RefQSR file or zoo id: edsr-lite-x4-refqsr-4-3/);
+    await expect(loadRefqsr(join(dir, 'none.safetensors'))).rejects.toThrow(FormatError);
   });
 
   for (const backend of testBackends()) {

@@ -2,11 +2,15 @@
 // `srq eval --model <id>`), and on Set5 each model gives the figure its card states and clears the
 // quality bar of the zoo (×2 ≥ 36.2 dB, ×3 ≥ 32.4 dB, ×4 ≥ 30.2 dB; bicubic: 33.67 / 30.40 / 28.43).
 // A quantized entry loads as its quantized network and must beat bicubic (a model that does not
-// is no use; its card says how far it stays from its float model).
+// is no use; its card says how far it stays from its float model). A RefQSR entry loads through
+// loadRefqsr and Upscaler.load (patch-wise), and loadPretrained refuses it with a typed error.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { FormatError, ValueError, ZOO, createModel, cpuSimdActive, loadPretrained, noGrad, randn, setCpuSimd, tensor } from '../src/index.js';
+import {
+  FormatError, type RefqsrReport, Upscaler, ValueError, ZOO, createImage, createModel, cpuSimdActive, loadPretrained, loadRefqsr, loadRefqsrUpscaler,
+  loadSRModel, noGrad, randn, setCpuSimd, tensor,
+} from '../src/index.js';
 import { main } from '../src/cli/main.js';
 import { testBackends } from './support/backends.js';
 import { describeShared, sharedPath } from './support/shared.js';
@@ -23,6 +27,10 @@ interface Card {
   eval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
   /** Quantized entries: the float zoo model they quantize. */
   base?: string;
+  /** RefQSR entries: their bits, RefER blocks and patch side. */
+  bits?: { high: number; low: number; medium: number };
+  referBlocks?: number;
+  patch?: number;
 }
 
 const card = (id: string) => JSON.parse(readFileSync(`${zooDir}${id}/card.json`, 'utf8')) as Card;
@@ -39,6 +47,54 @@ describe('zoo', () => {
       expect(c.model).toBe(entry.name);
       expect(c.config).toEqual(entry.config);
     });
+
+    if (entry.refqsr) {
+      it(`${entry.id}: loads as a RefQSR model (loadRefqsr, Upscaler.load), not as one network`, async () => {
+        const c = card(entry.id);
+        await expect(loadPretrained(entry.id)).rejects.toThrow(ValueError);
+        await expect(loadPretrained(entry.id)).rejects.toThrow(`loadRefqsr('${entry.id}')`);
+        await expect(createModel(entry.id, { pretrained: true })).rejects.toThrow(/RefQSR/);
+        await expect(loadSRModel(entry.id)).rejects.toThrow(/runs patch-wise/);
+        const loaded = await loadRefqsr(entry.id);
+        try {
+          expect(loaded.model.bits).toEqual(c.bits);
+          expect(loaded.model.referBlocks).toBe(c.referBlocks);
+          expect(loaded.settings.patch).toBe(c.patch);
+          expect(loaded.model.training).toBe(false);
+          expect(loaded.model.clust).not.toBeNull();
+        } finally {
+          loaded.model.dispose();
+        }
+        // Upscaler.load runs it patch-wise as loadRefqsrUpscaler does, whose report gives each patch's bits.
+        const reports: RefqsrReport[] = [];
+        const [plain, reporting] = [await Upscaler.load(entry.id), await loadRefqsrUpscaler(entry.id, { onReport: (r) => void reports.push(r) })];
+        try {
+          expect(plain.scale).toBe(entry.config.scale);
+          const [h, w] = [40, 52];
+          const image = createImage(w, h, 3);
+          for (let i = 0; i < image.data.length; i++) {
+            const p = Math.floor(i / 3), x = p % w, y = Math.floor(p / w);
+            image.data[i] = Math.round(255 * Math.min(1, Math.max(0, 0.5 + 0.3 * Math.sin(x / 3 + (i % 3)) * Math.cos(y / 5) + (x > 20 ? 0.15 : 0))));
+          }
+          const [a, b] = [await plain.upscale(image), await reporting.upscale(image)];
+          expect([a.width, a.height]).toEqual([w * plain.scale, h * plain.scale]);
+          // Counted, not compared with toEqual: a failing toEqual diffs 100k bytes for minutes.
+          expect(a.data.filter((v, i) => v !== b.data[i]).length).toBe(0);
+          expect(reports).toHaveLength(1);
+          const { patches } = reports[0];
+          expect(patches.length).toBeGreaterThan(1);
+          for (const p of patches) {
+            // References run every block at b_high; a query's first block and its RefER blocks do too, the rest at b_low.
+            const low = p.blocks.filter((b) => b.activations === c.bits!.low).length;
+            expect(low).toBe(p.role === 'reference' ? 0 : p.blocks.length - 1 - c.referBlocks!);
+          }
+        } finally {
+          plain.dispose();
+          reporting.dispose();
+        }
+      }, 60_000);
+      continue;
+    }
 
     if (entry.quantized) {
       it(`${entry.id}: loads as the quantized network of its float model`, async () => {
@@ -127,7 +183,8 @@ describeShared('zoo quality: srq eval on Set5', () => {
   for (const backend of testBackends()) {
     // The QAT entries (W2A2 EDSR-lite ×4, fake-quantized float forward) cost ~3 edsr-lite-x4 runs
     // each backend: their figures are checked on cpu only (test/quant-qat.test.ts covers
-    // fake-quantized forwards on webgpu), keeping the suite within CI's time.
+    // fake-quantized forwards on webgpu), keeping the suite within CI's time. So are the RefQSR
+    // entries' (`srq eval` of the id runs them patch-wise; test/refqsr.test.ts runs RefQSR on webgpu).
     for (const entry of ZOO.filter((e) => backend === 'cpu' || !e.quantized || e.quantized.includes('INT8'))) {
       const scale = entry.config.scale as number;
       const bar = entry.quantized ? BICUBIC[scale] : QUALITY_BAR[scale];

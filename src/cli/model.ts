@@ -1,12 +1,12 @@
 // What `--model` names, as the library's Upscaler: the bicubic baseline, a zoo model or a network
-// rebuilt from a safetensors file's metadata with its weights loaded (quantized files too). The
+// rebuilt from a safetensors file's metadata with its weights loaded (quantized and RefQSR files too). The
 // loading and the inference protocol (colour, range, tiling) live in src/image/upscale.ts; this
 // file adds the command line's errors: usage errors that list the zoo, and the --scale check.
 import { existsSync } from 'node:fs';
 import { type ModelFromMetadata, Upscaler, ZOO, integerModelOf, isModelName, loadSRModel, zooEntry } from '../index.js';
 import { readSafetensorsFile } from '../io/safetensors-node.js';
-import { isRefqsrMetadata, loadRefqsr } from '../refqsr/io.js';
-import { type RefqsrReport, type RefqsrSelection, refqsrUpscaler } from '../refqsr/upscale.js';
+import { isRefqsrMetadata } from '../refqsr/io.js';
+import { type RefqsrReport, type RefqsrSelection, loadRefqsrUpscaler as loadRefqsrUpscalerOf } from '../refqsr/upscale.js';
 import { UsageError } from './args.js';
 
 /** Whether `spec` names an architecture ('fsrcnn', 'fsrcnn-x3', 'edsr_baseline_x4', …). */
@@ -35,6 +35,7 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
     if (isArchitectureName(spec)) throw new UsageError(`no pretrained weights for '${spec}' (the zoo has: ${zoo}; or pass a .safetensors file)`);
     throw new UsageError(`unknown model '${spec}' (expected bicubic, a zoo model (${zoo}) or a .safetensors file)`);
   }
+  if (await isRefqsrSpec(spec)) throw new UsageError(`${spec} is a RefQSR model (patch-wise mixed precision, not one network): only srq eval and srq upscale run it`);
   const built = await loadSRModel(spec);
   return { label: built.label, built, quantized: built.quantized };
 }
@@ -67,22 +68,22 @@ export async function loadUpscaler(spec: string, scale?: number, options: { fake
   return Upscaler.fromModel(built, { label, quantized, owned: true, integer });
 }
 
+/** Whether `spec` names a RefQSR model: a safetensors file with `refqsr` metadata or a RefQSR zoo id (a file wins). */
+async function isRefqsrSpec(spec: string): Promise<boolean> {
+  if (!existsSync(spec)) return zooEntry(spec)?.refqsr === true;
+  if (!/\.safetensors$/i.test(spec)) return false;
+  const header = await readSafetensorsFile(spec);
+  return isRefqsrMetadata(header.metadata ?? {});
+}
+
 /**
- * A RefQSR file's Upscaler (patch P from the file unless `patch`; references chosen by its
- * ClustBlock unless `selection` says otherwise), with its reports pushed to `reports`; null
- * when `spec` is not a RefQSR file.
+ * A RefQSR file's or zoo id's Upscaler (patch P from the file unless `patch`; references chosen
+ * by its ClustBlock unless `selection` says otherwise), with its reports pushed to `reports`;
+ * null when `spec` is not a RefQSR model.
  */
 export async function loadRefqsrUpscaler(
   spec: string, reports: RefqsrReport[], options: { patch?: number; backend?: string; selection?: RefqsrSelection } = {},
 ): Promise<Upscaler | null> {
-  if (!/\.safetensors$/i.test(spec) || !existsSync(spec)) return null;
-  const header = await readSafetensorsFile(spec);
-  if (!isRefqsrMetadata(header.metadata ?? {})) return null;
-  const loaded = await loadRefqsr(spec, { backend: options.backend });
-  const { settings } = loaded;
-  return refqsrUpscaler(loaded.model, {
-    range: loaded.range, tau: settings.tau, patch: options.patch ?? settings.patch, overlap: settings.overlap, owned: true, backend: options.backend,
-    selection: options.selection,
-    label: spec.replace(/^.*\//, ''), onReport: (r) => void reports.push(r),
-  });
+  if (!(await isRefqsrSpec(spec))) return null;
+  return loadRefqsrUpscalerOf(spec, { ...options, onReport: (r) => void reports.push(r) });
 }

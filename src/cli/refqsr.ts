@@ -119,7 +119,7 @@ export async function evalRefqsr(upscaler: Upscaler, reports: RefqsrReport[], da
       if (!json) io.stdout(pad([name, psnr.toFixed(2), ssim.toFixed(4), (c.bitopsRefqsr / 1e9).toPrecision(4), (c.bitops / 1e9).toFixed(2), c.fqr.toFixed(2), `${c.references}/${c.patches}`]));
     });
     if (json) {
-      io.stdout(`${JSON.stringify({ model: upscaler.label, data, backend, refqsr: true, images: rows, mean: score }, null, 2)}\n`);
+      io.stdout(`${JSON.stringify({ model: upscaler.label, scale: upscaler.scale, data, backend, refqsr: true, images: rows, mean: score }, null, 2)}\n`);
     } else {
       io.stdout(pad([`mean (${rows.length})`, score.psnr.toFixed(2), score.ssim.toFixed(4), (score.bitopsRefqsr / 1e9).toPrecision(4), (score.bitops / 1e9).toFixed(2),
         score.fqr.toFixed(2), `${(100 * score.referenceShare).toFixed(0)} %`]));

@@ -20,7 +20,7 @@ import { type Tensor, tensor, zeros } from '../tensor/tensor.js';
 import { Module } from '../nn/module.js';
 import { feedingOfModel } from '../models/registry.js';
 import { type ModelFromMetadata, modelFromMetadata } from '../models/from-metadata.js';
-import { type LoadPretrainedOptions, ZOO, loadPretrained, zooEntry } from '../models/zoo.js';
+import { type LoadPretrainedOptions, ZOO, readPretrainedBytes, zooEntry } from '../models/zoo.js';
 import { type TensorFile, fromSafetensorsBytes, loadSafetensors } from '../io/tensors.js';
 import { isQuantizedMetadata, quantizedFromTensorFile } from '../quant/io.js';
 import type { QuantPlan } from '../quant/plan.js';
@@ -180,33 +180,67 @@ function fromTensorFile(file: TensorFile, where: string, label: string): LoadedS
 }
 
 /**
- * The network `source` names, with its weights and its feeding: a zoo id ('fsrcnn-x3'; see ZOO),
- * a safetensors file whose metadata names the network (`model`, `config`; `quant_plan` when saved
- * by saveQuantized, which gives the quantized network) as a path (Node) or URL, or such a file's
- * bytes. In Node a file of that name wins over a zoo id.
+ * How Upscaler.load reads RefQSR files: a RefQSR model (patch-wise mixed precision) is a network,
+ * RefER blocks and a ClustBlock that run together over patches, not one network to feed. src/refqsr
+ * installs it when the library is imported, so src/image stays below src/refqsr.
  */
-export async function loadSRModel(source: string | URL | Uint8Array | ArrayBuffer, options: LoadSRModelOptions = {}): Promise<LoadedSRModel> {
+export interface RefqsrFileReader {
+  /** Whether a file's metadata is a RefQSR model's. */
+  matches(metadata: Readonly<Record<string, string>>): boolean;
+  /** The file's Upscaler, owning its model; `where` names the file in errors. Does not dispose `file`'s tensors. */
+  upscaler(file: TensorFile, where: string, label: string): Upscaler;
+}
+
+let refqsrReader: RefqsrFileReader | undefined;
+
+/** Installs the reader of RefQSR files (see RefqsrFileReader). */
+export function setRefqsrFileReader(reader: RefqsrFileReader): void {
+  refqsrReader = reader;
+}
+
+/** The safetensors file `source` names (see loadSRModel), read, with its name for errors and its label. */
+async function readModelFile(source: string | URL | Uint8Array | ArrayBuffer, options: LoadSRModelOptions): Promise<{ file: TensorFile; where: string; label: string }> {
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
-    return fromTensorFile(fromSafetensorsBytes(source instanceof Uint8Array ? source : new Uint8Array(source)), 'safetensors data', 'model');
+    return { file: fromSafetensorsBytes(source instanceof Uint8Array ? source : new Uint8Array(source)), where: 'safetensors data', label: 'model' };
   }
   if (source instanceof URL && source.protocol !== 'file:') {
-    return fromTensorFile(fromSafetensorsBytes(await fetchBytes(source, 'model')), source.href, fileName(source.pathname));
+    return { file: fromSafetensorsBytes(await fetchBytes(source, 'model')), where: source.href, label: fileName(source.pathname) };
   }
   let path = source instanceof URL ? '' : source;
   if (source instanceof URL) {
     const { fileURLToPath } = await import('node:url');
     path = fileURLToPath(source);
   }
-  if (isNode() && !isRemote(path) && (await isFile(path))) return fromTensorFile(await loadSafetensors(path), path, fileName(path));
+  if (isNode() && !isRemote(path) && (await isFile(path))) return { file: await loadSafetensors(path), where: path, label: fileName(path) };
   if (zooEntry(path)) {
-    const pretrained = await loadPretrained(path, options);
-    return { ...pretrained, label: path, plan: pretrained.plan as QuantPlan | undefined };
+    const { bytes, where } = await readPretrainedBytes(path, options);
+    try {
+      return { file: fromSafetensorsBytes(bytes), where, label: path };
+    } catch (e) {
+      throw new FormatError(`${where}: ${message(e)}`);
+    }
   }
   if (isRemote(path) || (!isNode() && /\.safetensors$/i.test(path))) {
-    return fromTensorFile(fromSafetensorsBytes(await fetchBytes(path, 'model')), path, fileName(path.replace(/[?#].*$/, '')));
+    return { file: fromSafetensorsBytes(await fetchBytes(path, 'model')), where: path, label: fileName(path.replace(/[?#].*$/, '')) };
   }
   if (/\.safetensors$/i.test(path) || /[\\/]/.test(path)) throw new FormatError(`${path}: no such file`);
   throw new ValueError(`unknown model '${path}' (expected a zoo id (${ZOO.map((e) => e.id).join(', ')}) or a .safetensors file)`);
+}
+
+/**
+ * The network `source` names, with its weights and its feeding: a zoo id ('fsrcnn-x3'; see ZOO),
+ * a safetensors file whose metadata names the network (`model`, `config`; `quant_plan` when saved
+ * by saveQuantized, which gives the quantized network) as a path (Node) or URL, or such a file's
+ * bytes. In Node a file of that name wins over a zoo id. A RefQSR model is not one network: it is
+ * refused with a ValueError (Upscaler.load and loadRefqsr read it).
+ */
+export async function loadSRModel(source: string | URL | Uint8Array | ArrayBuffer, options: LoadSRModelOptions = {}): Promise<LoadedSRModel> {
+  const { file, where, label } = await readModelFile(source, options);
+  if (refqsrReader?.matches(file.metadata)) {
+    Object.values(file.tensors).forEach((t) => t.dispose());
+    throw new ValueError(`${where}: a RefQSR model runs patch-wise (a network, RefER blocks and a ClustBlock), not as one network: load it with Upscaler.load or loadRefqsr`);
+  }
+  return fromTensorFile(file, where, label);
 }
 
 /**
@@ -377,10 +411,19 @@ export class Upscaler {
 
   /**
    * An Upscaler for a zoo id, a safetensors file (path in Node, URL, or bytes; quantized files
-   * too) — see loadSRModel. It owns the network: dispose() frees it.
+   * too) — see loadSRModel. It owns the network: dispose() frees it. A RefQSR model gives its
+   * patch-wise Upscaler (P, τ and overlap from its file; see loadRefqsrUpscaler for the options).
    */
   static async load(source: string | URL | Uint8Array | ArrayBuffer, options: LoadSRModelOptions & { fakeQuant?: boolean } = {}): Promise<Upscaler> {
-    const loaded = await loadSRModel(source, options);
+    const { file, where, label } = await readModelFile(source, options);
+    if (refqsrReader?.matches(file.metadata)) {
+      try {
+        return refqsrReader.upscaler(file, where, label);
+      } finally {
+        Object.values(file.tensors).forEach((t) => t.dispose());
+      }
+    }
+    const loaded = fromTensorFile(file, where, label);
     loaded.model.eval();
     return Upscaler.fromModel(loaded, { owned: true, integer: options.fakeQuant ? null : await integerModelOf(loaded) });
   }

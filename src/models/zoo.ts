@@ -3,6 +3,8 @@
 // A weights file carries `model` and `config` metadata, so loading is modelFromMetadata plus a
 // strict loadStateDict; this table only says which ids exist and what they are. Quantized models
 // (files written by saveQuantized, with their plan) are rebuilt by a loader src/quant installs.
+// RefQSR models (patch-wise mixed precision: a network, RefER blocks and a ClustBlock that run
+// together over patches) are read by src/refqsr (loadRefqsr, Upscaler.load), not loadPretrained.
 import { FormatError, ValueError } from '../tensor/errors.js';
 import { type TensorFile, fromSafetensorsBytes } from '../io/tensors.js';
 import { type ModelFromMetadata, modelFromMetadata } from './from-metadata.js';
@@ -18,6 +20,11 @@ export interface ZooEntry {
   config: Readonly<Record<string, number | boolean>>;
   /** For a quantized model, how it was quantized (e.g. 'ODM W2A2'); its file carries the plan. */
   quantized?: string;
+  /**
+   * A RefQSR model (its file is saveRefqsr's): it runs patch-wise, so loadRefqsr or Upscaler.load
+   * read it and loadPretrained refuses it. `quantized` then says its bits (e.g. 'RefQSR 4-3').
+   */
+  refqsr?: true;
 }
 
 /** Trained models, in the order of the zoo's README. */
@@ -38,6 +45,9 @@ export const ZOO: readonly ZooEntry[] = [
   { id: 'edsr-lite-x4-pams-w4a4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'PAMS W4A4' },
   { id: 'edsr-lite-x4-ddtb-w4a4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'DDTB W4A4' },
   { id: 'edsr-lite-x4-odm-w4a4', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'ODM W4A4' },
+  { id: 'edsr-lite-x4-refqsr-4-3', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'RefQSR 4-3', refqsr: true },
+  { id: 'edsr-lite-x4-refqsr-4-2', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'RefQSR 4-2', refqsr: true },
+  { id: 'edsr-lite-x4-refqsr-8-3', name: 'edsr', config: { scale: 4, n_resblocks: 4, n_feats: 32 }, quantized: 'RefQSR 8-3', refqsr: true },
 ];
 
 /** The zoo entry with this id, or undefined. */
@@ -59,7 +69,11 @@ function defaultZooUrls(): URL[] {
   return ['../zoo/', '../../zoo/'].map((rel) => new URL(rel, import.meta.url));
 }
 
-async function readWeights(id: string, options: LoadPretrainedOptions): Promise<{ bytes: Uint8Array; where: string }> {
+/**
+ * The bytes of zoo model `id`'s model.safetensors (read from disk in Node, fetched elsewhere) and
+ * where they came from. Does not check that the zoo has `id`.
+ */
+export async function readPretrainedBytes(id: string, options: LoadPretrainedOptions = {}): Promise<{ bytes: Uint8Array; where: string }> {
   const bases = options.zoo !== undefined ? [options.zoo] : defaultZooUrls();
   const isNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
   const tried: string[] = [];
@@ -151,10 +165,13 @@ export function pretrainedFromBytes(bytes: Uint8Array, where: string): Pretraine
 export async function loadPretrained(id: string, options: LoadPretrainedOptions = {}): Promise<PretrainedModel> {
   const entry = zooEntry(id);
   if (!entry) throw new ValueError(`no pretrained model '${id}' (the zoo has: ${ZOO.map((e) => e.id).join(', ')})`);
+  if (entry.refqsr) {
+    throw new ValueError(`pretrained '${id}' is a RefQSR model (${entry.quantized}: patch-wise mixed precision, not one network): load it with loadRefqsr('${id}') or Upscaler.load('${id}')`);
+  }
   if (entry.quantized && !quantizedLoader) {
     throw new ValueError(`pretrained '${id}' is quantized (${entry.quantized}): load it through '@srq/core', whose quantization module reads such files`);
   }
-  const { bytes, where } = await readWeights(id, options);
+  const { bytes, where } = await readPretrainedBytes(id, options);
   return pretrainedFromBytes(bytes, where);
 }
 

@@ -14,8 +14,8 @@ export {
 export { RefQSR, refqsrBits, defaultReferBlocks, calibrateRefer, type RefqsrBits, type RefqsrOptions, type RefqsrPath } from './network.js';
 export { patchCost, totalCost, clustMacs, type PatchCost, type RefqsrCost } from './cost.js';
 export {
-  refqsrRunner, refqsrUpscaler, REFQSR_OVERLAP, REFQSR_PATCH, type RefqsrPatch, type RefqsrReport, type RefqsrRunOptions, type RefqsrUpscalerOptions,
-  type RefqsrSelection,
+  refqsrRunner, refqsrUpscaler, loadRefqsrUpscaler, REFQSR_OVERLAP, REFQSR_PATCH, type LoadRefqsrUpscalerOptions, type RefqsrPatch,
+  type RefqsrReport, type RefqsrRunOptions, type RefqsrUpscalerOptions, type RefqsrSelection,
 } from './upscale.js';
 export { pairAcceptor, refqsrTraining, type RefqsrTrainingOptions } from './train.js';
-export { saveRefqsr, loadRefqsr, refqsrFromTensorFile, isRefqsrMetadata, REFQSR_KEY, type RefqsrSettings, type LoadedRefqsr } from './io.js';
+export { saveRefqsr, loadRefqsr, refqsrFromTensorFile, isRefqsrMetadata, REFQSR_KEY, type RefqsrSettings, type LoadedRefqsr, type LoadRefqsrOptions } from './io.js';

@@ -2,10 +2,11 @@
 // refer.…, clust.…), the base's metadata as saveQuantized writes it (architecture, plan, bits at
 // the reference path, DDTB gates) and `refqsr`: the bits, the number of RefER blocks, τ, the
 // patch size it was trained for, and the ClustBlock's classes and bits.
-import { FormatError } from '../tensor/errors.js';
+import { FormatError, ValueError } from '../tensor/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelFromMetadata } from '../models/from-metadata.js';
-import { type SafetensorsLoadOptions, type TensorFile, loadSafetensors, saveSafetensors } from '../io/tensors.js';
+import { type SafetensorsLoadOptions, type TensorFile, fromSafetensorsBytes, loadSafetensors, saveSafetensors } from '../io/tensors.js';
+import { type LoadPretrainedOptions, ZOO, readPretrainedBytes, zooEntry } from '../models/zoo.js';
 import { type ArchitectureMetadata, quantizedFromTensorFile, quantizedMetadata } from '../quant/io.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { clustBlockFromTensors, clustBlockBits } from './clustblock.js';
@@ -83,13 +84,41 @@ export function refqsrFromTensorFile(file: TensorFile, label = 'file'): LoadedRe
   }
 }
 
-/** Loads a file saveRefqsr wrote onto `options.backend`: the model (eval mode) with its base's feeding, plan and settings. */
-export async function loadRefqsr(path: string, options: SafetensorsLoadOptions = {}): Promise<LoadedRefqsr> {
+/** Options of loadRefqsr: the backend to move the model to, and the zoo folder for zoo ids. */
+export type LoadRefqsrOptions = SafetensorsLoadOptions & LoadPretrainedOptions;
+
+/** The file `source` names: a path (Node; a file of that name wins over a zoo id) or a RefQSR zoo id. */
+async function readRefqsrFile(source: string, options: LoadPretrainedOptions): Promise<{ file: TensorFile; where: string }> {
+  const isNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
+  if (isNode) {
+    const { existsSync } = await import('node:fs');
+    if (existsSync(source)) return { file: await loadSafetensors(source), where: source };
+  }
+  const entry = zooEntry(source);
+  if (entry?.refqsr) {
+    const { bytes, where } = await readPretrainedBytes(source, options);
+    try {
+      return { file: fromSafetensorsBytes(bytes), where };
+    } catch (e) {
+      throw new FormatError(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  if (entry) throw new ValueError(`loadRefqsr: zoo model '${source}' is not a RefQSR model (load it with loadPretrained or Upscaler.load)`);
+  if (/\.safetensors$/i.test(source) || /[\\/]/.test(source)) throw new FormatError(`${source}: no such file`);
+  const ids = ZOO.filter((e) => e.refqsr).map((e) => e.id).join(', ');
+  throw new ValueError(`loadRefqsr: unknown model '${source}' (expected a RefQSR file or zoo id: ${ids})`);
+}
+
+/**
+ * Loads a RefQSR model — a file saveRefqsr wrote, or a RefQSR zoo id ('edsr-lite-x4-refqsr-4-3')
+ * — onto `options.backend`: the model (eval mode) with its base's feeding, plan and settings.
+ */
+export async function loadRefqsr(source: string, options: LoadRefqsrOptions = {}): Promise<LoadedRefqsr> {
   // Read on the cpu and moved after: moving initialises the backend if it is not yet.
-  const file = await loadSafetensors(path);
+  const { file, where } = await readRefqsrFile(source, options);
   let loaded: LoadedRefqsr;
   try {
-    loaded = refqsrFromTensorFile(file, path);
+    loaded = refqsrFromTensorFile(file, where);
   } finally {
     for (const t of Object.values(file.tensors)) t.dispose();
   }

@@ -10,11 +10,12 @@ import { noGrad } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/memory.js';
 import { concat, slice } from '../ops.js';
 import { type TiledPlanes, type UpscaleTiledOptions, patchLayout, upscaleTiledPlanes, yieldToEventLoop } from '../image/tile.js';
-import { Upscaler, type TiledRunner } from '../image/upscale.js';
+import { Upscaler, type TiledRunner, setRefqsrFileReader } from '../image/upscale.js';
 import type { PixelRange } from '../image/convert.js';
 import type { QueryAblation, RefQSR, RefqsrPath } from './network.js';
 import { type PatchCost, type RefqsrCost, patchCost, totalCost } from './cost.js';
 import { clustInput, selectReferences } from './clustblock.js';
+import { type LoadRefqsrOptions, type LoadedRefqsr, isRefqsrMetadata, loadRefqsr, refqsrFromTensorFile } from './io.js';
 
 /**
  * Context each patch keeps on each side (tile.ts's overlap o): neighbouring patches then overlap
@@ -167,3 +168,47 @@ export function refqsrUpscaler(model: RefQSR, options: RefqsrUpscalerOptions): U
     tiling: { patch: options.patch ?? REFQSR_PATCH, overlap: options.overlap ?? REFQSR_OVERLAP },
   });
 }
+
+/** Options of loadRefqsrUpscaler. */
+export interface LoadRefqsrUpscalerOptions extends LoadRefqsrOptions, Pick<RefqsrRunOptions, 'selection' | 'onReport'> {
+  /** LR patch side P (default: the one the file was trained and evaluated with). */
+  patch?: number;
+}
+
+/** The Upscaler of a loaded RefQSR model, owning it, with the file's τ, P and overlap unless `options` overrides P. */
+function upscalerOfLoaded(loaded: LoadedRefqsr, label: string, options: LoadRefqsrUpscalerOptions): Upscaler {
+  const { settings } = loaded;
+  return refqsrUpscaler(loaded.model, {
+    range: loaded.range, tau: settings.tau, patch: options.patch ?? settings.patch, overlap: settings.overlap, owned: true,
+    backend: options.backend, selection: options.selection, onReport: options.onReport, label,
+  });
+}
+
+/**
+ * The patch-wise Upscaler of a RefQSR file or zoo id (what `srq eval` and `srq upscale` run):
+ * references chosen by its ClustBlock unless `selection` says otherwise, each image's per-patch
+ * bits and costs passed to `onReport`. It owns the model: dispose() frees it.
+ */
+export async function loadRefqsrUpscaler(source: string, options: LoadRefqsrUpscalerOptions = {}): Promise<Upscaler> {
+  const loaded = await loadRefqsr(source, options);
+  try {
+    return upscalerOfLoaded(loaded, source.replace(/^.*[\\/]/, ''), options);
+  } catch (e) {
+    loaded.model.dispose();
+    throw e;
+  }
+}
+
+// Upscaler.load (src/image) reads RefQSR files and zoo ids through this.
+setRefqsrFileReader({
+  matches: isRefqsrMetadata,
+  upscaler: (file, where, label) => {
+    const loaded = refqsrFromTensorFile(file, where);
+    try {
+      return upscalerOfLoaded(loaded, label, {});
+    } catch (e) {
+      loaded.model.dispose();
+      throw e;
+    }
+  },
+});
