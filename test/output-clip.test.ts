@@ -184,6 +184,7 @@ describe('a clipped model file', () => {
       for (const loaded of [viaFile, viaBytes]) {
         expect((loaded.model as { outputClip: boolean }).outputClip).toBe(true);
         expect(loaded.range).toBe(1);
+        expect(loaded.model.training, 'loaded in eval mode').toBe(false);
         expect(await values(loaded.model.call(x))).toEqual(expected);
         await expectClampsLike(loaded.model, plain, x, 1);
       }

@@ -231,8 +231,8 @@ async function readModelFile(source: string | URL | Uint8Array | ArrayBuffer, op
  * The network `source` names, with its weights and its feeding: a zoo id ('fsrcnn-x3'; see ZOO),
  * a safetensors file whose metadata names the network (`model`, `config`; `quant_plan` when saved
  * by saveQuantized, which gives the quantized network) as a path (Node) or URL, or such a file's
- * bytes. In Node a file of that name wins over a zoo id. A RefQSR model is not one network: it is
- * refused with a ValueError (Upscaler.load and loadRefqsr read it).
+ * bytes. In Node a file of that name wins over a zoo id. The network is in eval mode. A RefQSR
+ * model is not one network: it is refused with a ValueError (Upscaler.load and loadRefqsr read it).
  */
 export async function loadSRModel(source: string | URL | Uint8Array | ArrayBuffer, options: LoadSRModelOptions = {}): Promise<LoadedSRModel> {
   const { file, where, label } = await readModelFile(source, options);
@@ -240,7 +240,9 @@ export async function loadSRModel(source: string | URL | Uint8Array | ArrayBuffe
     Object.values(file.tensors).forEach((t) => t.dispose());
     throw new ValueError(`${where}: a RefQSR model runs patch-wise (a network, RefER blocks and a ClustBlock), not as one network: load it with Upscaler.load or loadRefqsr`);
   }
-  return fromTensorFile(file, where, label);
+  const loaded = fromTensorFile(file, where, label);
+  loaded.model.eval();
+  return loaded;
 }
 
 /**
