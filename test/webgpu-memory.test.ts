@@ -14,7 +14,7 @@ describe.skipIf(!testsWebgpu())('webgpu memory across training steps', () => {
     const opt = new Adam(model.trainableParameters(), { lr: 1e-4 });
     const lr = await uniform([2, 3, 12, 10], 0, 255).to('webgpu');
     const hr = await uniform([2, 3, 24, 20], 0, 255).to('webgpu');
-    let atStep10: { tensors: number; pooledBytes: number; bufferBytes: number } | undefined;
+    let atStep10: { tensors: number; pooledBytes: number; readbackBytes: number; bufferBytes: number } | undefined;
     let firstLoss = 0;
     let lastLoss = 0;
     for (let step = 1; step <= 200; step++) {
@@ -31,11 +31,11 @@ describe.skipIf(!testsWebgpu())('webgpu memory across training steps', () => {
       lastLoss = value;
       if (step === 10) {
         const m = memory().webgpu;
-        atStep10 = { tensors: m.tensors, pooledBytes: m.pooledBytes, bufferBytes: m.bufferBytes };
+        atStep10 = { tensors: m.tensors, pooledBytes: m.pooledBytes, readbackBytes: m.readbackBytes, bufferBytes: m.bufferBytes };
       }
     }
     const m = memory().webgpu;
-    expect({ tensors: m.tensors, pooledBytes: m.pooledBytes, bufferBytes: m.bufferBytes }).toEqual(atStep10);
+    expect({ tensors: m.tensors, pooledBytes: m.pooledBytes, readbackBytes: m.readbackBytes, bufferBytes: m.bufferBytes }).toEqual(atStep10);
     expect(lastLoss).toBeLessThan(firstLoss);
   });
 });
@@ -62,6 +62,27 @@ describe.skipIf(!testsWebgpu())('webgpu engine', () => {
     for (let i = 1; i <= 20; i++) await step(i);
     expect({ pooled: engine.stats.pooledBytes, live: engine.stats.liveBytes }).toEqual(bytes);
     w.dispose();
+  });
+
+  it('keeps readback buffers for reuse, counted in memory().readbackBytes and capped at 64 MiB', async () => {
+    const engine = (getBackend('webgpu') as WebgpuBackend).engine;
+    const before = engine.stats.readbackBytes;
+    // A size no other test reads: the first read keeps its buffer, the second reuses it.
+    const t = zeros([12345], { backend: 'webgpu' });
+    await t.data();
+    expect(engine.stats.readbackBytes).toBe(before + 12345 * 4);
+    await t.data();
+    expect(engine.stats.readbackBytes).toBe(before + 12345 * 4);
+    expect(memory().webgpu.readbackBytes).toBe(engine.stats.readbackBytes);
+    t.dispose();
+    // Five reads of 20 MiB or so: the pool keeps what fits under its cap and frees the rest.
+    for (let i = 0; i < 5; i++) {
+      const big = zeros([5_000_000 + i], { backend: 'webgpu' });
+      await big.data();
+      big.dispose();
+      expect(engine.stats.readbackBytes).toBeLessThanOrEqual(64 << 20);
+    }
+    expect(engine.stats.readbackBytes).toBeGreaterThan(before + 12345 * 4);
   });
 
   it('an upload into a reused buffer does not change work recorded before it', async () => {

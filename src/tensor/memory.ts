@@ -7,7 +7,7 @@ interface BackendMemory {
   tensors: number;
   /** Bytes of their storage. */
   bytes: number;
-  /** Further figures the backend reports, e.g. pooledBytes on webgpu. */
+  /** Further figures the backend reports, e.g. on webgpu pooledBytes (idle buffers and textures kept for reuse), readbackBytes (idle readback buffers, up to 64 MiB) and bufferBytes (live buffers). */
   [figure: string]: number;
 }
 

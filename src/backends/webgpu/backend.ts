@@ -64,6 +64,6 @@ export function createWebgpuBackend(ctx: GpuContext): WebgpuBackend {
     adam: (p, g, m, v, h) => adamWebgpu(engine, p, g, m, v, h),
     preluBackward: (gy, x, slope) => preluBackwardWebgpu(engine, gy, x, slope),
     dispose: () => engine.dispose(),
-    memoryInfo: () => ({ pooledBytes: engine.stats.pooledBytes, bufferBytes: engine.stats.liveBytes }),
+    memoryInfo: () => ({ pooledBytes: engine.stats.pooledBytes, readbackBytes: engine.stats.readbackBytes, bufferBytes: engine.stats.liveBytes }),
   };
 }

@@ -236,7 +236,6 @@ export class Engine {
    * took 4.1–6.4 ms with a new one, 2.6–4.9 ms with one reused); training reads the same sizes every step.
    */
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
-  private stagingBytes = 0;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
@@ -244,8 +243,8 @@ export class Engine {
   private readonly uniformView = new DataView(this.uniformData);
   private uniformBuffer: GPUBuffer;
   private uniformUsed = 0;
-  /** Bytes held by live buffers handed out, and by idle buffers in the pool. */
-  readonly stats = { liveBytes: 0, pooledBytes: 0, dispatches: 0, submits: 0, pipelines: 0 };
+  /** Bytes held by live buffers handed out, by idle buffers and textures in the pool, and by idle readback buffers. */
+  readonly stats = { liveBytes: 0, pooledBytes: 0, readbackBytes: 0, dispatches: 0, submits: 0, pipelines: 0 };
 
   /** The first GPU error not yet reported; thrown by the next read or sync. */
   private gpuError: Error | null = null;
@@ -395,7 +394,7 @@ export class Engine {
   async read(buffer: GPUBuffer, dtype: DType, size: number): Promise<TypedArray> {
     const bytes = Math.ceil(Math.max(size * BYTES_PER_ELEMENT, 4) / 4) * 4;
     const pooled = this.stagingPool.get(bytes)?.pop();
-    if (pooled) this.stagingBytes -= bytes;
+    if (pooled) this.stats.readbackBytes -= bytes;
     const staging = pooled ?? this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const encoder = this.commandEncoder();
     this.endPass();
@@ -420,14 +419,14 @@ export class Engine {
 
   /** Keeps a readback buffer for the next read of its size, up to {@link STAGING_POOL_BYTES} in all. */
   private recycleStaging(staging: GPUBuffer): void {
-    if (this.stagingBytes + staging.size > STAGING_POOL_BYTES) {
+    if (this.stats.readbackBytes + staging.size > STAGING_POOL_BYTES) {
       staging.destroy();
       return;
     }
     let list = this.stagingPool.get(staging.size);
     if (!list) this.stagingPool.set(staging.size, (list = []));
     list.push(staging);
-    this.stagingBytes += staging.size;
+    this.stats.readbackBytes += staging.size;
   }
 
   /** Workgroups covering `n` invocations of `size` lanes, folded into 2-D past the per-dimension limit. */
@@ -526,6 +525,7 @@ export class Engine {
     for (const list of this.stagingPool.values()) for (const b of list) b.destroy();
     this.stagingPool.clear();
     this.stats.pooledBytes = 0;
+    this.stats.readbackBytes = 0;
     this.uniformBuffer.destroy();
     this.ctx.destroy();
   }
