@@ -73,9 +73,17 @@ async function cli(argv: string[]): Promise<string> {
   return out;
 }
 
+/** What `srq eval --json` prints: the means (a RefQSR model's include its costs) and, for a quantized network, `cost`. */
+interface EvalJson { mean: Record<string, number>; cost?: Record<string, number> }
+
+/** `srq eval --json` of a model file on a test set, on the cpu backend (at `scale`, else the model's own). */
+async function evalJson(file: string, set: string, scale?: number): Promise<EvalJson> {
+  const at = scale === undefined ? [] : ['--scale', String(scale)];
+  return JSON.parse(await cli(['eval', '--model', file, '--data', join(SHARED, set), ...at, '--backend', 'cpu', '--json'])) as EvalJson;
+}
+
 async function evaluate(file: string, set: string, scale: number): Promise<{ psnr: number; ssim: number }> {
-  const out = await cli(['eval', '--model', file, '--data', join(SHARED, set), '--scale', String(scale), '--backend', 'cpu', '--json']);
-  const { mean } = JSON.parse(out) as { mean: { psnr: number; ssim: number } };
+  const { mean } = await evalJson(file, set, scale);
   return { psnr: mean.psnr, ssim: mean.ssim };
 }
 
@@ -228,6 +236,28 @@ export interface QatCard extends QuantizedCardBase {
   baseEval: Record<'Set5' | 'Set14', { psnr: number; ssim: number }>;
 }
 
+/**
+ * The finished seeds of a study's cell (runs/<cell>-s<seed> with card.json and model.safetensors;
+ * `mismatch` says why a card is not the cell's, or null) and the one with the best held-out
+ * validation PSNR: the held-out images choose, the test sets only report.
+ */
+async function studyRuns<Card extends { seed: number; validationPsnr: number }>(
+  runsDir: string, cell: string, mismatch: (card: Card) => string | null,
+): Promise<{ runs: { dir: string; card: Card }[]; best: { dir: string; card: Card } }> {
+  const runs: { dir: string; card: Card }[] = [];
+  for (const name of (await readdir(runsDir)).sort()) {
+    const dir = join(runsDir, name);
+    if (!new RegExp(`^${cell}-s\\d+$`).test(name) || !existsSync(join(dir, 'card.json')) || !existsSync(join(dir, 'model.safetensors'))) continue;
+    const card = JSON.parse(await readFile(join(dir, 'card.json'), 'utf8')) as Card;
+    const wrong = mismatch(card);
+    if (wrong) throw new Error(`${dir}/card.json is ${wrong}`);
+    if (typeof card.validationPsnr !== 'number') throw new Error(`${dir}/card.json has no validationPsnr`);
+    runs.push({ dir, card });
+  }
+  if (runs.length === 0) throw new Error(`no finished run ${runsDir}/${cell}-s<seed> (card.json + model.safetensors)`);
+  return { runs, best: runs.reduce((a, b) => (b.card.validationPsnr > a.card.validationPsnr ? b : a)) };
+}
+
 const QAT_RUNS = join('experiments', 'qat', 'runs');
 
 interface RunCard {
@@ -245,19 +275,8 @@ interface RunCard {
 
 async function makeQatCard(id: string, base: string, method: string, wBits: number, aBits: number): Promise<QatCard> {
   if (wBits !== aBits) throw new Error(`${id}: the QAT study quantizes weights and activations alike (W${wBits}A${aBits})`);
-  const cell = `${method}-w${wBits}a${aBits}`;
-  const runs: { dir: string; card: RunCard }[] = [];
-  for (const name of (await readdir(QAT_RUNS)).sort()) {
-    const dir = join(QAT_RUNS, name);
-    if (!new RegExp(`^${cell}-s\\d+$`).test(name) || !existsSync(join(dir, 'card.json')) || !existsSync(join(dir, 'model.safetensors'))) continue;
-    const card = JSON.parse(await readFile(join(dir, 'card.json'), 'utf8')) as RunCard;
-    if (card.method !== method || card.bits !== wBits || card.model.source !== base) throw new Error(`${dir}/card.json is not ${method} ${wBits}-bit of ${base}`);
-    if (typeof card.validationPsnr !== 'number') throw new Error(`${dir}/card.json has no validationPsnr`);
-    runs.push({ dir, card });
-  }
-  if (runs.length === 0) throw new Error(`no finished run ${QAT_RUNS}/${cell}-s<seed> (card.json + model.safetensors)`);
-  // The held-out validation PSNR chooses; the test sets only report.
-  const best = runs.reduce((a, b) => (b.card.validationPsnr > a.card.validationPsnr ? b : a));
+  const { runs, best } = await studyRuns<RunCard>(QAT_RUNS, `${method}-w${wBits}a${aBits}`, (card) =>
+    card.method === method && card.bits === wBits && card.model.source === base ? null : `not ${method} ${wBits}-bit of ${base}`);
   const dir = join(ZOO_DIR, id);
   const weights = join(dir, 'model.safetensors');
   await copyFile(join(best.dir, 'model.safetensors'), weights);
@@ -366,24 +385,9 @@ interface RefqsrRunCard {
   eval: Record<string, RefqsrScore>;
 }
 
-async function evalJson(file: string, set: string): Promise<Record<string, unknown> & { mean: Record<string, number>; cost?: Record<string, number> }> {
-  return JSON.parse(await cli(['eval', '--model', file, '--data', join(SHARED, set), '--backend', 'cpu', '--json'])) as never;
-}
-
 async function makeRefqsrCard(id: string, base: string, high: number, low: number): Promise<RefqsrCard> {
-  const cell = `refqsr-${high}-${low}`;
-  const runs: { dir: string; card: RefqsrRunCard }[] = [];
-  for (const name of (await readdir(REFQSR_RUNS)).sort()) {
-    const dir = join(REFQSR_RUNS, name);
-    if (!new RegExp(`^${cell}-s\\d+$`).test(name) || !existsSync(join(dir, 'card.json')) || !existsSync(join(dir, 'model.safetensors'))) continue;
-    const card = JSON.parse(await readFile(join(dir, 'card.json'), 'utf8')) as RefqsrRunCard;
-    if (card.method !== 'refqsr' || card.bits.high !== high || card.bits.low !== low || card.teacher !== base) throw new Error(`${dir}/card.json is not RefQSR ${high}-${low} of ${base}`);
-    if (typeof card.validationPsnr !== 'number') throw new Error(`${dir}/card.json has no validationPsnr`);
-    runs.push({ dir, card });
-  }
-  if (runs.length === 0) throw new Error(`no finished run ${REFQSR_RUNS}/${cell}-s<seed> (card.json + model.safetensors)`);
-  // The held-out validation PSNR chooses; the test sets only report.
-  const best = runs.reduce((a, b) => (b.card.validationPsnr > a.card.validationPsnr ? b : a));
+  const { runs, best } = await studyRuns<RefqsrRunCard>(REFQSR_RUNS, `refqsr-${high}-${low}`, (card) =>
+    card.method === 'refqsr' && card.bits.high === high && card.bits.low === low && card.teacher === base ? null : `not RefQSR ${high}-${low} of ${base}`);
   const dir = join(ZOO_DIR, id);
   const weights = join(dir, 'model.safetensors');
   await copyFile(join(best.dir, 'model.safetensors'), weights);
