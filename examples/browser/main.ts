@@ -49,12 +49,18 @@ function show(state: State, text: string, extra: { backend?: string; ms?: number
   else delete status.dataset.error;
   // One job at a time: its input and settings stay as they are until it ends.
   const busy = state === 'loading' || state === 'running';
-  for (const control of [fileInput, modelSelect, backendSelect, patchSelect]) control.disabled = busy;
+  for (const control of [fileInput, modelSelect, backendSelect]) control.disabled = busy;
+  patchSelect.disabled = busy || isRefqsr(modelSelect.value);
   upscaleButton.disabled = busy || !source;
   cancelButton.disabled = !busy;
 }
 
 const scaleOf = (model: string) => Number(ZOO.find((e) => e.id === model)?.config.scale ?? 1);
+/**
+ * A RefQSR model's patches are its own P×P (the P it was trained at, from its file), not tiles: the
+ * Tile menu does not apply to it.
+ */
+const isRefqsr = (model: string) => ZOO.find((e) => e.id === model)?.refqsr === true;
 
 /** The input scaled by the browser's own smoothing (the "before"), at the output's size. */
 function drawBefore(): void {
@@ -93,7 +99,7 @@ function start(): void {
   result = null;
   drawBefore();
   progress.removeAttribute('value'); // indeterminate while the model loads
-  const patch = patchSelect.value ? Number(patchSelect.value) : undefined;
+  const patch = patchSelect.value && !isRefqsr(modelSelect.value) ? Number(patchSelect.value) : undefined;
   const request: Request = {
     type: 'upscale', id, model: modelSelect.value, backend: backendSelect.value as BackendChoice, zoo, image: source, patch,
   };
@@ -145,7 +151,11 @@ document.addEventListener('drop', (event) => {
   event.preventDefault();
   void pick(event.dataTransfer?.files[0]);
 });
-modelSelect.addEventListener('change', drawBefore);
+modelSelect.addEventListener('change', () => {
+  patchSelect.disabled = isRefqsr(modelSelect.value);
+  patchSelect.title = patchSelect.disabled ? 'RefQSR runs its own patches (the size it was trained at)' : '';
+  drawBefore();
+});
 upscaleButton.addEventListener('click', start);
 cancelButton.addEventListener('click', () => {
   if (running !== undefined) worker.postMessage({ type: 'cancel', id: running } satisfies Request);
