@@ -20,7 +20,7 @@ import { type Tensor, tensor, zeros } from '../tensor/tensor.js';
 import { Module } from '../nn/module.js';
 import { feedingOfModel } from '../models/registry.js';
 import { type ModelFromMetadata, modelFromMetadata } from '../models/from-metadata.js';
-import { type LoadPretrainedOptions, ZOO, readPretrainedBytes, zooEntry } from '../models/zoo.js';
+import { type LoadPretrainedOptions, ZOO, readPretrainedFile, zooEntry } from '../models/zoo.js';
 import { type TensorFile, fromSafetensorsBytes, loadSafetensors } from '../io/tensors.js';
 import { isQuantizedMetadata, quantizedFromTensorFile } from '../quant/io.js';
 import type { QuantPlan } from '../quant/plan.js';
@@ -213,12 +213,7 @@ async function readModelFile(source: string | URL | Uint8Array | ArrayBuffer, op
   }
   if (isNode() && !isRemote(path) && (await isFile(path))) return { file: await loadSafetensors(path), where: path, label: fileName(path) };
   if (zooEntry(path)) {
-    const { bytes, where } = await readPretrainedBytes(path, options);
-    try {
-      return { file: fromSafetensorsBytes(bytes), where, label: path };
-    } catch (e) {
-      throw new FormatError(`${where}: ${message(e)}`);
-    }
+    return { ...(await readPretrainedFile(path, options)), label: path };
   }
   if (isRemote(path) || (!isNode() && /\.safetensors$/i.test(path))) {
     return { file: fromSafetensorsBytes(await fetchBytes(path, 'model')), where: path, label: fileName(path.replace(/[?#].*$/, '')) };

@@ -104,6 +104,16 @@ export async function readPretrainedBytes(id: string, options: LoadPretrainedOpt
   throw new FormatError(`pretrained '${id}': weights not found (looked in ${tried.join(', ')})`);
 }
 
+/** Zoo model `id`'s file, read (see readPretrainedBytes), and where it came from; a malformed file is a FormatError naming it. */
+export async function readPretrainedFile(id: string, options: LoadPretrainedOptions = {}): Promise<{ file: TensorFile; where: string }> {
+  const { bytes, where } = await readPretrainedBytes(id, options);
+  try {
+    return { file: fromSafetensorsBytes(bytes), where };
+  } catch (e) {
+    throw new FormatError(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 /** A zoo model as loadPretrained gives it: the network (eval mode) and its feeding. */
 export interface PretrainedModel extends ModelFromMetadata {
   /** Whether the network is quantized (its file was written by saveQuantized). */

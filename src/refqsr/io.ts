@@ -5,8 +5,8 @@
 import { FormatError, ValueError } from '../tensor/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelFromMetadata } from '../models/from-metadata.js';
-import { type SafetensorsLoadOptions, type TensorFile, fromSafetensorsBytes, loadSafetensors, saveSafetensors } from '../io/tensors.js';
-import { type LoadPretrainedOptions, ZOO, readPretrainedBytes, zooEntry } from '../models/zoo.js';
+import { type SafetensorsLoadOptions, type TensorFile, loadSafetensors, saveSafetensors } from '../io/tensors.js';
+import { type LoadPretrainedOptions, ZOO, readPretrainedFile, zooEntry } from '../models/zoo.js';
 import { type ArchitectureMetadata, quantizedFromTensorFile, quantizedMetadata } from '../quant/io.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { clustBlockFromTensors, clustBlockBits } from './clustblock.js';
@@ -95,14 +95,7 @@ async function readRefqsrFile(source: string, options: LoadPretrainedOptions): P
     if (existsSync(source)) return { file: await loadSafetensors(source), where: source };
   }
   const entry = zooEntry(source);
-  if (entry?.refqsr) {
-    const { bytes, where } = await readPretrainedBytes(source, options);
-    try {
-      return { file: fromSafetensorsBytes(bytes), where };
-    } catch (e) {
-      throw new FormatError(`${where}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
+  if (entry?.refqsr) return readPretrainedFile(source, options);
   if (entry) throw new ValueError(`loadRefqsr: zoo model '${source}' is not a RefQSR model (load it with loadPretrained or Upscaler.load)`);
   if (/\.safetensors$/i.test(source) || /[\\/]/.test(source)) throw new FormatError(`${source}: no such file`);
   const ids = ZOO.filter((e) => e.refqsr).map((e) => e.id).join(', ');
